@@ -1,0 +1,4 @@
+"""REST URLs (under /api/)."""
+from django.urls import path
+
+urlpatterns: list = []

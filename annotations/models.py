@@ -1,0 +1,231 @@
+"""Projects, labels, items, annotations, memberships and import jobs."""
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class Project(models.Model):
+    """A labeling project: what is labeled, with which labels, and how the model learns."""
+
+    class Kind(models.TextChoices):
+        TEXT = "text", "Text"
+        IMAGE = "image", "Image"
+        TABULAR = "tabular", "Tabular"
+
+    class Strategy(models.TextChoices):
+        LEAST_CONFIDENT = "least_confident", "Least confident"
+        MARGIN = "margin", "Margin"
+        ENTROPY = "entropy", "Entropy"
+        RANDOM = "random", "Random"
+        BATCH = "batch", "Diversity-aware batch (ranked batch)"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    instructions = models.TextField(blank=True, help_text="Guidelines shown to experts while labeling.")
+    # Tabular projects: the ordered numeric feature columns, fixed by the first import.
+    feature_names = models.JSONField(default=list, blank=True)
+
+    query_strategy = models.CharField(max_length=20, choices=Strategy.choices, default=Strategy.MARGIN)
+    audit_share = models.FloatField(
+        default=0.10,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of served items drawn uniformly at random and used to evaluate models.",
+    )
+    overlap = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="How many distinct experts label each item.",
+    )
+    lease_ttl_seconds = models.PositiveIntegerField(default=600, validators=[MinValueValidator(10)])
+    show_suggestions = models.BooleanField(
+        default=True, help_text="Show the model's suggestion to experts (off avoids anchoring)."
+    )
+
+    # Retrain policy: each trigger is off when its field is empty/zero.
+    retrain_every_n_labels = models.PositiveIntegerField(
+        default=50, help_text="Retrain after this many new labels (0 turns the count trigger off)."
+    )
+    retrain_interval_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Retrain on this schedule (empty: no scheduled retrain)."
+    )
+    degradation_window = models.PositiveIntegerField(
+        default=100, help_text="Latest audit labels on which the live model's accuracy is watched."
+    )
+    degradation_floor = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Retrain when the live model's audit accuracy is confidently below this.",
+    )
+    degradation_margin = models.FloatField(
+        default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Retrain when audit accuracy is confidently this far below its accuracy at promotion.",
+    )
+    drift_enabled = models.BooleanField(default=True)
+    drift_threshold = models.FloatField(default=0.2, help_text="Population stability index that counts as drift.")
+
+    gate_alpha = models.FloatField(default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
+    gate_min_gain = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    gate_min_audit = models.PositiveIntegerField(default=30)
+    gate_max_recall_drop = models.FloatField(
+        default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="labeling_projects"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's role in one project."""
+
+    class Role(models.TextChoices):
+        MANAGER = "manager", "Manager"
+        REVIEWER = "reviewer", "Reviewer"
+        ANNOTATOR = "annotator", "Annotator"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.role} · {self.project}"
+
+
+class Label(models.Model):
+    """One class experts can assign in a project."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=100)
+    shortcut = models.CharField(max_length=1, blank=True, help_text="Keyboard key that assigns this label.")
+    color = models.CharField(max_length=7, default="#4c78a8", help_text="Hex colour, e.g. #4c78a8.")
+    order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["project", "order", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="label_unique_name"),
+            models.UniqueConstraint(
+                fields=["project", "shortcut"], condition=~models.Q(shortcut=""), name="label_unique_shortcut"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.color and (len(self.color) != 7 or not self.color.startswith("#")):
+            raise ValidationError({"color": "Use a hex colour such as #4c78a8."})
+
+
+def item_image_path(item: "Item", filename: str) -> str:
+    return f"items/{item.project_id}/{filename}"
+
+
+class Item(models.Model):
+    """One thing to label: a text, an image or a numeric row."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    external_id = models.CharField(max_length=255)
+    text = models.TextField(blank=True)
+    image = models.ImageField(upload_to=item_image_path, blank=True, max_length=300)
+    thumbnail = models.ImageField(upload_to=item_image_path, blank=True, max_length=300)
+    values = models.JSONField(null=True, blank=True, help_text="Numeric feature values of a tabular row.")
+    metadata = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64, help_text="sha256 of the item's content.")
+    import_job = models.ForeignKey("ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "external_id"], name="item_unique_external_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}:{self.external_id}"
+
+
+class Annotation(models.Model):
+    """One expert's label for one item, with what the live model said at that moment."""
+
+    class Source(models.TextChoices):
+        QUEUE = "queue", "Labeled in the queue"
+        IMPORT = "import", "Imported with the data"
+        API = "api", "Submitted over the API"
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations")
+    label = models.ForeignKey(Label, on_delete=models.PROTECT, related_name="annotations")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.QUEUE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    is_audit = models.BooleanField(default=False)
+    # The live model at labeling time (a ModelVersion number of learner, kept as plain values
+    # so that this app does not depend on learner).
+    model_version = models.PositiveIntegerField(null=True, blank=True)
+    predicted_label = models.ForeignKey(
+        Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="predicted_in"
+    )
+    predicted_confidence = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], name="annotation_unique_item_annotator"),
+        ]
+        indexes = [models.Index(fields=["updated_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} → {self.label_id} by {self.annotator_id}"
+
+
+def import_upload_path(job: "ImportJob", filename: str) -> str:
+    return f"imports/{job.project_id}/{filename}"
+
+
+class ImportJob(models.Model):
+    """One imported file: its progress, counts, rejected rows and the feature job after it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    filename = models.CharField(max_length=255)
+    upload = models.FileField(upload_to=import_upload_path, blank=True, max_length=300)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    message = models.TextField(blank=True, help_text="Why the whole file failed, if it did.")
+    rows_total = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    unchanged_count = models.PositiveIntegerField(default=0)
+    rejected_count = models.PositiveIntegerField(default=0)
+    labels_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="Rejected rows: [{row, reason}], the first 1,000.")
+    features_status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    features_total = models.PositiveIntegerField(default=0)
+    features_done = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.status})"

@@ -1,0 +1,63 @@
+"""Reads of annotations' data; the only way other apps read labels and items."""
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Q, QuerySet
+
+from labelhub.api import NotFound
+
+from .models import Annotation, ImportJob, Item, Label, Membership, Project
+
+
+def project_list_for_user(user: AbstractBaseUser) -> QuerySet[Project]:
+    """Projects the user can open: all for staff, their memberships otherwise."""
+    qs = Project.objects.all()
+    if not user.is_staff:
+        qs = qs.filter(memberships__user=user)
+    return qs.annotate(
+        item_count=Count("items", distinct=True),
+        labeled_count=Count("items", filter=Q(items__annotations__isnull=False), distinct=True),
+    ).order_by("name")
+
+
+def membership_role(user: AbstractBaseUser, project: Project) -> str | None:
+    """Return the user's role in the project ('admin' for staff), or None."""
+    if user.is_staff:
+        return "admin"
+    return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+
+
+ROLE_RANK = {"annotator": 1, "reviewer": 2, "manager": 3, "admin": 4}
+
+
+def project_get_for_user(user: AbstractBaseUser, project_id: int, *, min_role: str = "annotator") -> Project:
+    """Return the project if the user holds at least ``min_role`` in it; 404 otherwise."""
+    project = Project.objects.filter(pk=project_id).first()
+    role = membership_role(user, project) if project else None
+    if project is None or role is None or ROLE_RANK[role] < ROLE_RANK[min_role]:
+        # Not telling a stranger whether the project exists.
+        raise NotFound("Project not found.")
+    return project
+
+
+def project_labels(project: Project) -> list[Label]:
+    """The project's labels in display order."""
+    return list(project.labels.order_by("order", "name"))
+
+
+def project_counts(project: Project) -> dict[str, int]:
+    """Pool, labeled and annotation counts of a project."""
+    items = Item.objects.filter(project=project)
+    return {
+        "items": items.count(),
+        "labeled": items.filter(annotations__isnull=False).distinct().count(),
+        "annotations": Annotation.objects.filter(item__project=project).count(),
+    }
+
+
+def import_jobs_recent(project: Project, limit: int = 10) -> QuerySet[ImportJob]:
+    """The project's latest import jobs."""
+    return ImportJob.objects.filter(project=project).select_related("created_by")[:limit]
+
+
+def item_ids_without_features(project_id: int, item_ids_with_features: QuerySet) -> QuerySet[Item]:
+    """Items of the project that have no stored features yet."""
+    return Item.objects.filter(project_id=project_id).exclude(pk__in=item_ids_with_features)

@@ -1,0 +1,126 @@
+"""Model versions, training runs, stored item features and the live-model pointer."""
+from django.conf import settings
+from django.db import models
+
+from annotations.models import Item, Project
+
+
+class FeatureVector(models.Model):
+    """An item's features, stored compactly so a whole pool loads as one matrix.
+
+    Dense rows keep ``values`` as float32 bytes; sparse rows (text) also keep ``indices`` as
+    int32 bytes, one CSR row each.
+    """
+
+    item = models.OneToOneField(Item, primary_key=True, on_delete=models.CASCADE, related_name="features")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    space = models.CharField(max_length=40, help_text="Featurizer name and version that produced this row.")
+    values = models.BinaryField()
+    indices = models.BinaryField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "item"])]
+
+
+class ModelVersion(models.Model):
+    """One trained model of a project, with its artifact and its evaluation."""
+
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate", "Candidate"
+        LIVE = "live", "Live"
+        RETIRED = "retired", "Retired"
+        REJECTED = "rejected", "Rejected"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
+    number = models.PositiveIntegerField(help_text="1, 2, 3… per project.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CANDIDATE)
+    algorithm = models.CharField(max_length=200)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    feature_space = models.CharField(max_length=40)
+    classes = models.JSONField(default=list, help_text="Label ids in the order of the model's outputs.")
+    artifact_name = models.CharField(max_length=300)
+    artifact_sha256 = models.CharField(max_length=64)
+    label_snapshot_hash = models.CharField(max_length=64)
+    labels_used = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True)
+    code_version = models.CharField(max_length=64, blank=True)
+    training_run = models.OneToOneField(
+        "TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="model_version"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "-number"]
+        constraints = [models.UniqueConstraint(fields=["project", "number"], name="model_version_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.project} v{self.number}"
+
+
+class TrainingRun(models.Model):
+    """One retrain: which trigger fired and why, its timings, outcome and error."""
+
+    class Trigger(models.TextChoices):
+        COUNT = "count", "Label count"
+        SCHEDULE = "schedule", "Schedule"
+        DEGRADATION = "degradation", "Performance degradation"
+        DRIFT = "drift", "Data drift"
+        MANUAL = "manual", "Manual"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        PROMOTED = "promoted", "Promoted"
+        KEPT_CHAMPION = "kept", "Kept the champion"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
+    trigger = models.CharField(max_length=12, choices=Trigger.choices)
+    evidence = models.JSONField(default=dict, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    stage = models.CharField(max_length=20, blank=True)
+    label_snapshot_hash = models.CharField(max_length=64, blank=True)
+    label_ids = models.JSONField(default=list, blank=True)
+    decision = models.JSONField(default=dict, blank=True, help_text="The gate's figures and reason.")
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One active run per project at a time.
+            models.UniqueConstraint(
+                fields=["project"], condition=models.Q(status__in=["queued", "running"]),
+                name="training_run_one_active_per_project",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.project} ({self.trigger}, {self.status})"
+
+
+class LiveModel(models.Model):
+    """The project's live-version pointer; moved only inside a swap transaction."""
+
+    project = models.OneToOneField(Project, primary_key=True, on_delete=models.CASCADE, related_name="live_model")
+    version = models.ForeignKey(ModelVersion, null=True, on_delete=models.PROTECT, related_name="+")
+    changed_at = models.DateTimeField(auto_now=True)
+
+
+class SwapHistory(models.Model):
+    """Which version was live when, and why it changed."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="swap_history")
+    from_version = models.ForeignKey(ModelVersion, null=True, on_delete=models.PROTECT, related_name="+")
+    to_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField()
+    trigger = models.CharField(max_length=20, blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -1,0 +1,57 @@
+"""Shared fixtures: isolated media and model stores, users and projects."""
+import pytest
+
+from annotations.models import Membership, Project
+from tests.factories import LabelFactory, MembershipFactory, ProjectFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _isolated_storage(settings, tmp_path):
+    """Keep every test's media and model files in its own temporary folder."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MODEL_STORE_ROOT = tmp_path / "models"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "models": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "models")},
+        },
+    }
+
+
+@pytest.fixture
+def manager(db):
+    return UserFactory(username="manager")
+
+
+@pytest.fixture
+def annotator(db):
+    return UserFactory(username="annotator")
+
+
+@pytest.fixture
+def text_project(db, manager, annotator) -> Project:
+    project = ProjectFactory(name="Sentiment", slug="sentiment", kind=Project.Kind.TEXT)
+    for i, name in enumerate(["negative", "positive"]):
+        LabelFactory(project=project, name=name, shortcut=str(i + 1), order=i)
+    MembershipFactory(project=project, user=manager, role=Membership.Role.MANAGER)
+    MembershipFactory(project=project, user=annotator, role=Membership.Role.ANNOTATOR)
+    return project
+
+
+@pytest.fixture
+def tabular_project(db, manager) -> Project:
+    project = ProjectFactory(name="Wine", slug="wine", kind=Project.Kind.TABULAR)
+    for i, name in enumerate(["class_0", "class_1", "class_2"]):
+        LabelFactory(project=project, name=name, shortcut=str(i + 1), order=i)
+    MembershipFactory(project=project, user=manager, role=Membership.Role.MANAGER)
+    return project
+
+
+@pytest.fixture
+def image_project(db, manager) -> Project:
+    project = ProjectFactory(name="Digits", slug="digits", kind=Project.Kind.IMAGE)
+    for i in range(10):
+        LabelFactory(project=project, name=str(i), shortcut=str(i), order=i)
+    MembershipFactory(project=project, user=manager, role=Membership.Role.MANAGER)
+    return project

@@ -1,0 +1,26 @@
+"""The login page, the project list and item media are reachable by the right people."""
+import pytest
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+def test_login_page_renders(client):
+    response = client.get(reverse("login"))
+    assert response.status_code == 200
+    assert b"Log in" in response.content
+
+
+def test_project_list_requires_login(client):
+    response = client.get(reverse("home"))
+    assert response.status_code == 302
+    assert reverse("login") in response["Location"]
+
+
+def test_member_sees_own_project_only(client, text_project, tabular_project, annotator):
+    client.force_login(annotator)
+    body = client.get(reverse("home")).content.decode()
+    assert "Sentiment" in body
+    assert "Wine" not in body
+    assert client.get(reverse("project-detail", args=[tabular_project.pk])).status_code == 404
+    assert client.get(reverse("project-detail", args=[text_project.pk])).status_code == 200
