@@ -1,0 +1,124 @@
+"""Create the demo users and projects from data scikit-learn ships; safe to run again."""
+import csv
+import io
+import json
+import secrets
+import tempfile
+import zipfile
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from PIL import Image
+
+from annotations import services
+from annotations.models import Label, Membership, Project
+
+DIGIT_SCALE = 4  # 8×8 digits are stored at 32×32 so thumbnails and the page stay sharp.
+
+
+def _credentials() -> dict[str, str]:
+    """Demo passwords, generated once and kept under var/ so later runs can print them again."""
+    path = Path(settings.VAR_DIR) / "demo_credentials.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    creds = {"admin": secrets.token_urlsafe(9), "expert": secrets.token_urlsafe(9)}
+    path.write_text(json.dumps(creds))
+    path.chmod(0o600)
+    return creds
+
+
+def _digit_png(pixels) -> bytes:
+    grey = (255 - pixels * 255 / 16).clip(0, 255).astype("uint8")  # dark ink on white paper
+    image = Image.fromarray(grey, mode="L").resize((8 * DIGIT_SCALE, 8 * DIGIT_SCALE), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+class Command(BaseCommand):
+    help = "Create an admin, an expert and two demo projects (digits images, wine table); prints the logins."
+
+    def handle(self, *args, **options) -> None:
+        creds = _credentials()
+        admin = self._user("admin", creds["admin"], staff=True)
+        expert = self._user("expert", creds["expert"], staff=False)
+
+        digits = self._project(
+            slug="digits", name="Handwritten digits", kind=Project.Kind.IMAGE,
+            labels=[(str(d), str(d)) for d in range(10)],
+            instructions="Which digit (0–9) is written? Press its key. Skip when you cannot tell.",
+            admin=admin, expert=expert,
+        )
+        wine = self._project(
+            slug="wine", name="Wine cultivars", kind=Project.Kind.TABULAR,
+            labels=[(f"cultivar_{c}", str(c + 1)) for c in range(3)],
+            instructions="Chemical analysis of wines from three cultivars. Assign the cultivar (keys 1–3).",
+            admin=admin, expert=expert,
+        )
+        self._import_digits(digits, admin)
+        self._import_wine(wine, admin)
+
+        self.stdout.write(self.style.SUCCESS("Demo ready. Log in at http://127.0.0.1:8000/accounts/login/"))
+        self.stdout.write(f"  admin  / {creds['admin']}   (staff: /admin/, manages both projects)")
+        self.stdout.write(f"  expert / {creds['expert']}   (annotator)")
+
+    def _user(self, username: str, password: str, *, staff: bool):
+        user, created = get_user_model().objects.get_or_create(
+            username=username, defaults={"is_staff": staff, "is_superuser": staff}
+        )
+        if created:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        return user
+
+    @transaction.atomic
+    def _project(self, *, slug, name, kind, labels, instructions, admin, expert) -> Project:
+        project, _ = Project.objects.get_or_create(
+            slug=slug, defaults={"name": name, "kind": kind, "instructions": instructions}
+        )
+        for order, (label, key) in enumerate(labels):
+            Label.objects.get_or_create(project=project, name=label, defaults={"shortcut": key, "order": order})
+        Membership.objects.get_or_create(project=project, user=admin, defaults={"role": Membership.Role.MANAGER})
+        Membership.objects.get_or_create(project=project, user=expert, defaults={"role": Membership.Role.ANNOTATOR})
+        return project
+
+    def _import_digits(self, project: Project, user) -> None:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        if project.items.count() >= len(digits.images):
+            return
+        with tempfile.NamedTemporaryFile(suffix=".zip") as tmp:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+                for index, pixels in enumerate(digits.images):
+                    archive.writestr(f"digits/digit-{index:04d}.png", _digit_png(pixels))
+            tmp.flush()
+            tmp.seek(0)
+            self._report(services.import_file(project=project, user=user, path_or_fileobj=tmp, filename="digits.zip"))
+
+    def _import_wine(self, project: Project, user) -> None:
+        from sklearn.datasets import load_wine
+
+        wine = load_wine()
+        if project.items.count() >= len(wine.data):
+            return
+        with tempfile.NamedTemporaryFile("w+", suffix=".csv", newline="") as tmp:
+            writer = csv.writer(tmp)
+            writer.writerow(["external_id", *wine.feature_names, "meta_cultivar"])
+            for index, (row, target) in enumerate(zip(wine.data, wine.target)):
+                writer.writerow([f"wine-{index:03d}", *row.tolist(), f"cultivar_{target}"])
+            tmp.flush()
+            tmp.seek(0)
+            with open(tmp.name, "rb") as handle:
+                self._report(services.import_file(project=project, user=user, path_or_fileobj=handle, filename="wine.csv"))
+
+    def _report(self, job) -> None:
+        self.stdout.write(
+            f"{job.project.name}: imported {job.filename}: {job.created_count} created, "
+            f"{job.unchanged_count} unchanged, {job.rejected_count} rejected"
+        )
+        for error in job.errors:
+            self.stderr.write(f"  row {error['row']}: {error['reason']}")
