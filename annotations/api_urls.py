@@ -1,4 +1,9 @@
 """REST URLs (under /api/)."""
 from django.urls import path
 
-urlpatterns: list = []
+from . import apis
+
+urlpatterns = [
+    path("projects/<int:project_id>/imports", apis.ImportJobCreateApi.as_view(), name="api-import-create"),
+    path("imports/<int:job_id>", apis.ImportJobDetailApi.as_view(), name="api-import-detail"),
+]

@@ -1,13 +1,17 @@
-"""Server-rendered pages of projects and item media."""
+"""Server-rendered pages of projects, item media and item import."""
+from typing import Any
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
 
-from labelhub.api import NotFound
+from labelhub.api import DomainError, NotFound
 
-from . import selectors
-from .models import Item
+from . import importing, selectors, services
+from .forms import ImportForm
+from .models import ImportJob, Item
 
 
 def _project_or_404(request: HttpRequest, project_id: int, min_role: str = "annotator"):
@@ -52,3 +56,61 @@ def item_media(request: HttpRequest, item_id: int, variant: str) -> FileResponse
     response = FileResponse(field.open("rb"), content_type="image/png")
     response["Cache-Control"] = "private, max-age=86400"
     return response
+
+
+def _import_panel(job: ImportJob) -> dict[str, Any]:
+    """What the job panel shows: progress of the import and its features, counts and messages."""
+    progress = selectors.import_job_progress(job)
+    percent = None
+    if progress and progress["total"]:
+        percent = min(100, round(100 * progress["bytes"] / progress["total"]))
+    finished = job.status == ImportJob.Status.FAILED or (
+        job.status == ImportJob.Status.DONE
+        and job.features_status in (ImportJob.Status.DONE, ImportJob.Status.FAILED)
+    )
+    return {
+        "job": job,
+        "progress": progress,
+        "percent": percent,
+        "error_lines": [importing.error_line(e) for e in job.errors],
+        "errors_hidden": job.rejected_count - len(job.errors),
+        "polling": not finished,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_import(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Upload files to import into a project, and follow recent imports."""
+    project = _project_or_404(request, project_id, min_role="manager")
+    form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
+    if form.is_valid():
+        uploads = [(f.name, f) for f in form.cleaned_data["files"]]
+        try:
+            jobs = services.import_jobs_submit(project=project, user=request.user, uploads=uploads)
+        except DomainError as exc:
+            form.add_error("files", exc.message)
+        else:
+            messages.success(request, f"Queued {len(jobs)} file{'s' if len(jobs) != 1 else ''} for import.")
+            return redirect("project-import", project.pk)
+    return render(
+        request,
+        "annotations/import.html",
+        {
+            "project": project,
+            "form": form,
+            "formats": importing.KIND_FORMATS_TEXT[project.kind],
+            "panels": [_import_panel(job) for job in selectors.import_jobs_recent(project)],
+        },
+    )
+
+
+@login_required
+@require_GET
+def import_job_panel(request: HttpRequest, job_id: int) -> HttpResponse:
+    """The job panel alone, which the import page polls while the job runs."""
+    try:
+        job = selectors.import_job_get_for_user(request.user, job_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    return render(request, "annotations/_import_job.html", {"panel": _import_panel(job)})

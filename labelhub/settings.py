@@ -148,6 +148,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Human-in-the-loop labeling with active learning.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {"ImportJobStatusEnum": "annotations.models.ImportJob.Status"},
 }
 
 # Celery: JSON only, a time limit on every task, late acks with prefetch 1, one queue per kind.
@@ -189,3 +190,4 @@ LOGGING = {
 }
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)

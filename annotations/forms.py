@@ -1,0 +1,25 @@
+"""Forms of the annotations pages."""
+from django import forms
+from django.core.files.uploadedfile import UploadedFile
+
+
+class MultipleFileInput(forms.FileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """A file field that takes one or more files and cleans to a list."""
+
+    widget = MultipleFileInput
+
+    def clean(self, data: UploadedFile | list[UploadedFile] | None, initial: None = None) -> list[UploadedFile]:
+        clean_one = super().clean
+        files = data if isinstance(data, list | tuple) else [data]
+        # An empty selection goes through the single-file check, which reports "required".
+        return [clean_one(f, initial) for f in files] if files else [clean_one(None, initial)]
+
+
+class ImportForm(forms.Form):
+    files = MultipleFileField(
+        label="Files", help_text="One or more files; each is imported on its own and all-or-nothing."
+    )

@@ -1,0 +1,499 @@
+"""Parse and check import files (CSV, JSONL, JSON, images, ZIP) into rows, without the database."""
+import csv
+import hashlib
+import io
+import json
+import math
+import posixpath
+import re
+import struct
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import ijson
+from PIL import Image, ImageFile, ImageOps
+
+# Importing the plugins registers them in Image.OPEN, which image_prepare() reads.
+from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin, WebPImagePlugin  # noqa: F401
+
+RESERVED_COLUMNS = frozenset({"external_id", "label", "metadata"})
+META_PREFIX = "meta_"
+EXTERNAL_ID_MAX = 255
+THUMBNAIL_SIZE = 256
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+EXTENSIONS = {
+    ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".zip": "zip",
+    ".png": "image", ".jpg": "image", ".jpeg": "image", ".gif": "image", ".bmp": "image", ".webp": "image",
+}
+KIND_FORMATS = {"text": ("csv", "jsonl", "json"), "tabular": ("csv", "jsonl", "json"), "image": ("zip", "image")}
+KIND_FORMATS_TEXT = {
+    "text": "CSV, JSONL or JSON files",
+    "tabular": "CSV, JSONL or JSON files",
+    "image": "images (PNG, JPEG, GIF, BMP, WebP) or a ZIP of them",
+}
+
+
+class ImportFileError(Exception):
+    """The whole file cannot be imported; the message says why."""
+
+
+class RowError(Exception):
+    """One row cannot be imported; the message says why."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    text_max_chars: int
+    image_max_bytes: int
+    image_max_pixels: int
+    max_features: int
+    zip_max_entries: int
+
+
+@dataclass(slots=True)
+class Row:
+    """One data row (or image) of a file: its content, or why it is rejected."""
+
+    number: int
+    where: str = ""
+    external_id: str = ""
+    text: str = ""
+    values: list[float] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+    image_data: bytes | None = None
+    content_hash: str = ""
+    derived_id: bool = False
+    error: str | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.image_data or b"") + len(self.text)
+
+
+def file_format(filename: str) -> str:
+    """Return 'csv', 'jsonl', 'json', 'zip' or 'image' from the file name, or raise ImportFileError."""
+    ext = posixpath.splitext(filename.lower())[1]
+    if ext not in EXTENSIONS:
+        raise ImportFileError(f"LabelHub does not import {ext} files." if ext else "The file name has no extension.")
+    return EXTENSIONS[ext]
+
+
+def error_line(error: dict[str, Any]) -> str:
+    """Render one rejected row as 'row 12 (line 13): reason'."""
+    where = f" ({error['where']})" if error.get("where") else ""
+    return f"row {error['row']}{where}: {error['reason']}"
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def values_hash(values: list[float]) -> str:
+    return hashlib.sha256(struct.pack(f"<{len(values)}d", *values)).hexdigest()
+
+
+def _first_line(exc: Exception) -> str:
+    message = exc.args[0] if exc.args else str(exc)
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    return str(message).strip().splitlines()[0] if str(message).strip() else type(exc).__name__
+
+
+def _not_utf8(fileobj: IO[bytes]) -> str:
+    """Say where a file stops being UTF-8 (decoding reads ahead in blocks, so look again line by line)."""
+    fileobj.seek(0)
+    for lineno, line in enumerate(fileobj, 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return f"The file is not UTF-8 text (line {lineno}, byte {exc.start + 1} of the line); save it as UTF-8."
+    return "The file is not UTF-8 text; save it as UTF-8."
+
+
+def _is_feature(column: str) -> bool:
+    return column not in RESERVED_COLUMNS and not column.startswith(META_PREFIX)
+
+
+def _unsafe_path(name: str) -> bool:
+    path = name.replace("\\", "/")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path) or ".." in path.split("/"):
+        return True
+    return posixpath.normpath(path).startswith("..")
+
+
+class RowReader:
+    """Iterate the rows of one file.
+
+    Problems with the whole file raise ImportFileError (possibly mid-way, so the caller must
+    roll back); problems with one row come back as a Row with ``error`` set.
+    ``feature_names`` starts as the project's; for a project without features it is filled
+    in from the file's header (or first JSON object).
+    """
+
+    def __init__(
+        self,
+        fileobj: IO[bytes],
+        fmt: str,
+        *,
+        filename: str,
+        kind: str,
+        label_names: frozenset[str],
+        feature_names: list[str],
+        limits: Limits,
+    ) -> None:
+        self.fileobj, self.fmt, self.filename, self.kind = fileobj, fmt, filename, kind
+        self.label_names, self.limits = label_names, limits
+        self.feature_names = list(feature_names)
+        self._features_fixed = bool(feature_names)
+        self._features_seen = False
+
+    def __iter__(self) -> Iterator[Row]:
+        readers = {"csv": self._csv, "jsonl": self._jsonl, "json": self._json, "zip": self._zip, "image": self._image}
+        return readers[self.fmt]()
+
+    # Files of records (text and tabular projects)
+
+    def _csv(self) -> Iterator[Row]:
+        # Texts between the limit and twice it are rejected as rows rather than failing the file.
+        csv.field_size_limit(max(csv.field_size_limit(), 2 * self.limits.text_max_chars))
+        text = io.TextIOWrapper(self.fileobj, encoding="utf-8-sig", newline="")
+        reader = csv.reader(text, strict=True)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise ImportFileError("The file is empty.")
+            columns = [c.strip() for c in header]
+            self._check_columns(columns)
+            meta = [(i, c.removeprefix(META_PREFIX)) for i, c in enumerate(columns) if c.startswith(META_PREFIX)]
+            number, line = 0, reader.line_num
+            for fields in reader:
+                start, line = line + 1, reader.line_num
+                if not fields:
+                    continue
+                number += 1
+                if len(fields) != len(columns):
+                    yield Row(number, f"line {start}", error=f"has {len(fields)} fields, the header has {len(columns)}")
+                    continue
+                extra = {name: fields[i] for i, name in meta if fields[i] != ""}
+                yield self._record_row(number, f"line {start}", dict(zip(columns, fields)), extra)
+        except csv.Error as exc:
+            raise ImportFileError(f"Line {reader.line_num}: malformed CSV ({exc}).") from exc
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(_not_utf8(self.fileobj)) from exc
+        finally:
+            text.detach()  # a collected wrapper would close the caller's file
+
+    def _jsonl(self) -> Iterator[Row]:
+        number = 0
+        text = io.TextIOWrapper(self.fileobj, encoding="utf-8-sig")
+        try:
+            for lineno, line in enumerate(text, 1):
+                if not line.strip():
+                    continue
+                number += 1
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ImportFileError(f"Line {lineno}: invalid JSON ({exc.msg} at column {exc.colno}).") from exc
+                except RecursionError as exc:
+                    raise ImportFileError(f"Line {lineno}: JSON nested too deeply.") from exc
+                yield self._json_row(number, f"line {lineno}", record)
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(_not_utf8(self.fileobj)) from exc
+        finally:
+            text.detach()
+
+    def _json(self) -> Iterator[Row]:
+        head = self.fileobj.read(4096)
+        start = 3 if head.startswith(b"\xef\xbb\xbf") else 0
+        stripped = head[start:].lstrip()
+        if not stripped:
+            raise ImportFileError("The file is empty.")
+        if not stripped.startswith(b"["):
+            raise ImportFileError("A JSON file must hold one top-level array of objects, [{...}, {...}].")
+        self.fileobj.seek(start)
+        try:
+            for number, record in enumerate(ijson.items(self.fileobj, "item", use_float=True), 1):
+                yield self._json_row(number, "", record)
+        except ijson.JSONError as exc:
+            raise ImportFileError(f"Invalid JSON: {_first_line(exc)}.") from exc
+
+    def _json_row(self, number: int, where: str, record: Any) -> Row:
+        if not isinstance(record, dict):
+            return Row(number, where, error=f"expected a JSON object, found {type(record).__name__}")
+        if self.kind == "tabular":
+            if not self._features_seen:
+                self._check_columns(list(record))
+            # A CSV header holds for every row; each JSON object brings its own columns.
+            found = [c for c in record if _is_feature(c)]
+            if len(found) != len(self.feature_names) or any(c not in record for c in self.feature_names):
+                missing = [c for c in self.feature_names if c not in record]
+                extra = [c for c in found if c not in self.feature_names]
+                reason = f"missing column {missing[0]!r}" if missing else f"unexpected column {extra[0]!r}"
+                return Row(number, where, error=reason)
+        return self._record_row(number, where, record, {})
+
+    def _check_columns(self, columns: list[str]) -> None:
+        """Check a header (or the first JSON object's keys) and settle the feature columns."""
+        seen: set[str] = set()
+        for column in columns:
+            if not column:
+                raise ImportFileError("The header has an empty column name.")
+            if column in seen:
+                raise ImportFileError(f"Column {column!r} appears twice in the header.")
+            seen.add(column)
+        if self.kind == "text" and "text" not in seen:
+            raise ImportFileError(f"The header has no 'text' column (found: {', '.join(columns)}).")
+        if self.kind != "tabular":
+            return
+        found = [c for c in columns if _is_feature(c)]
+        if not found:
+            raise ImportFileError(
+                "No feature columns: a tabular file needs numeric columns besides external_id and label."
+            )
+        if len(found) > self.limits.max_features:
+            raise ImportFileError(f"{len(found):,} feature columns, above the limit of {self.limits.max_features:,}.")
+        if self._features_fixed and set(found) != set(self.feature_names):
+            missing = [c for c in self.feature_names if c not in seen]
+            extra = [c for c in found if c not in self.feature_names]
+            parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+                [f"unexpected {', '.join(extra)}"] if extra else []
+            )
+            raise ImportFileError(
+                f"The feature columns differ from the project's ({'; '.join(parts)}); "
+                "every import of a tabular project needs the same columns."
+            )
+        if not self._features_fixed:
+            self.feature_names = found
+        self._features_seen = True
+
+    def _record_row(self, number: int, where: str, record: dict[str, Any], extra_metadata: dict[str, str]) -> Row:
+        row = Row(number, where)
+        try:
+            row.external_id = self._external_id(record.get("external_id"))
+            row.label = self._label(record.get("label"))
+            row.metadata = self._metadata(record.get("metadata"), extra_metadata)
+            if self.kind == "text":
+                row.text = self._text(record.get("text"))
+                row.content_hash = text_hash(row.text)
+            else:
+                row.values = self._values(record)
+                row.content_hash = values_hash(row.values)
+        except RowError as exc:
+            row.error = str(exc)
+            return row
+        if not row.external_id:
+            # Deterministic, so that importing the same file again finds the same items.
+            row.external_id, row.derived_id = f"sha256-{row.content_hash[:32]}", True
+        return row
+
+    def _external_id(self, raw: Any) -> str:
+        if raw is None:
+            return ""
+        if isinstance(raw, bool) or not isinstance(raw, str | int):
+            raise RowError("external_id must be a string or an integer")
+        value = str(raw).strip()
+        if len(value) > EXTERNAL_ID_MAX:
+            raise RowError(f"external_id is {len(value):,} characters, above the {EXTERNAL_ID_MAX}-character limit")
+        if "\x00" in value:
+            raise RowError("external_id contains a NUL character")
+        return value
+
+    def _label(self, raw: Any) -> str | None:
+        if raw is None or raw == "":
+            return None
+        if not isinstance(raw, str):
+            raise RowError(f"label must be a string, not {raw!r}")
+        label = raw.strip()
+        if label and label not in self.label_names:
+            raise RowError(f"unknown label {label!r}")
+        return label or None
+
+    def _metadata(self, raw: Any, extra: dict[str, str]) -> dict[str, Any]:
+        if raw is None or raw == "":
+            metadata: Any = {}
+        elif isinstance(raw, str):
+            try:
+                metadata = json.loads(raw)
+            except (json.JSONDecodeError, RecursionError):
+                raise RowError("metadata is not valid JSON") from None
+        else:
+            metadata = raw
+        if not isinstance(metadata, dict):
+            raise RowError("metadata must be a JSON object")
+        if not metadata and not extra:
+            return {}
+        metadata = {**metadata, **extra}
+        try:
+            encoded = json.dumps(metadata, allow_nan=False)
+        except ValueError:
+            raise RowError("metadata contains NaN or infinity, which JSON cannot store") from None
+        if "\\u0000" in encoded:
+            raise RowError("metadata contains a NUL character")
+        return metadata
+
+    def _text(self, raw: Any) -> str:
+        if not isinstance(raw, str):
+            raise RowError("text is missing" if raw is None else "text must be a string")
+        if not raw.strip():
+            raise RowError("text is empty")
+        if len(raw) > self.limits.text_max_chars:
+            raise RowError(f"text is {len(raw):,} characters, above the {self.limits.text_max_chars:,}-character limit")
+        if "\x00" in raw:
+            raise RowError("text contains a NUL character")
+        return raw
+
+    def _values(self, record: dict[str, Any]) -> list[float]:
+        return [_number(name, record[name]) for name in self.feature_names]
+
+    # Images (image projects)
+
+    def _image(self) -> Iterator[Row]:
+        data = self.fileobj.read(self.limits.image_max_bytes + 1)
+        name = posixpath.basename(self.filename.replace("\\", "/"))
+        yield self._image_row(1, name, data, None)
+
+    def _zip(self) -> Iterator[Row]:
+        try:
+            archive = zipfile.ZipFile(self.fileobj)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise ImportFileError(f"Not a valid ZIP archive ({_first_line(exc)}).") from exc
+        with archive:
+            entries = archive.infolist()
+            if len(entries) > self.limits.zip_max_entries:
+                raise ImportFileError(
+                    f"The ZIP has {len(entries):,} entries, above the limit of {self.limits.zip_max_entries:,}."
+                )
+            labels = self._zip_labels(archive)
+            number = 0
+            for info in entries:
+                name = info.filename
+                unsafe = _unsafe_path(name)
+                if info.is_dir() or name == "labels.csv":
+                    continue
+                if not unsafe and (name.startswith("__MACOSX/") or posixpath.basename(name).startswith(".")):
+                    continue  # Finder's resource forks and hidden files are not items.
+                number += 1
+                if unsafe:
+                    yield Row(number, name, error=f"unsafe path {name!r}: entries must stay inside the archive")
+                    continue
+                limit = self.limits.image_max_bytes
+                if info.file_size > limit:
+                    reason = f"uncompressed size {info.file_size:,} bytes is above the {limit:,}-byte image limit"
+                    yield Row(number, name, error=reason)
+                    continue
+                try:
+                    with archive.open(info) as member:
+                        # Read at most one byte past the limit: the declared size may lie.
+                        data = member.read(limit + 1)
+                except Exception as exc:  # zipfile raises many types for broken or encrypted entries
+                    yield Row(number, name, error=f"cannot read this entry ({_first_line(exc)})")
+                    continue
+                yield self._image_row(number, name, data, labels.get(name))
+
+    def _zip_labels(self, archive: zipfile.ZipFile) -> dict[str, str]:
+        """Read the optional labels.csv (external_id,label) at the archive's root."""
+        try:
+            info = archive.getinfo("labels.csv")
+        except KeyError:
+            return {}
+        labels: dict[str, str] = {}
+        try:
+            with archive.open(info) as raw:
+                reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), strict=True)
+                if not {"external_id", "label"} <= set(reader.fieldnames or []):
+                    raise ImportFileError("labels.csv needs the columns external_id and label.")
+                for record in reader:
+                    if len(labels) >= self.limits.zip_max_entries:
+                        raise ImportFileError("labels.csv has more rows than the ZIP may have entries.")
+                    external_id, label = (record["external_id"] or "").strip(), (record["label"] or "").strip()
+                    if external_id and label:
+                        labels[external_id] = label
+        except (csv.Error, UnicodeDecodeError, zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ImportFileError(f"labels.csv cannot be read ({_first_line(exc)}).") from exc
+        return labels
+
+    def _image_row(self, number: int, name: str, data: bytes, label: str | None) -> Row:
+        row = Row(number, name, external_id=name)
+        try:
+            if len(name) > EXTERNAL_ID_MAX:
+                raise RowError(f"the path is longer than {EXTERNAL_ID_MAX} characters")
+            row.label = self._label(label)
+            if len(data) > self.limits.image_max_bytes:
+                raise RowError(f"image is larger than the {self.limits.image_max_bytes:,}-byte limit")
+        except RowError as exc:
+            row.error = str(exc)
+            return row
+        row.image_data, row.content_hash = data, hashlib.sha256(data).hexdigest()
+        return row
+
+
+def _number(column: str, raw: Any) -> float:
+    try:
+        value = float(raw)  # a str (CSV) or a JSON number; the common case, so tried first
+    except (TypeError, ValueError):
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            raise RowError(f"column {column!r} is empty") from None
+        raise RowError(f"column {column!r}: {raw!r} is not a number") from None
+    except OverflowError:
+        value = math.inf
+    if raw is True or raw is False:
+        raise RowError(f"column {column!r}: {raw!r} is not a number")
+    if not math.isfinite(value):
+        raise RowError(f"column {column!r}: {raw!r} is not a finite number")
+    return value
+
+
+def _image_header(data: bytes) -> ImageFile.ImageFile:
+    """Identify an image and read its size from the header only, without decoding pixels."""
+    # Image.open() raises its own decompression-bomb error above ~179 MP before we could say
+    # how large the image is, so the registered format plugins are asked directly.
+    for fmt in IMAGE_FORMATS:
+        if fmt not in Image.OPEN:
+            continue
+        factory, accept = Image.OPEN[fmt]
+        accepted = accept(data[:16]) if accept else True
+        if accepted is True:
+            try:
+                return factory(io.BytesIO(data), "")
+            except Exception as exc:  # plugins raise SyntaxError, struct.error, ... on broken headers
+                raise RowError(f"not a valid {fmt} image ({_first_line(exc)})") from exc
+    raise RowError("not a PNG, JPEG, GIF, BMP or WebP image")
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """Return the image as L (grey) or RGB, transparent parts on white."""
+    if image.has_transparency_data:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    return image.convert("L") if image.mode in ("1", "L", "I", "I;16", "F") else image.convert("RGB")
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def image_prepare(data: bytes, *, max_pixels: int) -> tuple[bytes, bytes]:
+    """Check and decode an image; return it and its thumbnail (≤256 px) as PNG, or raise RowError."""
+    header = _image_header(data)
+    width, height = header.size
+    if width * height > max_pixels:
+        raise RowError(
+            f"image is {width}×{height} = {width * height:,} pixels, above the {max_pixels:,}-pixel limit"
+        )
+    try:
+        header.verify()
+        # verify() leaves the image unusable and misses truncated pixel data; load() catches that.
+        with Image.open(io.BytesIO(data), formats=[header.format]) as opened:
+            opened.load()
+            image = _flatten(ImageOps.exif_transpose(opened))
+    except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, ... on hostile input
+        raise RowError(f"image is truncated or corrupt ({_first_line(exc)})") from exc
+    thumbnail = image.copy()
+    thumbnail.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    return _png(image), _png(thumbnail)

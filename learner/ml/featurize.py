@@ -1,0 +1,134 @@
+"""Featurizers per project kind, and the byte format that loads a whole pool as one matrix."""
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import BinaryIO, Protocol
+
+import numpy as np
+from PIL import Image
+from scipy import sparse
+from sklearn.feature_extraction.text import HashingVectorizer
+
+Matrix = np.ndarray | sparse.csr_matrix
+PackedRow = tuple[bytes, bytes | None]
+
+
+class FeaturizeError(ValueError):
+    """An input that cannot be turned into features, such as an image that does not decode."""
+
+
+class Featurizer(Protocol):
+    space: str
+    n_features: int
+    sparse: bool
+
+    def transform(self, raws: Sequence) -> Matrix: ...
+
+
+class TextFeaturizer:
+    """Hashed word 1–2-grams, L2-normalised: sparse, with no vocabulary to fit or store."""
+
+    # Character n-grams were measured at under 10k texts/s with 7x the stored bytes; words
+    # alone run about 50k/s, which keeps features well ahead of import.
+    n_features = 2**18
+    space = "text-word12-hash-v1:2^18"
+    sparse = True
+
+    def __init__(self) -> None:
+        self._vectorizer = HashingVectorizer(
+            analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b",
+            n_features=self.n_features, alternate_sign=False, norm="l2", dtype=np.float32,
+        )
+
+    def transform(self, raws: Sequence[str]) -> sparse.csr_matrix:
+        return self._vectorizer.transform(raws)
+
+
+class ImageFeaturizer:
+    """A 16×16 grayscale thumbnail in [0, 1] and a normalised 16-bin intensity histogram."""
+
+    grid = 16
+    bins = 16
+    n_features = grid * grid + bins
+    space = "image-grid16-hist16-v1"
+    sparse = False
+
+    def row(self, raw: bytes | BinaryIO) -> np.ndarray:
+        """Return one image's features; raise FeaturizeError if it does not decode."""
+        try:
+            with Image.open(io.BytesIO(raw) if isinstance(raw, bytes | bytearray) else raw) as image:
+                # JPEGs then decode at a reduced scale straight to luminance, much faster for photos.
+                image.draft("L", (self.grid * 4, self.grid * 4))
+                gray = image.convert("L")
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise FeaturizeError(f"image does not decode: {exc}") from exc
+        thumb = np.asarray(gray.resize((self.grid, self.grid), Image.Resampling.BOX), dtype=np.float32) / 255.0
+        hist = np.asarray(gray.histogram(), dtype=np.float32).reshape(self.bins, -1).sum(axis=1)
+        return np.concatenate([thumb.ravel(), hist / max(hist.sum(), 1.0)])
+
+    def transform(self, raws: Sequence[bytes | BinaryIO]) -> np.ndarray:
+        return np.stack([self.row(raw) for raw in raws]) if raws else np.empty((0, self.n_features), np.float32)
+
+
+class TabularFeaturizer:
+    """The numeric columns as float32, in the project's feature_names order."""
+
+    sparse = False
+
+    def __init__(self, feature_names: Sequence[str]) -> None:
+        self.feature_names = list(feature_names)
+        self.n_features = len(self.feature_names)
+        self.space = f"tabular-v1:{self.n_features}"
+
+    def transform(self, raws: Sequence[Sequence[float] | Mapping[str, float]]) -> np.ndarray:
+        if not raws:
+            return np.empty((0, self.n_features), np.float32)
+        rows = [[raw[name] for name in self.feature_names] if isinstance(raw, Mapping) else raw for raw in raws]
+        try:
+            matrix = np.array(rows, dtype=np.float32)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FeaturizeError(f"tabular rows are not numeric: {exc}") from exc
+        if matrix.ndim != 2 or matrix.shape[1] != self.n_features:
+            raise FeaturizeError(f"rows of shape {matrix.shape[1:]} do not fit {self.n_features} columns")
+        return matrix
+
+
+def featurizer_for(kind: str, feature_names: Sequence[str] = ()) -> Featurizer:
+    """Return the featurizer of a project kind ("text", "image" or "tabular")."""
+    if kind == "text":
+        return TextFeaturizer()
+    if kind == "image":
+        return ImageFeaturizer()
+    if kind == "tabular":
+        return TabularFeaturizer(feature_names)
+    raise ValueError(f"no featurizer for project kind {kind!r}")
+
+
+def pack(matrix: Matrix) -> list[PackedRow]:
+    """Split a matrix into per-row bytes: float32 values, plus int32 column indices for sparse rows."""
+    if sparse.issparse(matrix):
+        csr = sparse.csr_matrix(matrix, dtype=np.float32)
+        csr.sum_duplicates()  # canonical rows: sorted, unique column indices
+        values, indices = csr.data.tobytes(), csr.indices.astype(np.int32, copy=False).tobytes()
+        bounds = (csr.indptr * 4).tolist()
+        return [(values[a:b], indices[a:b]) for a, b in zip(bounds, bounds[1:])]
+    dense = np.ascontiguousarray(matrix, dtype=np.float32)
+    if dense.ndim != 2 or dense.shape[1] == 0:
+        raise FeaturizeError(f"cannot pack a matrix of shape {dense.shape}")
+    buffer, step = dense.tobytes(), dense.shape[1] * 4
+    return [(buffer[start:start + step], None) for start in range(0, len(buffer), step)]
+
+
+def unpack(values: Sequence[bytes], indices: Sequence[bytes] | None, n_features: int) -> Matrix:
+    """Assemble packed rows into one matrix: dense when indices is None, CSR otherwise."""
+    # bytearray.join makes one writable buffer, so the matrix needs no further copy.
+    data = np.frombuffer(bytearray().join(values), dtype=np.float32)
+    if indices is None:
+        return data.reshape(len(values), n_features)
+    columns = np.frombuffer(bytearray().join(indices), dtype=np.int32)
+    indptr = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values)) // 4, out=indptr[1:])
+    if indptr[-1] < np.iinfo(np.int32).max:
+        indptr = indptr.astype(np.int32)  # matches the int32 indices, so scipy keeps both without copying
+    return sparse.csr_matrix((data, columns, indptr), shape=(len(values), n_features))

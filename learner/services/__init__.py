@@ -1,0 +1,1 @@
+"""Writes of learner, one module per subdomain."""

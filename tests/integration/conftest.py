@@ -1,0 +1,118 @@
+"""A real Celery worker subprocess on the pytest database, broker and media folders."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings as django_settings
+
+from labelhub.celery import app
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUES = ("default", "scoring", "training")
+READY_TIMEOUT = 60
+
+
+@dataclass
+class CeleryWorker:
+    """A running worker process and the file it logs to."""
+
+    process: subprocess.Popen
+    log_path: Path
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+@pytest.fixture(scope="session")
+def integration_storage(tmp_path_factory) -> dict[str, Path]:
+    """Media and model folders shared by the test process and the worker."""
+    base = tmp_path_factory.mktemp("integration")
+    return {"MEDIA_ROOT": base / "media", "MODEL_STORE_ROOT": base / "models"}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_storage(settings, integration_storage):
+    """Store files where the worker looks (overrides the per-test folders of tests/conftest.py)."""
+    settings.MEDIA_ROOT = integration_storage["MEDIA_ROOT"]
+    settings.MODEL_STORE_ROOT = integration_storage["MODEL_STORE_ROOT"]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "models": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(integration_storage["MODEL_STORE_ROOT"])},
+        },
+    }
+
+
+def _test_database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("the worker shares the test database, which needs PostgreSQL (set DATABASE_URL)")
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+    user = quote(db.get("USER") or "", safe="")
+    return f"postgres://{user}{password}@{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def _purge_queues() -> None:
+    # Messages left by an earlier, interrupted run would otherwise reach this worker.
+    with app.connection_for_write() as connection:
+        for queue in QUEUES:
+            connection.default_channel.queue_purge(queue)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)  # warm shutdown: the running task finishes
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # its own session: this reaches the pool children too
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, integration_storage, tmp_path_factory) -> Iterator[CeleryWorker]:
+    """Start one real Celery worker for the session and wait until it is ready; stop it at the end.
+
+    Tests that use it need ``@pytest.mark.django_db(transaction=True)`` so that their rows are
+    committed and visible to the worker.
+    """
+    database_url = _test_database_url()  # django_db_setup has pointed the connection at the test database
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": django_settings.CELERY_BROKER_URL,
+        "MEDIA_ROOT": str(integration_storage["MEDIA_ROOT"]),
+        "MODEL_STORE_ROOT": str(integration_storage["MODEL_STORE_ROOT"]),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    _purge_queues()
+    celery = Path(sys.executable).with_name("celery")
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(celery), "-A", "labelhub", "worker", "-Q", ",".join(QUEUES), "-c", "1", "--pool", "prefork",
+             "-n", f"pytest-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "-l", "info"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    worker = CeleryWorker(process, log_path)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while " ready." not in log_path.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"Celery worker did not become ready:\n{worker.log_tail()}")
+            time.sleep(0.2)
+        yield worker
+    finally:
+        _stop(process)
