@@ -29,7 +29,7 @@ system-deps:
 run: install
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py demo
-	@echo "LabelHub: http://127.0.0.1:8000  (admin: http://127.0.0.1:8000/admin/) — Ctrl-C stops web, worker and beat."
+	@echo "LabelHub: http://127.0.0.1:$${WEB_PORT:-8000}  (admin: http://127.0.0.1:8000/admin/) — Ctrl-C stops web, worker and beat."
 	DEBUG=$${DEBUG:-1} $(BIN)/honcho --procfile Procfile start
 
 test: install system-deps
