@@ -1,4 +1,7 @@
-"""Projects, labels, items, annotations, memberships and import jobs."""
+"""Projects, labels, items, annotations, memberships, import jobs, leases and queue scores."""
+import random
+import uuid
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -129,6 +132,11 @@ class Label(models.Model):
             raise ValidationError({"color": "Use a hex colour such as #4c78a8."})
 
 
+def random_key() -> float:
+    """A uniform draw in [0, 1) for an item's random-order key."""
+    return random.random()
+
+
 def item_image_path(item: "Item", filename: str) -> str:
     return f"items/{item.project_id}/{filename}"
 
@@ -146,12 +154,18 @@ class Item(models.Model):
     content_hash = models.CharField(max_length=64, help_text="sha256 of the item's content.")
     import_job = models.ForeignKey("ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Queue state, kept on the row that every lease locks, so that checks made under that lock
+    # see every committed lease and label.
+    label_count = models.PositiveIntegerField(default=0, help_text="Annotations stored for this item.")
+    queue_done = models.BooleanField(default=False, help_text="Labeled by as many experts as the overlap asks.")
+    random_key = models.FloatField(default=random_key, help_text="Uniform key for audit and random draws.")
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["project", "external_id"], name="item_unique_external_id"),
         ]
+        indexes = [models.Index(fields=["project", "queue_done", "random_key"], name="item_queue_random")]
 
     def __str__(self) -> str:
         return f"{self.project_id}:{self.external_id}"
@@ -180,6 +194,10 @@ class Annotation(models.Model):
         Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="predicted_in"
     )
     predicted_confidence = models.FloatField(null=True, blank=True)
+    lease = models.OneToOneField(
+        "Lease", null=True, blank=True, on_delete=models.SET_NULL, related_name="annotation",
+        help_text="The lease this label was submitted on; a retried submit finds it and stores nothing new.",
+    )
 
     class Meta:
         ordering = ["id"]
@@ -229,3 +247,89 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.filename} ({self.status})"
+
+
+class Lease(models.Model):
+    """An item served to one expert, reserved for them until it expires or is answered."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUBMITTED = "submitted", "Submitted"
+        SKIPPED = "skipped", "Skipped"
+        RELEASED = "released", "Released"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="leases")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="leases")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    is_audit = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    # What the queue knew when it served the item (the scoring it came from).
+    model_version = models.PositiveIntegerField(null=True, blank=True)
+    priority = models.FloatField(null=True, blank=True)
+    predicted_label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    predicted_confidence = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [
+            models.Index(fields=["item", "status", "expires_at"], name="lease_item_active"),
+            models.Index(fields=["user", "project", "status"], name="lease_user_project"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "user"], condition=models.Q(status="active"), name="lease_one_active_per_item_user"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"lease {self.pk} of {self.item_id} to {self.user_id} ({self.status})"
+
+
+class QueueScoring(models.Model):
+    """One scoring of a project's unlabeled pool by one model version; the queue serves the newest complete one.
+
+    ``model_version`` 0 is the seeding before any model exists (diverse items first).
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        COMPLETE = "complete", "Complete"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="scorings")
+    model_version = models.PositiveIntegerField()
+    strategy = models.CharField(max_length=20, choices=Project.Strategy.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    items_total = models.PositiveIntegerField(default=0)
+    items_scored = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["project", "status", "-finished_at"], name="scoring_newest_complete")]
+
+    def __str__(self) -> str:
+        return f"scoring {self.pk} of {self.project_id} by v{self.model_version} ({self.status})"
+
+
+class ItemScore(models.Model):
+    """An item's queue priority and the model's suggestion under one scoring."""
+
+    scoring = models.ForeignKey(QueueScoring, on_delete=models.CASCADE, related_name="scores")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="scores")
+    priority = models.FloatField(help_text="Higher is asked sooner.")
+    predicted_label = models.ForeignKey(Label, null=True, on_delete=models.CASCADE, related_name="+")
+    confidence = models.FloatField(null=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["scoring", "-priority"], name="score_queue_order"),
+            models.Index(fields=["item", "scoring"], name="score_item"),
+        ]

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from annotations import services
+from annotations.services import imports as services
 from annotations.models import Annotation, ImportJob, Item
 from annotations.tasks import import_job_run as import_job_run_task
 from tests.factories import UserFactory

@@ -7,7 +7,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 
-from annotations import services
+from annotations.services import imports as services
 from annotations.models import Annotation, ImportJob, Item
 from labelhub.api import DomainError
 

@@ -1,11 +1,11 @@
-"""Reads of annotations' data; the only way other apps read labels and items."""
+"""Reads of projects, memberships and import jobs."""
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 
 from labelhub.api import NotFound
 
-from .models import Annotation, ImportJob, Item, Label, Membership, Project
+from ..models import Annotation, ImportJob, Item, Label, Membership, Project
 
 
 def project_list_for_user(user: AbstractBaseUser) -> QuerySet[Project]:

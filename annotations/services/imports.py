@@ -1,4 +1,4 @@
-"""Writes of annotations' data: item import jobs and their feature progress."""
+"""Item import: jobs, the streaming import in one transaction, and feature progress."""
 import os
 import time
 import uuid
@@ -23,9 +23,9 @@ from django.utils.text import get_valid_filename
 
 from labelhub.api import DomainError
 
-from . import importing
-from .models import Annotation, ImportJob, Item, Project, item_image_path
-from .selectors import import_progress_key
+from .. import importing
+from ..models import Annotation, ImportJob, Item, Project, item_image_path
+from ..selectors import import_progress_key
 
 IMPORT_TASK = "annotations.import_job_run"
 FEATURES_TASK = "learner.features_compute"

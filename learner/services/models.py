@@ -1,0 +1,136 @@
+"""Model versions: artifacts through the storage API, loading with a hash check, the live pointer and swaps."""
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import partial
+
+import skops.io as sio
+from celery import current_app
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from django.db import transaction
+from django.db.models import Max
+from sklearn.pipeline import Pipeline
+
+from annotations.models import Project
+from labelhub.api import DomainError
+from learner.models import LiveModel, ModelVersion, SwapHistory
+
+SCORE_TASK = "learner.score_pool"
+_CACHE_SIZE = 8
+
+
+class ArtifactError(RuntimeError):
+    """A stored model file is missing, altered, or holds types that are not trusted."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A fitted pipeline with the version it belongs to; one request uses one of these throughout."""
+
+    version_id: int
+    number: int
+    classes: tuple[int, ...]
+    pipeline: Pipeline
+
+
+def _storage():
+    return storages["models"]
+
+
+def model_version_create(
+    *,
+    project: Project,
+    pipeline: Pipeline,
+    classes: list[int],
+    feature_space: str,
+    algorithm: str,
+    hyperparameters: dict,
+    label_snapshot_hash: str,
+    labels_used: int,
+    metrics: dict | None = None,
+    training_run_id: int | None = None,
+    code_version: str = "",
+) -> ModelVersion:
+    """Store a fitted pipeline under a new, never-overwritten name and record it as a candidate."""
+    payload = sio.dumps(pipeline)
+    sha = hashlib.sha256(payload).hexdigest()
+    with transaction.atomic():
+        # The project row lock serialises version numbers.
+        Project.objects.select_for_update().only("pk").get(pk=project.pk)
+        number = (project.model_versions.aggregate(n=Max("number"))["n"] or 0) + 1
+        name = _storage().save(f"project-{project.pk}/v{number:04d}-{sha[:16]}.skops", ContentFile(payload))
+        return ModelVersion.objects.create(
+            project=project, number=number, algorithm=algorithm, hyperparameters=hyperparameters,
+            feature_space=feature_space, classes=classes, artifact_name=name, artifact_sha256=sha,
+            label_snapshot_hash=label_snapshot_hash, labels_used=labels_used, metrics=metrics or {},
+            training_run_id=training_run_id, code_version=code_version,
+        )
+
+
+def _load(version: ModelVersion) -> Pipeline:
+    try:
+        with _storage().open(version.artifact_name, "rb") as handle:
+            payload = handle.read()
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"model file {version.artifact_name} is missing") from exc
+    if hashlib.sha256(payload).hexdigest() != version.artifact_sha256:
+        raise ArtifactError(f"model file {version.artifact_name} does not match its recorded sha256")
+    untrusted = sio.get_untrusted_types(data=payload)
+    if untrusted:
+        # skops trusts scikit-learn's and numpy's own types; anything else was not written by us.
+        raise ArtifactError(f"model file {version.artifact_name} holds untrusted types: {', '.join(untrusted)}")
+    return sio.loads(payload)
+
+
+_cache: OrderedDict[int, LoadedModel] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def model_version_loaded(version: ModelVersion) -> LoadedModel:
+    """Return the version's pipeline, loaded once per process and kept in a small LRU cache."""
+    with _cache_lock:
+        loaded = _cache.get(version.pk)
+        if loaded is not None:
+            _cache.move_to_end(version.pk)
+            return loaded
+    loaded = LoadedModel(version.pk, version.number, tuple(version.classes), _load(version))
+    with _cache_lock:
+        _cache[version.pk] = loaded
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return loaded
+
+
+def model_version_live(project_id: int) -> ModelVersion | None:
+    """The project's live version (one indexed read: processes notice swaps by asking each time)."""
+    return (
+        ModelVersion.objects.filter(pk=LiveModel.objects.filter(project_id=project_id).values("version_id")[:1])
+        .first()
+    )
+
+
+def model_version_promote(
+    version: ModelVersion, *, reason: str, trigger: str = "", actor: AbstractBaseUser | None = None
+) -> SwapHistory:
+    """Make the version live: move the pointer and append history in one transaction, then rescore."""
+    with transaction.atomic():
+        live, _ = LiveModel.objects.select_for_update().get_or_create(project_id=version.project_id)
+        if live.version_id == version.pk:
+            raise DomainError(f"Version {version.number} is already live.")
+        previous = live.version
+        live.version = version
+        live.save(update_fields=["version", "changed_at"])
+        if previous is not None:
+            ModelVersion.objects.filter(pk=previous.pk).update(status=ModelVersion.Status.RETIRED)
+        ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.LIVE)
+        history = SwapHistory.objects.create(
+            project_id=version.project_id, from_version=previous, to_version=version,
+            reason=reason, trigger=trigger, actor=actor,
+        )
+        transaction.on_commit(partial(current_app.send_task, SCORE_TASK, args=[version.project_id]), robust=True)
+    return history
