@@ -165,7 +165,11 @@ class Item(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["project", "external_id"], name="item_unique_external_id"),
         ]
-        indexes = [models.Index(fields=["project", "queue_done", "random_key"], name="item_queue_random")]
+        indexes = [
+            models.Index(fields=["project", "queue_done", "random_key"], name="item_queue_random"),
+            # Progress counts labeled and done items without reading the unlabeled pool.
+            models.Index(fields=["project", "queue_done"], condition=models.Q(label_count__gt=0), name="item_labeled"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.project_id}:{self.external_id}"
@@ -204,7 +208,11 @@ class Annotation(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["item", "annotator"], name="annotation_unique_item_annotator"),
         ]
-        indexes = [models.Index(fields=["updated_at"])]
+        indexes = [
+            models.Index(fields=["updated_at"]),
+            # An expert's latest labels: undo and today's count.
+            models.Index(fields=["annotator", "created_at"], name="annotation_user_recent"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.item_id} → {self.label_id} by {self.annotator_id}"

@@ -1,7 +1,7 @@
 """Page URLs of the annotations app."""
 from django.urls import path
 
-from . import views
+from . import label_views, views
 
 urlpatterns = [
     path("", views.project_list, name="home"),
@@ -9,4 +9,11 @@ urlpatterns = [
     path("items/<int:item_id>/<str:variant>", views.item_media, name="item-media"),
     path("projects/<int:project_id>/import", views.project_import, name="project-import"),
     path("imports/<int:job_id>/panel", views.import_job_panel, name="import-job-panel"),
+    path("projects/<int:project_id>/label", label_views.label_page, name="label"),
+    path("projects/<int:project_id>/label/next", label_views.label_next, name="label-next"),
+    path("projects/<int:project_id>/label/undo", label_views.label_undo, name="label-undo"),
+    path("projects/<int:project_id>/label/<uuid:lease_id>/submit", label_views.label_submit, name="label-submit"),
+    path("projects/<int:project_id>/label/<uuid:lease_id>/skip", label_views.label_skip, name="label-skip"),
+    path("projects/<int:project_id>/label/<uuid:lease_id>/renew", label_views.label_renew, name="label-renew"),
+    path("projects/<int:project_id>/label/<uuid:lease_id>/release", label_views.label_release, name="label-release"),
 ]

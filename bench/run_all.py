@@ -15,6 +15,10 @@ GOALS = {
     "import_throughput": {
         "rows_per_s_tabular": "≥ 5,000", "rows_per_s_text": "≥ 5,000", "peak_rss_mb": "≤ 300",
     },
+    "queue_latency": {
+        "scoring_items_per_s": "≥ 200,000", "scoring_speedup_2_workers": "≥ 1.5", "cycles_per_s": "≥ 100",
+        "paced_next_p99_ms": "≤ 30", "paced_submit_p99_ms": "≤ 50", "duplicates": "0",
+    },
 }
 
 

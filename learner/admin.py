@@ -1,7 +1,11 @@
 """Django admin for model versions, training runs and the live-model history."""
-from django.contrib import admin
+from django.contrib import admin, messages
+
+from annotations.admin import ProjectAdmin
+from annotations.models import Project
 
 from .models import LiveModel, ModelVersion, SwapHistory, TrainingRun
+from .services import triggers
 
 
 @admin.register(ModelVersion)
@@ -27,3 +31,26 @@ class LiveModelAdmin(admin.ModelAdmin):
 class SwapHistoryAdmin(admin.ModelAdmin):
     list_display = ["project", "from_version", "to_version", "trigger", "actor", "created_at"]
     list_filter = ["project", "trigger"]
+
+
+admin.site.unregister(Project)
+
+
+@admin.register(Project)
+class ProjectLifecycleAdmin(ProjectAdmin):
+    """The project admin, keeping the project's retrain schedule in django-celery-beat in step."""
+
+    actions = ["retrain_now"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        triggers.schedule_sync(obj)
+
+    @admin.action(description="Retrain now")
+    def retrain_now(self, request, queryset) -> None:
+        for project in queryset:
+            run = triggers.manual_trigger(project.pk, request.user, note="admin action")
+            if run is None:
+                self.message_user(request, f"{project}: a run is already queued or running.", messages.WARNING)
+            else:
+                self.message_user(request, f"{project}: retrain queued (run {run.pk}).")

@@ -3,12 +3,15 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
+import psycopg
 from django.conf import settings
+from django.db import connection
 from django.db.models import F, QuerySet
 
 from annotations.models import ImportJob, Item, Project
+from annotations.selectors import queue_done_item_ids
 from learner.ml.featurize import Featurizer, Matrix, featurizer_for, unpack
-from learner.models import FeatureVector
+from learner.models import FeatureVector, ModelVersion
 
 # Rows fetched per round trip when a pool is loaded, and ids per IN (...) when a subset is.
 POOL_FETCH_ROWS = 20_000
@@ -99,3 +102,58 @@ def pool_matrix(project_id: int, item_ids: Sequence[int] | None = None) -> tuple
             indices.append(index)
     matrix = unpack(values, indices if featurizer.sparse else None, featurizer.n_features)
     return np.array(ids, dtype=np.int64), matrix
+
+
+def _rows(queryset: QuerySet) -> list[tuple]:
+    """Fetch a values_list queryset's rows; on PostgreSQL in binary, so that bytea arrives without hex decoding."""
+    if connection.vendor != "postgresql":
+        return list(queryset.iterator(chunk_size=POOL_FETCH_ROWS))
+    sql, params = queryset.query.sql_with_params()
+    connection.ensure_connection()
+    # Django's client-side cursors cannot return binary results; a plain psycopg cursor on the
+    # same connection (and so the same transaction) can, about five times faster for features.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, binary=True)
+        return cursor.fetchall()
+
+
+def pool_scorable_item_ids(project_id: int) -> np.ndarray:
+    """Ids of the project's items that have features and are still in the queue, ascending.
+
+    Read from the features' (project, item) index and the few done items, which is several times
+    faster on a large pool than scanning the items themselves.
+    """
+    with_features = FeatureVector.objects.filter(project_id=project_id).order_by("item_id").values_list("item_id")
+    ids = np.array([row[0] for row in _rows(with_features)], dtype=np.int64)
+    done = queue_done_item_ids(project_id)
+    return ids[~np.isin(ids, done, assume_unique=True)] if len(done) else ids
+
+
+def pool_matrix_unlabeled(
+    project_id: int, id_range: tuple[int, int], featurizer: Featurizer | None = None
+) -> tuple[np.ndarray, Matrix]:
+    """Load the features of the project's items still in the queue with ids in the inclusive range; rows in id order.
+
+    A range scan of the primary key, with the range's few done items left out afterwards: a
+    scoring chunk of 20,000 rows loads in a fifth of the time a join or a list of ids takes.
+    Items without features in the project's current space are left out.
+    """
+    featurizer = featurizer or project_featurizer(project_id)
+    lo, hi = id_range
+    rows = _rows(
+        FeatureVector.objects.filter(project_id=project_id, space=featurizer.space, pk__gte=lo, pk__lte=hi)
+        .order_by("item_id")
+        .values_list("item_id", "values", "indices")
+    )
+    done = set(queue_done_item_ids(project_id, id_range).tolist())
+    if done:
+        rows = [row for row in rows if row[0] not in done]
+    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    values = [row[1] for row in rows]
+    indices = [row[2] for row in rows] if featurizer.sparse else None
+    return ids, unpack(values, indices, featurizer.n_features)
+
+
+def model_version_by_number(project_id: int, number: int) -> ModelVersion:
+    """The project's model version with this number."""
+    return ModelVersion.objects.get(project_id=project_id, number=number)

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from learner import selectors
 from learner.services import features as feature_services
+from learner.services import scoring as scoring_services
 
 # Work enqueued less than this long ago is left to the messages already on the way.
 RECONCILE_GRACE = timedelta(minutes=10)
@@ -36,3 +37,23 @@ def features_reconcile() -> int:
     for project_id, job_id in targets:
         features_compute.delay(project_id, job_id)
     return len(targets)
+
+
+@shared_task(name="learner.score_pool", acks_late=True, time_limit=300, soft_time_limit=240)
+def score_pool(project_id: int, newer_than: int | None = None) -> int:
+    """Plan a scoring of the unlabeled pool by the live model and dispatch one chunk task per id range.
+
+    ``newer_than``: only a scoring planned after this scoring id stands in for this request.
+    Returns the number of chunks dispatched (0 when another scoring stands in).
+    """
+    plan = scoring_services.score_pool_plan(project_id, newer_than=newer_than)
+    if plan is None or not plan.ranges:
+        return 0
+    group(score_chunk.si(project_id, plan.scoring_id, lo, hi) for lo, hi in plan.ranges).apply_async()
+    return len(plan.ranges)
+
+
+@shared_task(name="learner.score_chunk", acks_late=True, time_limit=300, soft_time_limit=240)
+def score_chunk(project_id: int, scoring_id: int, lo: int, hi: int) -> int:
+    """Score the unlabeled items with ids in [lo, hi] under the scoring; the last chunk finishes the scoring."""
+    return scoring_services.score_chunk(project_id, scoring_id, (lo, hi))

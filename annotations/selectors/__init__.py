@@ -11,6 +11,23 @@ from .projects import (
     project_labels,
     project_list_for_user,
 )
+from .queue import (
+    lease_get_for_user,
+    queue_progress,
+    queue_scoring_current,
+    queue_scorings_complete,
+)
+from .scoring import (
+    import_items_unscored,
+    item_scores_top,
+    labeled_item_ids,
+    pool_unlabeled_item_ids,
+    queue_done_item_ids,
+    scoring_current,
+    scoring_get,
+    scoring_latest_id,
+    scoring_newest_standing,
+)
 
 __all__ = [
     "ROLE_RANK",
@@ -23,4 +40,17 @@ __all__ = [
     "project_get_for_user",
     "project_labels",
     "project_list_for_user",
+    "lease_get_for_user",
+    "queue_progress",
+    "queue_scoring_current",
+    "queue_scorings_complete",
+    "import_items_unscored",
+    "item_scores_top",
+    "labeled_item_ids",
+    "pool_unlabeled_item_ids",
+    "queue_done_item_ids",
+    "scoring_current",
+    "scoring_get",
+    "scoring_latest_id",
+    "scoring_newest_standing",
 ]

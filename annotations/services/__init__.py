@@ -8,6 +8,28 @@ from .imports import (
     import_jobs_submit,
     import_upload_check,
 )
+from .queue import (
+    LABELS_ADDED_TASK,
+    MAX_ACTIVE_LEASES,
+    annotation_submit,
+    annotation_submit_or_get,
+    annotation_undo,
+    lease_release,
+    lease_renew,
+    lease_skip,
+    queue_next,
+)
+from .scoring import (
+    PRIORITY_BOOST,
+    ScoreColumns,
+    item_scores_clear,
+    item_scores_reprioritise,
+    item_scores_store,
+    scoring_chunk_done,
+    scoring_complete,
+    scoring_fail,
+    scoring_start,
+)
 
 __all__ = [
     "import_file",
@@ -17,4 +39,22 @@ __all__ = [
     "import_job_run",
     "import_jobs_submit",
     "import_upload_check",
+    "LABELS_ADDED_TASK",
+    "MAX_ACTIVE_LEASES",
+    "annotation_submit",
+    "annotation_submit_or_get",
+    "annotation_undo",
+    "lease_release",
+    "lease_renew",
+    "lease_skip",
+    "queue_next",
+    "PRIORITY_BOOST",
+    "ScoreColumns",
+    "item_scores_clear",
+    "item_scores_reprioritise",
+    "item_scores_store",
+    "scoring_chunk_done",
+    "scoring_complete",
+    "scoring_fail",
+    "scoring_start",
 ]

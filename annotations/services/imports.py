@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from labelhub.api import DomainError
+from labelhub.celery import send_task_on_commit
 
 from .. import importing
 from ..models import Annotation, ImportJob, Item, Project, item_image_path
@@ -133,7 +134,7 @@ def import_job_run(job_id: int) -> ImportJob:
             _job_finish(job, ImportJob.Status.DONE)
             if job.created_count:
                 # robust: the import is committed either way; learner reconciles missing features.
-                transaction.on_commit(partial(_enqueue, FEATURES_TASK, [job.project_id, job.pk]), robust=True)
+                send_task_on_commit(FEATURES_TASK, [job.project_id, job.pk])
     except Exception as exc:
         _storage_delete(saved)  # the rollback took the rows; take the image files too
         job = ImportJob.objects.get(pk=job_id)
@@ -270,6 +271,8 @@ def _import_rows(job: ImportJob, saved: list[str]) -> None:
                 items.append(item)
                 if row.label:
                     labeled.append((item, label_ids[row.label]))
+                    # A pre-labeled item counts towards the overlap like a label from the queue.
+                    item.label_count, item.queue_done = 1, project.overlap <= 1
             Item.objects.bulk_create(items)
             Annotation.objects.bulk_create(
                 Annotation(item=item, label_id=label_id, annotator_id=user_id, source=Annotation.Source.IMPORT)

@@ -1,12 +1,10 @@
 """Query strategies over probability vectors: modAL's uncertainty measures, ranked batch, cold-start seeds."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
-from modAL.batch import ranked_batch
 from modAL.uncertainty import _proba_entropy, _proba_margin, _proba_uncertainty
 from scipy import sparse
+from sklearn.metrics.pairwise import euclidean_distances, pairwise_distances, pairwise_distances_argmin_min
 
 STRATEGIES = ("least_confident", "margin", "entropy", "random", "batch")
 
@@ -26,6 +24,15 @@ def uncertainty(proba: np.ndarray, strategy: str, rng: np.random.Generator | Non
     raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
 
 
+def queue_scores(
+    proba: np.ndarray, strategy: str, rng: np.random.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return each row's priority under the strategy, the index of its most probable class, and that probability."""
+    proba = np.asarray(proba)
+    best = proba.argmax(axis=1)
+    return uncertainty(proba, strategy, rng), best, proba[np.arange(proba.shape[0]), best]
+
+
 def ranked_batch_order(
     shortlist: np.ndarray | sparse.spmatrix,
     scores: np.ndarray,
@@ -34,36 +41,85 @@ def ranked_batch_order(
 ) -> np.ndarray:
     """Order a shortlist of uncertain rows so that each next row is also far from what is labeled.
 
-    modAL's ranked batch (Cardoso et al.) loops in Python over the pool, so it is applied to a
-    shortlist of the most uncertain rows only, with the labeled rows as its reference set.
+    This is modAL's ranked batch (Cardoso et al.; ``modAL.batch.ranked_batch`` with euclidean
+    distances) computed incrementally: modAL measures every candidate against the whole growing
+    labeled set again for each pick, this keeps each candidate's distance to its nearest labeled
+    or picked row and updates it with the one new pick, which gives the same order in O(n·d) per
+    pick. It runs on a shortlist of the most uncertain rows, with the labeled rows as reference.
+    Without labeled rows it starts, as modAL does, from the row closest on average to the others
+    (and, unlike modAL, never picks that row twice).
     """
-    n = min(n_instances, shortlist.shape[0])
-    if n == 0:
+    n_rows = shortlist.shape[0]
+    n = min(n_instances, n_rows)
+    if n <= 0:
         return np.empty(0, dtype=np.int64)
-    has_labeled = labeled is not None and labeled.shape[0] > 0
-    learner = SimpleNamespace(on_transformed=False, X_training=labeled if has_labeled else None)
-    order, _ = ranked_batch(learner, unlabeled=shortlist, uncertainty_scores=np.asarray(scores),
-                            n_instances=n, metric="euclidean", n_jobs=1)
+    scores = np.asarray(scores, dtype=np.float64)
+    available = np.ones(n_rows, dtype=bool)
+    order: list[int] = []
+    if labeled is not None and labeled.shape[0] > 0:
+        _, nearest = pairwise_distances_argmin_min(shortlist, labeled, metric="euclidean")
+        n_reference = labeled.shape[0]
+    else:
+        first = int(np.argmin(pairwise_distances(shortlist, metric="euclidean").mean(axis=0)))
+        nearest = euclidean_distances(shortlist, shortlist[[first]]).ravel()
+        available[first] = False
+        order.append(first)
+        n_reference = 1
+    while len(order) < n:
+        n_available = int(available.sum())
+        # modAL's weight: the share of candidates left among candidates plus reference rows.
+        alpha = n_available / (n_available + n_reference)
+        value = alpha * (1 - 1 / (1 + nearest)) + (1 - alpha) * scores
+        value[~available] = -np.inf
+        pick = int(np.argmax(value))
+        available[pick] = False
+        order.append(pick)
+        n_reference += 1
+        nearest = np.minimum(nearest, euclidean_distances(shortlist, shortlist[[pick]]).ravel())
     return np.asarray(order, dtype=np.int64)
 
 
+# Above this many columns, sparse rows are randomly projected before clustering: k-means
+# centroids over 2^18 hashed text columns would take ~100 MB.
+SEED_PROJECT_ABOVE = 1024
+SEED_PROJECT_TO = 256
+
+
 def diverse_seed_order(X: np.ndarray | sparse.spmatrix, n_seeds: int, random_state: int = 0) -> np.ndarray:
-    """Pick one representative row per k-means cluster, for the queue before any model exists."""
+    """Pick one representative row per k-means cluster, for the queue before any model exists.
+
+    The representatives come in farthest-first order (each next one the farthest from those
+    before it, starting from the largest cluster's), so any first few already spread over the data.
+    """
     from sklearn.cluster import MiniBatchKMeans
+    from sklearn.random_projection import SparseRandomProjection
 
     n_rows = X.shape[0]
     k = min(n_seeds, n_rows)
     if k <= 1:
         return np.arange(n_rows, dtype=np.int64)[:k]
+    if sparse.issparse(X) and X.shape[1] > SEED_PROJECT_ABOVE:
+        projection = SparseRandomProjection(n_components=SEED_PROJECT_TO, dense_output=True, random_state=random_state)
+        X = projection.fit_transform(X)
     kmeans = MiniBatchKMeans(n_clusters=k, random_state=random_state, n_init=3, batch_size=2048)
     distances = kmeans.fit_transform(X)
-    chosen: list[int] = []
+    sizes = np.bincount(kmeans.labels_, minlength=k)
+    representatives: list[int] = []
     taken = np.zeros(n_rows, dtype=bool)
-    for cluster in range(k):
+    for cluster in np.argsort(-sizes, kind="stable"):
         # The row closest to this centroid that no earlier cluster took.
         for row in np.argsort(distances[:, cluster]):
             if not taken[row]:
                 taken[row] = True
-                chosen.append(int(row))
+                representatives.append(int(row))
                 break
-    return np.asarray(chosen, dtype=np.int64)
+    points = X[representatives]
+    nearest = euclidean_distances(points, points[[0]]).ravel()
+    nearest[0] = -1.0
+    order = [0]
+    for _ in range(len(representatives) - 1):
+        pick = int(np.argmax(nearest))
+        order.append(pick)
+        nearest = np.minimum(nearest, euclidean_distances(points, points[[pick]]).ravel())
+        nearest[order] = -1.0
+    return np.asarray(representatives, dtype=np.int64)[order]

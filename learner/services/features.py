@@ -11,6 +11,7 @@ from annotations.services import import_job_features_progress
 from learner import selectors
 from learner.ml.featurize import FeaturizeError, ImageFeaturizer, TabularFeaturizer, TextFeaturizer, pack
 from learner.models import FeatureVector
+from learner.services.scoring import score_pool_after_features
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,12 @@ def features_compute_chunk(project_id: int, item_ids: Sequence[int]) -> int:
         for job_id, done in sorted(progress.items()):  # a fixed order, so concurrent chunks cannot deadlock
             import_job_features_progress(job_id, done=done)
         # Those updates hold the jobs' rows locked until commit, so the chunk that completes a job sees it complete.
-        for job_id in selectors.import_jobs_features_counted(sorted(progress)):
+        completed = selectors.import_jobs_features_counted(sorted(progress))
+        for job_id in completed:
             import_job_features_progress(job_id, status="done")
+    if completed:
+        # After commit, so that the scoring it asks for sees every feature row of these imports.
+        score_pool_after_features(project_id, completed)
     return len(pending)
 
 
@@ -70,6 +75,8 @@ def features_plan_start(project_id: int, job_id: int | None) -> list[list[int]]:
     chunks = selectors.features_plan(project_id, job_id)
     if job_id is not None:
         import_job_features_progress(job_id, status="running" if chunks else "done")
+        if not chunks:
+            score_pool_after_features(project_id, [job_id])
     return chunks
 
 

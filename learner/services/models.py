@@ -5,10 +5,8 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import partial
 
 import skops.io as sio
-from celery import current_app
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
@@ -18,6 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from annotations.models import Project
 from labelhub.api import DomainError
+from labelhub.celery import send_task_on_commit
 from learner.models import LiveModel, ModelVersion, SwapHistory
 
 SCORE_TASK = "learner.score_pool"
@@ -132,5 +131,24 @@ def model_version_promote(
             project_id=version.project_id, from_version=previous, to_version=version,
             reason=reason, trigger=trigger, actor=actor,
         )
-        transaction.on_commit(partial(current_app.send_task, SCORE_TASK, args=[version.project_id]), robust=True)
+        send_task_on_commit(SCORE_TASK, [version.project_id])
     return history
+
+
+def model_version_rollback(*, version: ModelVersion, actor: AbstractBaseUser, reason: str = "") -> SwapHistory:
+    """Make an earlier live version live again; recorded like any swap."""
+    if version.status != ModelVersion.Status.RETIRED:
+        raise DomainError(
+            f"Version {version.number} was never live, so there is nothing to roll back to; "
+            "a manager can promote it with a reason instead."
+        )
+    return model_version_promote(
+        version, reason=reason or f"Rolled back to v{version.number}.", trigger="rollback", actor=actor
+    )
+
+
+def model_version_force_promote(*, version: ModelVersion, actor: AbstractBaseUser, reason: str) -> SwapHistory:
+    """A manager promotes a version the gate did not, and says why."""
+    if not reason.strip():
+        raise DomainError("Say why you promote a version the gate did not promote: a reason is required.")
+    return model_version_promote(version, reason=f"Promoted by a manager: {reason.strip()}", trigger="manual", actor=actor)

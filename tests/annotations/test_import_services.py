@@ -7,9 +7,10 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 
-from annotations.services import imports as services
 from annotations.models import Annotation, ImportJob, Item
+from annotations.services import imports as services
 from labelhub.api import DomainError
+from labelhub.celery import app as celery_app
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -386,7 +387,8 @@ def test_features_are_enqueued_by_name_after_commit(
     text_project, manager, monkeypatch, django_capture_on_commit_callbacks
 ):
     sent = []
-    monkeypatch.setattr(services, "_enqueue", lambda name, args: sent.append((name, args)))
+    # The broker is outside the project: record what would be sent to it.
+    monkeypatch.setattr(celery_app, "send_task", lambda name, args: sent.append((name, args)))
     with django_capture_on_commit_callbacks(execute=True):
         job = run(text_project, manager, "rows.csv", b"text\none\ntwo\n")
     with django_capture_on_commit_callbacks(execute=True):

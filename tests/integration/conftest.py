@@ -1,4 +1,4 @@
-"""A real Celery worker subprocess on the pytest database, broker and media folders."""
+"""Real Celery worker subprocesses on the pytest database, broker and media folders."""
 import os
 import signal
 import subprocess
@@ -80,6 +80,34 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def _worker_start(name: str, integration_storage: dict[str, Path], log_path: Path) -> CeleryWorker:
+    """Start a worker process named ``name`` on the test database and wait until it is ready."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": _test_database_url(),  # django_db_setup has pointed the connection at the test database
+        "CELERY_BROKER_URL": django_settings.CELERY_BROKER_URL,
+        "MEDIA_ROOT": str(integration_storage["MEDIA_ROOT"]),
+        "MODEL_STORE_ROOT": str(integration_storage["MODEL_STORE_ROOT"]),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    celery = Path(sys.executable).with_name("celery")
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(celery), "-A", "labelhub", "worker", "-Q", ",".join(QUEUES), "-c", "1", "--pool", "prefork",
+             "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "info"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    worker = CeleryWorker(process, log_path)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while " ready." not in log_path.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            _stop(process)
+            pytest.fail(f"Celery worker {name} did not become ready:\n{worker.log_tail()}")
+        time.sleep(0.2)
+    return worker
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, integration_storage, tmp_path_factory) -> Iterator[CeleryWorker]:
     """Start one real Celery worker for the session and wait until it is ready; stop it at the end.
@@ -87,32 +115,22 @@ def celery_worker_process(django_db_setup, integration_storage, tmp_path_factory
     Tests that use it need ``@pytest.mark.django_db(transaction=True)`` so that their rows are
     committed and visible to the worker.
     """
-    database_url = _test_database_url()  # django_db_setup has pointed the connection at the test database
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": django_settings.CELERY_BROKER_URL,
-        "MEDIA_ROOT": str(integration_storage["MEDIA_ROOT"]),
-        "MODEL_STORE_ROOT": str(integration_storage["MODEL_STORE_ROOT"]),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
+    _test_database_url()  # skips before purging when the database is not PostgreSQL
     _purge_queues()
-    celery = Path(sys.executable).with_name("celery")
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [str(celery), "-A", "labelhub", "worker", "-Q", ",".join(QUEUES), "-c", "1", "--pool", "prefork",
-             "-n", f"pytest-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "-l", "info"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    worker = CeleryWorker(process, log_path)
+    worker = _worker_start(f"pytest-{os.getpid()}", integration_storage, tmp_path_factory.mktemp("worker") / "worker.log")
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while " ready." not in log_path.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Celery worker did not become ready:\n{worker.log_tail()}")
-            time.sleep(0.2)
         yield worker
     finally:
-        _stop(process)
+        _stop(worker.process)
+
+
+@pytest.fixture(scope="session")
+def second_celery_worker(celery_worker_process, integration_storage, tmp_path_factory) -> Iterator[CeleryWorker]:
+    """A second worker process beside ``celery_worker_process``, consuming the same queues."""
+    worker = _worker_start(
+        f"pytest-{os.getpid()}-2", integration_storage, tmp_path_factory.mktemp("worker2") / "worker.log"
+    )
+    try:
+        yield worker
+    finally:
+        _stop(worker.process)

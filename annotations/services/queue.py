@@ -1,0 +1,464 @@
+"""The labeling queue: lease the next item to an expert, renew, skip, release, submit and undo."""
+# Every write that leases or labels an item locks that item's row first, then re-checks its leases
+# and labels with fresh statements: the lock serialises all lease creation per item, so no item is
+# leased beyond the project's overlap, nor twice to one expert, whatever the concurrency.
+import random
+import uuid
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import Q, Subquery
+from django.utils import timezone
+
+from labelhub.api import Conflict, DomainError
+from labelhub.celery import send_task_on_commit
+
+from ..models import Annotation, Item, ItemScore, Label, Lease, Project, QueueScoring
+from ..selectors.queue import lease_get_for_user, queue_scoring_current, queue_scorings_complete
+
+LABELS_ADDED_TASK = "learner.labels_added"
+# The page holds the item on screen plus one prefetched; one more absorbs a retried request.
+MAX_ACTIVE_LEASES = 3
+# Candidates tried per pass; a candidate fails its re-check only when a concurrent lease won it.
+MAX_ATTEMPTS = 50
+# How long the second, waiting pass of a next-item request waits for one row lock.
+BLOCKING_LOCK_TIMEOUT_MS = 2000
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout expires
+
+EXPIRED_TAKEN = "This item's lease expired and it may have gone to someone else."
+NOT_ACTIVE = {
+    Lease.Status.SUBMITTED: "This item was already labeled.",
+    Lease.Status.SKIPPED: "This item was skipped.",
+    Lease.Status.RELEASED: "This item was given back; ask for the next one.",
+}
+
+ACTIVE = Lease.Status.ACTIVE
+
+
+def _lease_ids(exclude: Collection[uuid.UUID | str]) -> set[uuid.UUID]:
+    try:
+        return {value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)) for value in exclude}
+    except (TypeError, ValueError, AttributeError):
+        raise DomainError("exclude must be a list of lease ids.") from None
+
+
+def _ttl(project: Project) -> timedelta:
+    return timedelta(seconds=project.lease_ttl_seconds)
+
+
+# The statements of the hot path are written out in SQL: the ORM took several milliseconds to
+# compile each of them, a large share of a next-item request. They run on PostgreSQL and SQLite.
+_ITEM, _LEASE = Item._meta.db_table, Lease._meta.db_table
+_ANNOTATION, _SCORE = Annotation._meta.db_table, ItemScore._meta.db_table
+_ITEM_COLUMNS = ", ".join(f'i."{field.column}"' for field in Item._meta.concrete_fields)
+
+ScoreRow = tuple[float | None, int | None, float | None]  # priority, predicted label id, confidence
+
+
+def _at(moment: datetime) -> Any:
+    """A datetime as this database compares it (SQLite keeps them as text in its own format)."""
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
+def _free_conditions(
+    *, project: Project, user: AbstractBaseUser, now: datetime, tried: set[int]
+) -> tuple[str, list[Any]]:
+    """SQL conditions on item ``i`` keeping the items this user may be served now.
+
+    They read the statement's snapshot, which may miss a lease committed just before the row
+    lock was taken; ``_item_free`` re-checks under the lock.
+    """
+    active = f'SELECT {{}} FROM "{_LEASE}" l WHERE l.item_id = i.id AND l.status = %s AND l.expires_at > %s'
+    conditions = [
+        "i.queue_done = %s",
+        "i.label_count < %s",
+        f'NOT EXISTS (SELECT 1 FROM "{_ANNOTATION}" a WHERE a.item_id = i.id AND a.annotator_id = %s)',
+        f'NOT EXISTS (SELECT 1 FROM "{_LEASE}" l WHERE l.item_id = i.id AND l.user_id = %s AND l.status = %s)',
+    ]
+    params: list[Any] = [False, project.overlap, user.pk, user.pk, Lease.Status.SKIPPED]
+    if project.overlap == 1:
+        conditions.append(f"NOT EXISTS ({active.format(1)})")
+        params += [ACTIVE, _at(now)]
+    else:
+        conditions.append(f"NOT EXISTS ({active.format(1)} AND l.user_id = %s)")
+        conditions.append(f"({active.format('COUNT(*)')}) < %s - i.label_count")
+        params += [ACTIVE, _at(now), user.pk, ACTIVE, _at(now), project.overlap]
+    if tried:
+        conditions.append(f"i.id NOT IN ({', '.join(['%s'] * len(tried))})")
+        params += sorted(tried)
+    return " AND ".join(conditions), params
+
+
+def _lock_clause(skip_locked: bool) -> str:
+    if not connection.features.has_select_for_update:
+        return ""  # SQLite: the IMMEDIATE transaction already holds the only write lock
+    return " FOR UPDATE OF i SKIP LOCKED" if skip_locked else " FOR UPDATE OF i"
+
+
+def _scored_candidate(
+    scoring: QueueScoring, *, project: Project, user: AbstractBaseUser, now: datetime, tried: set[int],
+    skip_locked: bool,
+) -> tuple[Item, ScoreRow] | None:
+    """Lock and return the free item of highest priority in the scoring, with its score."""
+    conditions, params = _free_conditions(project=project, user=user, now=now, tried=tried)
+    sql = (
+        f"SELECT {_ITEM_COLUMNS}, s.priority AS score_priority, s.predicted_label_id AS score_label_id,"
+        f' s.confidence AS score_confidence FROM "{_SCORE}" s INNER JOIN "{_ITEM}" i ON i.id = s.item_id'
+        f" WHERE s.scoring_id = %s AND {conditions} ORDER BY s.priority DESC LIMIT 1{_lock_clause(skip_locked)}"
+    )
+    for item in Item.objects.raw(sql, [scoring.pk, *params]):
+        return item, (item.score_priority, item.score_label_id, item.score_confidence)
+    return None
+
+
+def _random_candidate(
+    *, project: Project, user: AbstractBaseUser, now: datetime, tried: set[int], skip_locked: bool,
+    start: float | None,
+) -> Item | None:
+    """Lock and return the free item of smallest random key (at or above ``start``, then wrapping around)."""
+    conditions, params = _free_conditions(project=project, user=user, now=now, tried=tried)
+    ranges = [(" AND i.random_key >= %s", [start]), (" AND i.random_key < %s", [start])] if start is not None else [
+        ("", [])
+    ]
+    for key_range, key_params in ranges:
+        sql = (
+            f'SELECT {_ITEM_COLUMNS} FROM "{_ITEM}" i WHERE i.project_id = %s{key_range} AND {conditions}'
+            f" ORDER BY i.random_key LIMIT 1{_lock_clause(skip_locked)}"
+        )
+        for item in Item.objects.raw(sql, [project.pk, *key_params, *params]):
+            return item
+    return None
+
+
+def _item_free(item: Item, *, project: Project, user: AbstractBaseUser, now: datetime) -> tuple[bool, Any]:
+    """Whether the locked item may be leased to the user now, and their expired lease on it to retire (or None).
+
+    A fresh statement under the item's lock sees every committed lease and label of the item.
+    """
+    mine = f'FROM "{_LEASE}" l WHERE l.item_id = i.id AND l.user_id = %s'
+    sql = (
+        f'SELECT i.label_count, (SELECT COUNT(*) FROM "{_LEASE}" l WHERE l.item_id = i.id AND l.status = %s'
+        f" AND l.expires_at > %s AND l.user_id <> %s),"
+        f' EXISTS (SELECT 1 FROM "{_ANNOTATION}" a WHERE a.item_id = i.id AND a.annotator_id = %s),'
+        f" EXISTS (SELECT 1 {mine} AND (l.status = %s OR (l.status = %s AND l.expires_at > %s))),"
+        f" (SELECT l.id {mine} AND l.status = %s AND l.expires_at <= %s LIMIT 1)"
+        f' FROM "{_ITEM}" i WHERE i.id = %s'
+    )
+    at = _at(now)
+    params = [
+        ACTIVE, at, user.pk, user.pk, user.pk, Lease.Status.SKIPPED, ACTIVE, at, user.pk, ACTIVE, at, item.pk,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        label_count, others, labeled, held, stale = cursor.fetchone()
+    return (not labeled and not held and label_count + others < project.overlap), stale
+
+
+def _lease_attempt(
+    *, project: Project, user: AbstractBaseUser, now: datetime, audit: bool, scoring: QueueScoring | None,
+    start: float | None, tried: set[int], skip_locked: bool,
+) -> Lease | Item | None:
+    """In one transaction, lock the best candidate and lease it if it is still free.
+
+    Returns the new lease, the locked item if its re-check failed (so the caller tries another),
+    or None when no candidate is left.
+    """
+    with transaction.atomic():
+        if not skip_locked and connection.vendor == "postgresql":
+            # Rows are held for milliseconds by other requests; a stuck transaction must not hang this one.
+            with connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = '{BLOCKING_LOCK_TIMEOUT_MS}ms'")
+        found = None
+        if scoring is not None and not audit:
+            found = _scored_candidate(
+                scoring, project=project, user=user, now=now, tried=tried, skip_locked=skip_locked
+            )
+        if found is None:
+            item = _random_candidate(
+                project=project, user=user, now=now, tried=tried, skip_locked=skip_locked, start=start
+            )
+            found = (item, None) if item is not None else None
+        if found is None:
+            return None
+        item, score = found
+        free, stale = _item_free(item, project=project, user=user, now=now)
+        if not free:
+            return item
+        if stale is not None:
+            # Their own expired lease on the item gives way to the new one (one active per expert).
+            Lease.objects.filter(pk=stale).update(status=Lease.Status.RELEASED)
+        if score is None and scoring is not None:
+            score = ItemScore.objects.filter(scoring_id=scoring.pk, item_id=item.pk).values_list(
+                "priority", "predicted_label_id", "confidence"
+            ).first()
+        priority, label_id, confidence = score or (None, None, None)
+        return Lease.objects.create(
+            project=project,
+            item=item,
+            user=user,
+            is_audit=audit,
+            expires_at=timezone.now() + _ttl(project),
+            model_version=scoring.model_version if scoring is not None else None,
+            priority=priority,
+            predicted_label_id=label_id,
+            predicted_confidence=confidence,
+        )
+
+
+def _lease_new(
+    *, project: Project, user: AbstractBaseUser, now: datetime, audit: bool, scoring: QueueScoring | None
+) -> Lease | None:
+    """Lease the most uncertain free item (or a random one for an audit draw) to the user, or None."""
+    start = random.random() if audit else None
+    # SKIP LOCKED lets concurrent requests pass each other; when it finds nothing, rows that other
+    # requests hold may still turn out free (their re-check failed), so look once more, waiting.
+    passes = (True, False) if connection.features.has_select_for_update_skip_locked else (False,)
+    for skip_locked in passes:
+        tried: set[int] = set()
+        for _ in range(MAX_ATTEMPTS):
+            # One candidate per transaction, so a request never waits on a row while holding another.
+            try:
+                outcome = _lease_attempt(
+                    project=project, user=user, now=now, audit=audit, scoring=scoring, start=start, tried=tried,
+                    skip_locked=skip_locked,
+                )
+            except OperationalError as exc:
+                if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
+                break  # a row stayed locked past the timeout: treat it as taken
+            if outcome is None:
+                break
+            if isinstance(outcome, Lease):
+                return outcome
+            tried.add(outcome.pk)
+    return None
+
+
+def _renew_unexpired(lease: Lease, project: Project) -> bool:
+    """Extend a lease that is still active and unexpired; False if it no longer is."""
+    now = timezone.now()
+    expires_at = now + _ttl(project)
+    if Lease.objects.filter(pk=lease.pk, status=ACTIVE, expires_at__gt=now).update(expires_at=expires_at):
+        lease.expires_at = expires_at
+        return True
+    return False
+
+
+def queue_next(
+    *, project: Project, user: AbstractBaseUser, exclude: Collection[uuid.UUID | str] = ()
+) -> Lease | None:
+    """Return the user's oldest held lease not in ``exclude``, else lease them the next item; None when none is left.
+
+    The new item is the most uncertain free one of the newest complete scoring, or with
+    probability ``project.audit_share`` an audit item drawn uniformly from the unlabeled pool;
+    without a scoring, or once its items run out, items come in random-key order.
+    """
+    excluded = _lease_ids(exclude)
+    now = timezone.now()
+    held = list(
+        Lease.objects.filter(user=user, project=project, status=ACTIVE, expires_at__gt=now)
+        .select_related("item", "predicted_label")
+        .order_by("created_at")
+    )
+    for lease in held:
+        if lease.pk not in excluded and _renew_unexpired(lease, project):
+            return lease
+    if len(held) >= MAX_ACTIVE_LEASES:
+        for lease in held:
+            if _renew_unexpired(lease, project):
+                return lease
+    audit = random.random() < project.audit_share
+    return _lease_new(project=project, user=user, now=now, audit=audit, scoring=queue_scoring_current(project.pk))
+
+
+def lease_renew(*, lease_id: uuid.UUID | str, user: AbstractBaseUser) -> Lease:
+    """Extend the user's lease by the project's TTL; 409 if it is answered, or expired and taken by others."""
+    lease = lease_get_for_user(lease_id, user, related=("project",))
+    if lease.status != ACTIVE:
+        raise Conflict(NOT_ACTIVE[lease.status])
+    if _renew_unexpired(lease, lease.project):
+        return lease
+    # Expired: keeping the item again is a new lease of it, so it goes through the item's lock.
+    with transaction.atomic():
+        item = Item.objects.select_for_update().only("pk", "label_count").get(pk=lease.item_id)
+        status = Lease.objects.filter(pk=lease.pk).values_list("status", flat=True).get()
+        if status != ACTIVE:
+            raise Conflict(NOT_ACTIVE[status])
+        now = timezone.now()
+        others = Lease.objects.filter(item_id=item.pk, status=ACTIVE, expires_at__gt=now).exclude(user=user).count()
+        if item.label_count + others >= lease.project.overlap:
+            raise Conflict(EXPIRED_TAKEN)
+        lease.expires_at = now + _ttl(lease.project)
+        Lease.objects.filter(pk=lease.pk).update(expires_at=lease.expires_at)
+    return lease
+
+
+def _label_for(project_id: int, label_id: int | None, label_name: str | None) -> Label:
+    if label_id is None and not label_name:
+        raise DomainError("Choose a label: send label_id or label (its name).")
+    labels = Label.objects.filter(project_id=project_id)
+    if label_id is not None:
+        labels = labels.filter(pk=label_id)
+    if label_name:
+        labels = labels.filter(name=label_name)
+    label = labels.order_by("pk").first()  # not Label's default order, which joins the project
+    if label is None:
+        given = " / ".join(repr(v) for v in (label_id, label_name) if v is not None and v != "")
+        raise DomainError(f"{given} is not a label of this project.")
+    return label
+
+
+def _submitted_annotation(lease: Lease) -> Annotation:
+    annotation = Annotation.objects.select_related("label").filter(lease_id=lease.pk).first()
+    if annotation is None:
+        raise Conflict("The label submitted on this lease was removed.")
+    return annotation
+
+
+def annotation_submit_or_get(
+    *,
+    lease_id: uuid.UUID | str,
+    user: AbstractBaseUser,
+    label_id: int | None = None,
+    label_name: str | None = None,
+    time_spent_ms: int | None = None,
+) -> tuple[Annotation, bool]:
+    """Store the user's label for the item of their lease, or return the one already stored on it.
+
+    Returns the annotation and whether this call created it.
+    """
+    lease = lease_get_for_user(lease_id, user, related=("project",))
+    if lease.status == Lease.Status.SUBMITTED:
+        return _submitted_annotation(lease), False
+    label = _label_for(lease.project_id, label_id, label_name)
+    if time_spent_ms is not None and not 0 <= time_spent_ms <= 2**31 - 1:
+        raise DomainError("time_spent_ms must be a whole number of milliseconds from 0 to 2147483647.")
+    project = lease.project
+    try:
+        with transaction.atomic():
+            item = Item.objects.select_for_update().only("pk", "label_count").get(pk=lease.item_id)
+            if not Lease.objects.filter(pk=lease.pk, status=ACTIVE).update(status=Lease.Status.SUBMITTED):
+                # Changed since read: a concurrent submit of the same lease (a double click) won, or a skip.
+                status = Lease.objects.filter(pk=lease.pk).values_list("status", flat=True).get()
+                if status == Lease.Status.SUBMITTED:
+                    return _submitted_annotation(lease), False
+                raise Conflict(NOT_ACTIVE[status])
+            # Renewals only move expires_at later, so an expiry read before the lock that is still
+            # ahead of a clock read under it is certain; otherwise others may have taken the item.
+            now = timezone.now()
+            if lease.expires_at <= now:
+                others = Lease.objects.filter(item_id=item.pk, status=ACTIVE, expires_at__gt=now).exclude(user=user)
+                if item.label_count + others.count() >= project.overlap:
+                    raise Conflict(EXPIRED_TAKEN)
+            annotation = Annotation.objects.create(
+                item_id=item.pk,
+                annotator=user,
+                label=label,
+                source=Annotation.Source.QUEUE,
+                time_spent_ms=time_spent_ms,
+                is_audit=lease.is_audit,
+                model_version=lease.model_version,
+                predicted_label_id=lease.predicted_label_id,
+                predicted_confidence=lease.predicted_confidence,
+                lease=lease,
+            )
+            label_count = item.label_count + 1
+            done = label_count >= project.overlap
+            Item.objects.filter(pk=item.pk).update(label_count=label_count, queue_done=done)
+            if done:
+                # A done item is never asked again; without its score the priority walk of
+                # ``_scored_candidate`` does not step over every item labeled since the scoring.
+                # Its suggestion lives on in the annotation (model_version, predicted_*). Only the
+                # served scoring's row: older scorings' rows are being deleted by their successor.
+                served = queue_scorings_complete(project.pk).values("pk")[:1]
+                ItemScore.objects.filter(item_id=item.pk, scoring_id=Subquery(served)).delete()
+            send_task_on_commit(LABELS_ADDED_TASK, [project.pk])
+    except IntegrityError:
+        # Only (item, annotator) is unique here: this expert labeled the item by another route.
+        raise Conflict("You have already labeled this item.") from None
+    lease.status = Lease.Status.SUBMITTED
+    return annotation, True
+
+
+def annotation_submit(
+    *,
+    lease_id: uuid.UUID | str,
+    user: AbstractBaseUser,
+    label_id: int | None = None,
+    label_name: str | None = None,
+    time_spent_ms: int | None = None,
+) -> Annotation:
+    """Store the user's label on their lease once; a repeated call returns the same annotation."""
+    annotation, _ = annotation_submit_or_get(
+        lease_id=lease_id, user=user, label_id=label_id, label_name=label_name, time_spent_ms=time_spent_ms
+    )
+    return annotation
+
+
+def lease_skip(*, lease_id: uuid.UUID | str, user: AbstractBaseUser) -> Lease:
+    """Give the item back and never serve it to this user again."""
+    lease = lease_get_for_user(lease_id, user, related=())
+    if lease.status != Lease.Status.SKIPPED:
+        skippable = [ACTIVE, Lease.Status.RELEASED]
+        if not Lease.objects.filter(pk=lease.pk, status__in=skippable).update(status=Lease.Status.SKIPPED):
+            status = Lease.objects.filter(pk=lease.pk).values_list("status", flat=True).get()
+            if status != Lease.Status.SKIPPED:
+                raise Conflict(NOT_ACTIVE[status])
+        lease.status = Lease.Status.SKIPPED
+    return lease
+
+
+def lease_release(*, lease_id: uuid.UUID | str, user: AbstractBaseUser) -> Lease:
+    """Give the item back unanswered (the page closed); a lease already answered or given back stays as it is."""
+    lease = lease_get_for_user(lease_id, user, related=())
+    if lease.status == ACTIVE:
+        if Lease.objects.filter(pk=lease.pk, status=ACTIVE).update(status=Lease.Status.RELEASED):
+            lease.status = Lease.Status.RELEASED
+        else:
+            lease.status = Lease.objects.filter(pk=lease.pk).values_list("status", flat=True).get()
+    return lease
+
+
+def annotation_undo(*, project: Project, user: AbstractBaseUser) -> Lease | None:
+    """Delete the user's latest queue label in the project and lease its item back to them; None if none."""
+    latest = (
+        Annotation.objects.filter(annotator=user, item__project=project, source=Annotation.Source.QUEUE)
+        .order_by("-created_at", "-pk")
+        .only("pk", "item_id")
+        .first()
+    )
+    if latest is None:
+        return None
+    with transaction.atomic():
+        item = Item.objects.select_for_update().only("pk", "label_count").get(pk=latest.item_id)
+        annotation = Annotation.objects.filter(pk=latest.pk).select_related("lease").first()
+        if annotation is None:
+            # A concurrent undo (a double click) took it already: hand back what it leased.
+            return (
+                Lease.objects.filter(item_id=item.pk, user=user, status=ACTIVE)
+                .select_related("item", "predicted_label")
+                .first()
+            )
+        old_lease = annotation.lease
+        annotation.delete()
+        label_count = max(item.label_count - 1, 0)
+        Item.objects.filter(pk=item.pk).update(label_count=label_count, queue_done=label_count >= project.overlap)
+        # A retried submit on the old lease must not bring the label back, and the new lease must
+        # be the user's only active one on the item.
+        retire = Q(status=ACTIVE) | Q(pk=old_lease.pk) if old_lease is not None else Q(status=ACTIVE)
+        Lease.objects.filter(retire, item_id=item.pk, user=user).update(status=Lease.Status.RELEASED)
+        lease = Lease.objects.create(
+            project=project,
+            item_id=item.pk,
+            user=user,
+            is_audit=annotation.is_audit,
+            expires_at=timezone.now() + _ttl(project),
+            model_version=annotation.model_version,
+            priority=old_lease.priority if old_lease is not None else None,
+            predicted_label_id=annotation.predicted_label_id,
+            predicted_confidence=annotation.predicted_confidence,
+        )
+    return Lease.objects.select_related("item", "predicted_label").get(pk=lease.pk)

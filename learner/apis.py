@@ -1,0 +1,109 @@
+"""REST endpoints of the model lifecycle: retrain, runs, versions, promote and roll back."""
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotations import selectors as annotation_selectors
+from labelhub.api import Conflict
+
+from .models import ModelVersion, SwapHistory, TrainingRun
+from .services import models as model_services
+from .services import triggers
+
+
+@extend_schema_serializer(component_name="TrainingRun")
+class TrainingRunOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrainingRun
+        fields = ["id", "trigger", "evidence", "status", "stage", "label_snapshot_hash", "decision", "timings",
+                  "error", "created_at", "started_at", "finished_at"]
+
+
+@extend_schema_serializer(component_name="ModelVersion")
+class ModelVersionOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "number", "status", "algorithm", "hyperparameters", "feature_space", "classes",
+                  "artifact_name", "artifact_sha256", "label_snapshot_hash", "labels_used", "metrics",
+                  "training_run", "created_at"]
+
+
+@extend_schema_serializer(component_name="SwapHistory")
+class SwapOutputSerializer(serializers.ModelSerializer):
+    from_version = serializers.IntegerField(source="from_version.number", allow_null=True, default=None)
+    to_version = serializers.IntegerField(source="to_version.number")
+    actor = serializers.CharField(source="actor.username", allow_null=True, default=None)
+
+    class Meta:
+        model = SwapHistory
+        fields = ["id", "from_version", "to_version", "reason", "trigger", "actor", "created_at"]
+
+
+class RetrainApi(APIView):
+    """Ask for a retrain now (managers); 409 while a run is queued or running."""
+
+    class InputSerializer(serializers.Serializer):
+        note = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+    @extend_schema(request=InputSerializer, responses={202: TrainingRunOutputSerializer})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="manager")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        run = triggers.manual_trigger(project.pk, request.user, data.validated_data.get("note", ""))
+        if run is None:
+            raise Conflict("A training run is already queued or running for this project.")
+        return Response(TrainingRunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TrainingRunListApi(APIView):
+    """The project's training runs, newest first (reviewers and managers)."""
+
+    @extend_schema(responses=TrainingRunOutputSerializer(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
+        runs = TrainingRun.objects.filter(project=project).order_by("-created_at")[:200]
+        return Response(TrainingRunOutputSerializer(runs, many=True).data)
+
+
+class ModelVersionListApi(APIView):
+    """The project's model versions and the history of which was live when."""
+
+    class OutputSerializer(serializers.Serializer):
+        live = serializers.IntegerField(allow_null=True)
+        versions = ModelVersionOutputSerializer(many=True)
+        history = SwapOutputSerializer(many=True)
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request, project_id: int) -> Response:
+        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
+        live = model_services.model_version_live(project.pk)
+        history = SwapHistory.objects.filter(project=project).select_related("from_version", "to_version", "actor")
+        body = {"live": live.number if live else None, "versions": ModelVersion.objects.filter(project=project),
+                "history": history}
+        return Response(self.OutputSerializer(body).data)
+
+
+class ModelVersionSwapApi(APIView):
+    """Roll back to an earlier live version, or promote one the gate did not (managers, with a reason)."""
+
+    action: str = "rollback"
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+
+    @extend_schema(request=InputSerializer, responses={200: SwapOutputSerializer})
+    def post(self, request: Request, project_id: int, number: int) -> Response:
+        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="manager")
+        version = get_object_or_404(ModelVersion, project=project, number=number)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        reason = data.validated_data.get("reason", "")
+        if self.action == "rollback":
+            history = model_services.model_version_rollback(version=version, actor=request.user, reason=reason)
+        else:
+            history = model_services.model_version_force_promote(version=version, actor=request.user, reason=reason)
+        return Response(SwapOutputSerializer(history).data)

@@ -1,0 +1,102 @@
+"""Evaluation, the promotion gate's statistics, degradation bounds and drift measures (arrays only)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import binomtest
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion; (0, 1) when there are no trials."""
+    if n == 0:
+        return 0.0, 1.0
+    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def evaluate(y_true: np.ndarray, proba: np.ndarray, classes: list[int]) -> dict:
+    """Accuracy (with its Wilson interval), macro-F1, per-class precision/recall, confusion matrix, log-loss."""
+    y_true = np.asarray(y_true)
+    n = len(y_true)
+    if n == 0:
+        return {"n": 0}
+    y_pred = np.asarray(classes)[np.argmax(proba, axis=1)]
+    correct = int((y_pred == y_true).sum())
+    low, high = wilson_interval(correct, n)
+    precision, recall, _, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0
+    )
+    clipped = np.clip(proba, 1e-15, 1.0)
+    return {
+        "n": n,
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy_ci": [low, high],
+        "macro_f1": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
+        "log_loss": float(log_loss(y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=classes)),
+        "per_class": {
+            str(c): {"precision": float(p), "recall": float(r), "support": int(s)}
+            for c, p, r, s in zip(classes, precision, recall, support)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        "classes": [int(c) for c in classes],
+    }
+
+
+@dataclass
+class McNemar:
+    """Exact McNemar test on paired predictions: does the candidate fix more than it breaks?"""
+
+    n: int
+    both_right: int
+    only_champion_right: int
+    only_candidate_right: int
+    p_value: float
+    gain: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def mcnemar_exact(y_true: np.ndarray, champion_pred: np.ndarray, candidate_pred: np.ndarray) -> McNemar:
+    """One-sided exact McNemar (binomial on the discordant pairs) that the candidate is better."""
+    champion_ok = np.asarray(champion_pred) == np.asarray(y_true)
+    candidate_ok = np.asarray(candidate_pred) == np.asarray(y_true)
+    b = int((champion_ok & ~candidate_ok).sum())
+    c = int((~champion_ok & candidate_ok).sum())
+    p = float(binomtest(c, b + c, 0.5, alternative="greater").pvalue) if b + c else 1.0
+    n = len(champion_ok)
+    return McNemar(n, int((champion_ok & candidate_ok).sum()), b, c, p, (c - b) / n if n else 0.0)
+
+
+def recall_drops(champion: dict, candidate: dict) -> dict[str, float]:
+    """Per class, how much recall the candidate loses against the champion (positive = worse)."""
+    drops = {}
+    for label, stats in champion.get("per_class", {}).items():
+        theirs = candidate.get("per_class", {}).get(label)
+        if theirs and stats["support"]:
+            drops[label] = stats["recall"] - theirs["recall"]
+    return drops
+
+
+def accuracy_upper_bound(correct: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided upper confidence bound on accuracy: degradation is called only when even this is low."""
+    return wilson_interval(correct, n, confidence=2 * confidence - 1)[1]
+
+
+def population_stability_index(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> np.ndarray:
+    """PSI per column, binned on the reference's quantiles (0.1 = watch, 0.2 = shifted, by convention)."""
+    reference = np.asarray(reference, dtype=np.float64)
+    current = np.asarray(current, dtype=np.float64)
+    out = np.zeros(reference.shape[1])
+    for j in range(reference.shape[1]):
+        edges = np.unique(np.quantile(reference[:, j], np.linspace(0, 1, bins + 1)))
+        if len(edges) < 2:
+            out[j] = 0.0 if np.allclose(current[:, j], edges[0]) else np.inf
+            continue
+        edges[0], edges[-1] = -np.inf, np.inf
+        ref = np.histogram(reference[:, j], edges)[0] / len(reference) + 1e-4
+        cur = np.histogram(current[:, j], edges)[0] / len(current) + 1e-4
+        out[j] = float(np.sum((cur - ref) * np.log(cur / ref)))
+    return out

@@ -1,0 +1,250 @@
+"""The queue's REST endpoints: next, submit, skip, release, renew and undo, as an annotator's client sees them."""
+import json
+import uuid
+
+import pytest
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from annotations.models import Annotation, Item, ItemScore, Lease, Membership, QueueScoring
+from tests.factories import ItemFactory, MembershipFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api(annotator) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(annotator)
+    return client
+
+
+def next_url(project) -> str:
+    return reverse("api-queue-next", args=[project.pk])
+
+
+def lease_url(lease_id, action: str) -> str:
+    return reverse(f"api-lease-{action}", args=[str(lease_id)])
+
+
+def score(project, item, priority: float, label, model_version: int = 2) -> None:
+    scoring = QueueScoring.objects.create(
+        project=project, model_version=model_version, strategy=project.query_strategy,
+        status=QueueScoring.Status.COMPLETE, finished_at="2026-01-01T00:00:00Z",
+    )
+    ItemScore.objects.create(scoring=scoring, item=item, priority=priority, predicted_label=label, confidence=0.62)
+
+
+def test_next_serves_a_text_item_with_suggestion_and_progress(api, text_project):
+    item = ItemFactory(project=text_project, external_id="r1", text="Great film", metadata={"source": "imdb"})
+    positive = text_project.labels.get(name="positive")
+    score(text_project, item, 0.9, positive)
+
+    response = api.post(next_url(text_project), format="json")
+
+    assert response.status_code == 200
+    body = response.json()
+    lease = Lease.objects.get()
+    assert body["lease"]["id"] == str(lease.pk) and body["lease"]["expires_at"]
+    assert body["item"] == {
+        "id": item.pk, "external_id": "r1", "kind": "text", "text": "Great film", "metadata": {"source": "imdb"}
+    }
+    assert body["suggestion"] == {"label_id": positive.pk, "label": "positive", "confidence": 0.62}
+    assert body["progress"]["pool"] == 1 and body["progress"]["scoring"]["model_version"] == 2
+    assert set(body["progress"]) == {"pool", "labeled", "done", "mine_today", "scoring"}
+
+
+def test_audit_draws_look_like_any_other_item(api, text_project):
+    text_project.audit_share = 1.0
+    text_project.show_suggestions = False
+    text_project.save()
+    ItemFactory(project=text_project)
+
+    response = api.post(next_url(text_project), {}, format="json")
+
+    assert Lease.objects.get().is_audit
+    assert response.json()["suggestion"] is None
+    text = response.content.decode().lower()
+    assert "audit" not in text and "priority" not in text
+    assert set(response.json()) == {"lease", "item", "suggestion", "progress"}
+    assert set(response.json()["lease"]) == {"id", "expires_at"}
+
+
+def test_tabular_and_image_items_carry_their_own_fields(tabular_project, image_project, manager):
+    client = APIClient()
+    client.force_authenticate(manager)
+    tabular_project.feature_names = ["alcohol", "ash"]
+    tabular_project.save()
+    row = ItemFactory(project=tabular_project, text="", values=[13.2, 2.4])
+    picture = ItemFactory(project=image_project, text="", image="items/1/a.png")
+
+    tabular = client.post(next_url(tabular_project)).json()["item"]
+    image = client.post(next_url(image_project)).json()["item"]
+
+    assert tabular == {"id": row.pk, "external_id": row.external_id, "kind": "tabular", "values": [13.2, 2.4],
+                       "feature_names": ["alcohol", "ash"], "metadata": {}}
+    assert image == {"id": picture.pk, "external_id": picture.external_id, "kind": "image",
+                     "image_url": reverse("item-media", args=[picture.pk, "image"]), "metadata": {}}
+
+
+def test_next_returns_204_when_nothing_is_left_and_prefetches_with_exclude(api, text_project):
+    ItemFactory(project=text_project)
+    ItemFactory(project=text_project)
+    first = api.post(next_url(text_project), format="json").json()["lease"]["id"]
+    second = api.post(next_url(text_project), {"exclude": [first]}, format="json").json()["lease"]["id"]
+    assert first != second
+    assert api.post(next_url(text_project), format="json").json()["lease"]["id"] == first
+
+    for lease_id in (first, second):
+        assert api.post(lease_url(lease_id, "submit"), {"label": "negative"}, format="json").status_code == 201
+    response = api.post(next_url(text_project), format="json")
+    assert (response.status_code, response.content) == (204, b"")
+
+
+@pytest.mark.parametrize("body", [{"exclude": ["nope"]}, {"exclude": "x"}, [1, 2]])
+def test_next_refuses_bad_input_with_400(api, text_project, body):
+    ItemFactory(project=text_project)
+    response = api.post(next_url(text_project), body, format="json")
+    assert response.status_code == 400
+    assert response.json()["detail"]
+    assert not Lease.objects.exists()
+
+
+def test_non_members_get_404_everywhere(text_project, annotator):
+    ItemFactory(project=text_project)
+    stranger = APIClient()
+    stranger.force_authenticate(UserFactory(username="stranger"))
+    assert stranger.post(next_url(text_project)).status_code == 404
+    assert stranger.post(reverse("api-queue-undo", args=[text_project.pk])).status_code == 404
+    assert APIClient().post(next_url(text_project)).status_code in (401, 403)
+
+
+def test_submit_is_201_then_200_with_the_same_annotation(api, text_project):
+    item = ItemFactory(project=text_project)
+    lease_id = api.post(next_url(text_project)).json()["lease"]["id"]
+    negative = text_project.labels.get(name="negative")
+
+    first = api.post(lease_url(lease_id, "submit"), {"label_id": negative.pk, "time_spent_ms": 3400}, format="json")
+    again = api.post(lease_url(lease_id, "submit"), {"label": "positive"}, format="json")
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json() == again.json()
+    assert first.json()["item_id"] == item.pk and first.json()["label"] == "negative"
+    assert set(first.json()) == {"id", "item_id", "label_id", "label", "created_at"}
+    assert Annotation.objects.get().time_spent_ms == 3400
+    assert Item.objects.get().label_count == 1
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({}, "label_id or label"),
+        ({"label": "neutral"}, "not a label of this project"),
+        ({"label_id": 999999}, "not a label of this project"),
+        ({"label_id": "abc"}, "Invalid input"),
+        ({"label": "negative", "time_spent_ms": -5}, "Invalid input"),
+        ({"label": "negative", "time_spent_ms": 2**40}, "Invalid input"),
+    ],
+)
+def test_submit_refuses_bad_input_with_400(api, text_project, body, message):
+    ItemFactory(project=text_project)
+    lease_id = api.post(next_url(text_project)).json()["lease"]["id"]
+    response = api.post(lease_url(lease_id, "submit"), body, format="json")
+    assert response.status_code == 400
+    assert message in json.dumps(response.json())
+    assert not Annotation.objects.exists()
+
+
+def test_a_label_of_another_project_is_400(api, text_project, tabular_project):
+    ItemFactory(project=text_project)
+    lease_id = api.post(next_url(text_project)).json()["lease"]["id"]
+    foreign = tabular_project.labels.first()
+    response = api.post(lease_url(lease_id, "submit"), {"label_id": foreign.pk}, format="json")
+    assert response.status_code == 400
+
+
+def test_someone_elses_or_an_unknown_lease_is_404(api, text_project):
+    ItemFactory(project=text_project)
+    lease_id = api.post(next_url(text_project)).json()["lease"]["id"]
+    other = UserFactory(username="other")
+    MembershipFactory(project=text_project, user=other, role=Membership.Role.ANNOTATOR)
+    client = APIClient()
+    client.force_authenticate(other)
+
+    for action in ("submit", "skip", "release", "renew"):
+        assert client.post(lease_url(lease_id, action), {"label": "negative"}, format="json").status_code == 404
+        assert api.post(lease_url(uuid.uuid4(), action), {"label": "negative"}, format="json").status_code == 404
+        response = api.post(f"/api/leases/not-a-uuid/{action}", {"label": "negative"}, format="json")
+        assert (response.status_code, response.json()) == (404, {"detail": "Lease not found."})
+    assert Lease.objects.get().status == Lease.Status.ACTIVE
+
+
+def test_skip_release_and_renew_answer_200(api, text_project):
+    ItemFactory(project=text_project)
+    ItemFactory(project=text_project)
+    first = api.post(next_url(text_project)).json()["lease"]["id"]
+    second = api.post(next_url(text_project), {"exclude": [first]}, format="json").json()["lease"]["id"]
+
+    renewed = api.post(lease_url(first, "renew"))
+    assert renewed.status_code == 200 and renewed.json()["status"] == "active"
+    skipped = api.post(lease_url(first, "skip"))
+    assert (skipped.status_code, skipped.json()["status"]) == (200, "skipped")
+    released = api.post(lease_url(second, "release"))
+    assert (released.status_code, released.json()["status"]) == (200, "released")
+
+    conflict = api.post(lease_url(first, "renew"))
+    assert conflict.status_code == 409 and conflict.json()["detail"] == "This item was skipped."
+    assert api.post(next_url(text_project)).json()["lease"]["id"] not in (first, second)
+
+
+def test_a_renew_after_someone_else_took_the_item_is_409(api, text_project):
+    ItemFactory(project=text_project)
+    lease_id = api.post(next_url(text_project)).json()["lease"]["id"]
+    Lease.objects.filter(pk=lease_id).update(expires_at="2000-01-01T00:00:00Z")
+    other = UserFactory(username="other")
+    MembershipFactory(project=text_project, user=other)
+    client = APIClient()
+    client.force_authenticate(other)
+    assert client.post(next_url(text_project)).status_code == 200
+
+    response = api.post(lease_url(lease_id, "renew"))
+    assert response.status_code == 409
+    assert response.json()["detail"] == "This item's lease expired and it may have gone to someone else."
+    assert api.post(lease_url(lease_id, "submit"), {"label": "negative"}, format="json").status_code == 409
+
+
+def test_undo_leases_the_last_item_back_or_answers_204(api, text_project):
+    item = ItemFactory(project=text_project, text="to undo")
+    assert api.post(reverse("api-queue-undo", args=[text_project.pk])).status_code == 204
+    lease_id = api.post(next_url(text_project)).json()["lease"]["id"]
+    api.post(lease_url(lease_id, "submit"), {"label": "negative"}, format="json")
+
+    response = api.post(reverse("api-queue-undo", args=[text_project.pk]))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["item"]["id"] == item.pk and body["item"]["text"] == "to undo"
+    assert body["lease"]["id"] != lease_id and body["progress"]["labeled"] == 0
+    assert not Annotation.objects.exists()
+
+
+def test_token_auth_works_and_next_keeps_to_a_few_queries(text_project, annotator, django_assert_max_num_queries):
+    text_project.audit_share = 0.0  # an uncertainty draw, so that the count does not depend on chance
+    text_project.save()
+    items = [ItemFactory(project=text_project) for _ in range(20)]
+    score(text_project, items[0], 0.5, text_project.labels.first())
+    client = APIClient()
+    token = Token.objects.create(user=annotator)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+
+    # Token, project, membership; held leases, scoring, savepoint, candidate, re-check, insert, release;
+    # the suggested label; progress: pool, labeled and done, mine today, scoring.
+    with django_assert_max_num_queries(15):
+        response = client.post(next_url(text_project), format="json")
+    assert response.status_code == 200
+    lease_id = response.json()["lease"]["id"]
+    # Token; lease with membership, label, savepoint, item lock, lease update, insert, item update,
+    # score delete, release.
+    with django_assert_max_num_queries(10):
+        assert client.post(lease_url(lease_id, "submit"), {"label": "positive"}, format="json").status_code == 201

@@ -1,0 +1,421 @@
+"""Pool scoring: strategies over a live model, seeding before any model, chunks, completion and clean-up."""
+from datetime import timedelta
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from celery import current_app
+from django.utils import timezone
+from modAL.batch import ranked_batch
+from sklearn.datasets import make_blobs
+
+from annotations import selectors as queue_selectors
+from annotations import services as queue_services
+from annotations.models import Item, ItemScore, Project, QueueScoring
+from learner import selectors
+from learner.ml.strategies import diverse_seed_order, ranked_batch_order, uncertainty
+from learner.ml.training import fit, proba_over
+from learner.services import models as model_services
+from learner.services import scoring
+from learner.services.features import features_compute_chunk
+from learner.services.models import model_version_create, model_version_promote
+from learner.tasks import score_chunk as score_chunk_task
+from learner.tasks import score_pool as score_pool_task
+from tests.factories import AnnotationFactory, ItemFactory
+
+CENTRES = [(0.0, 0.0), (12.0, 0.0), (0.0, 12.0)]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_model_cache():
+    """Start each test with no loaded models: a rolled-back test's version ids can come again (SQLite)."""
+    model_services._cache.clear()
+
+
+@pytest.fixture
+def eager_celery():
+    """Run tasks sent with delay/apply_async inline, as a worker would."""
+    current_app.conf.task_always_eager = True
+    yield
+    current_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def xy_project(tabular_project: Project) -> Project:
+    tabular_project.feature_names = ["x", "y"]
+    tabular_project.save(update_fields=["feature_names"])
+    return tabular_project
+
+
+def add_items(project: Project, points: np.ndarray) -> list[Item]:
+    """Create items with these feature rows and store their features, as the feature task does."""
+    items = [ItemFactory(project=project, values=[float(v) for v in point]) for point in points]
+    features_compute_chunk(project.pk, [item.pk for item in items])
+    return items
+
+
+def label(items: list[Item], labels: list, user) -> None:
+    """Label the items once each and take them out of the queue."""
+    for item, label in zip(items, labels, strict=True):
+        AnnotationFactory(item=item, label=label, annotator=user)
+    Item.objects.filter(pk__in=[item.pk for item in items]).update(label_count=1, queue_done=True)
+
+
+def blobs(n: int = 150, seed: int = 0, spread: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    return make_blobs(n_samples=n, centers=CENTRES, cluster_std=spread, random_state=seed)
+
+
+def go_live(project: Project, items: list[Item], classes_of_items: np.ndarray):
+    """Fit a model on these items' features and make it the live version."""
+    labels = list(project.labels.order_by("order"))
+    ids, X = selectors.pool_matrix(project.pk, [item.pk for item in items])
+    by_id = {item.pk: classes_of_items[i] for i, item in enumerate(items)}
+    y = np.array([labels[by_id[i]].pk for i in ids.tolist()])
+    pipeline = fit(project.kind, X, y)
+    version = model_version_create(
+        project=project, pipeline=pipeline, classes=[label.pk for label in labels],
+        feature_space=selectors.project_featurizer(project.pk).space, algorithm="logistic regression",
+        hyperparameters={}, label_snapshot_hash="test", labels_used=len(y),
+    )
+    model_version_promote(version, reason="test")
+    return version, pipeline
+
+
+def scores_of(scoring_id: int) -> dict[int, tuple[float, int | None, float | None]]:
+    rows = ItemScore.objects.filter(scoring_id=scoring_id).values_list("item_id", "priority", "predicted_label_id",
+                                                                       "confidence")
+    return {item_id: (priority, label_id, confidence) for item_id, priority, label_id, confidence in rows}
+
+
+def ranking(scoring_id: int) -> list[int]:
+    return list(ItemScore.objects.filter(scoring_id=scoring_id).order_by("-priority").values_list("item_id", flat=True))
+
+
+# Seeding, before any model exists
+
+
+def test_seeding_scores_every_unlabeled_item_and_no_labeled_one(xy_project, manager, eager_celery):
+    X, _ = blobs(60)
+    items = add_items(xy_project, X)
+    label(items[:5], [xy_project.labels.first()] * 5, manager)
+
+    assert score_pool_task.delay(xy_project.pk).get() == 1
+
+    current = queue_selectors.scoring_current(xy_project.pk)
+    assert (current.model_version, current.status, current.items_total, current.items_scored) == (0, "complete", 55, 55)
+    scores = scores_of(current.pk)
+    assert set(scores) == {item.pk for item in items[5:]} == set(queue_selectors.pool_unlabeled_item_ids(xy_project.pk))
+    assert {(label_id, confidence) for _, label_id, confidence in scores.values()} == {(None, None)}
+
+
+def test_the_first_seeds_cover_well_separated_clusters(xy_project, eager_celery):
+    X, blob = blobs(300)
+    items = add_items(xy_project, X)
+    blob_of = {item.pk: blob[i] for i, item in enumerate(items)}
+
+    score_pool_task.delay(xy_project.pk)
+
+    first = ranking(queue_selectors.scoring_current(xy_project.pk).pk)
+    assert {blob_of[item_id] for item_id in first[:3]} == {0, 1, 2}
+    # Seeds sit above the random order of the rest.
+    priorities = sorted(scores_of(queue_selectors.scoring_current(xy_project.pk).pk).values(), reverse=True)
+    assert priorities[scoring.SEED_COUNT - 1][0] >= queue_services.PRIORITY_BOOST > priorities[scoring.SEED_COUNT][0]
+
+
+def test_diverse_seeds_on_arrays_spread_before_they_repeat_a_cluster():
+    X, blob = make_blobs(n_samples=3000, centers=[(0, 0), (30, 0), (0, 30), (30, 30)], cluster_std=1.0, random_state=2)
+
+    order = diverse_seed_order(X, 40)
+
+    assert len(set(order.tolist())) == 40
+    assert set(blob[order[:4]].tolist()) == {0, 1, 2, 3}
+
+
+def test_text_pools_are_seeded_through_a_random_projection(text_project, eager_celery):
+    words = ["wine", "beer", "rugby", "chess", "opera", "python"]
+    items = [ItemFactory(project=text_project, text=f"{w} {w}s and more {w} {i}") for i, w in enumerate(words * 10)]
+    features_compute_chunk(text_project.pk, [item.pk for item in items])
+
+    score_pool_task.delay(text_project.pk)
+
+    current = queue_selectors.scoring_current(text_project.pk)
+    assert current.items_scored == 60
+    assert sum(priority >= queue_services.PRIORITY_BOOST for priority, _, _ in scores_of(current.pk).values()) == 50
+
+
+# Scoring with a live model
+
+
+@pytest.mark.parametrize("strategy", ["least_confident", "margin", "entropy"])
+def test_priorities_are_the_strategys_uncertainty_of_the_live_model(xy_project, manager, eager_celery, strategy):
+    Project.objects.filter(pk=xy_project.pk).update(query_strategy=strategy)
+    X, blob = blobs(200, spread=4.0)
+    items = add_items(xy_project, X)
+    version, pipeline = go_live(xy_project, items[:40], blob[:40])
+    labels = list(xy_project.labels.order_by("order"))
+    label(items[:40], [labels[b] for b in blob[:40]], manager)
+
+    score_pool_task.delay(xy_project.pk)
+
+    current = queue_selectors.scoring_current(xy_project.pk)
+    assert (current.model_version, current.strategy) == (version.number, strategy)
+    ids, pool = selectors.pool_matrix(xy_project.pk, [item.pk for item in items[40:]])
+    proba = proba_over(pipeline, pool, version.classes)
+    stored = scores_of(current.pk)
+    assert sorted(stored) == ids.tolist()
+    assert [stored[i][0] for i in ids.tolist()] == pytest.approx(uncertainty(proba, strategy).tolist())
+    assert [stored[i][1] for i in ids.tolist()] == [version.classes[j] for j in proba.argmax(axis=1)]
+    assert [stored[i][2] for i in ids.tolist()] == pytest.approx(proba.max(axis=1).tolist())
+    assert ranking(current.pk)[0] == ids[np.argmax(uncertainty(proba, strategy))]
+
+
+def test_random_strategy_keeps_the_models_suggestions(xy_project, eager_celery):
+    Project.objects.filter(pk=xy_project.pk).update(query_strategy="random")
+    X, blob = blobs(90, spread=3.0)
+    items = add_items(xy_project, X)
+    version, _ = go_live(xy_project, items, blob)
+
+    score_pool_task.delay(xy_project.pk)
+
+    stored = scores_of(queue_selectors.scoring_current(xy_project.pk).pk)
+    priorities = np.array([p for p, _, _ in stored.values()])
+    assert len(stored) == 90 and ((0 <= priorities) & (priorities < 1)).all()
+    assert {label_id for _, label_id, _ in stored.values()} <= set(version.classes)
+
+
+def test_the_batch_strategy_ranks_a_diverse_shortlist_first(xy_project, manager, eager_celery, monkeypatch):
+    monkeypatch.setattr(scoring, "BATCH_SIZE", 6)
+    monkeypatch.setattr(scoring, "SHORTLIST_FACTOR", 5)
+    Project.objects.filter(pk=xy_project.pk).update(query_strategy="batch")
+    X, blob = blobs(400, spread=3.5, seed=4)
+    items = add_items(xy_project, X)
+    labels = list(xy_project.labels.order_by("order"))
+    version, pipeline = go_live(xy_project, items[:30], blob[:30])
+    label(items[:30], [labels[b] for b in blob[:30]], manager)
+
+    score_pool_task.delay(xy_project.pk)
+
+    current = queue_selectors.scoring_current(xy_project.pk)
+    ids, pool = selectors.pool_matrix(xy_project.pk, [item.pk for item in items[30:]])
+    least_confident = uncertainty(proba_over(pipeline, pool, version.classes), "least_confident")
+    shortlist = np.argsort(-least_confident, kind="stable")[:30]
+    _, reference = selectors.pool_matrix(xy_project.pk, [item.pk for item in items[:30]])
+    expected = ids[shortlist][ranked_batch_order(pool[shortlist], least_confident[shortlist], reference, 6)]
+    served = ranking(current.pk)
+    assert served[:6] == expected.tolist()
+    assert served[:6] != ids[shortlist[:6]].tolist()  # diversity changed the plain uncertainty order
+    stored = scores_of(current.pk)
+    assert min(stored[i][0] for i in served[:6]) > max(stored[i][0] for i in served[6:])
+    # Past the batch, the uncertainty order holds.
+    rest = [least_confident[ids.tolist().index(i)] for i in served[6:]]
+    assert rest == sorted(rest, reverse=True)
+
+
+def test_ranked_batch_order_is_modals_ranked_batch():
+    rng = np.random.default_rng(3)
+    shortlist, labeled, scores = rng.normal(size=(60, 5)), rng.normal(size=(25, 5)), rng.random(60)
+    learner = SimpleNamespace(on_transformed=False, X_training=labeled)
+
+    expected, _ = ranked_batch(learner, unlabeled=shortlist, uncertainty_scores=scores, n_instances=12,
+                               metric="euclidean", n_jobs=1)
+
+    assert ranked_batch_order(shortlist, scores, labeled, 12).tolist() == expected.tolist()
+    cold = ranked_batch_order(shortlist, scores, None, 60)
+    assert sorted(cold.tolist()) == list(range(60))
+
+
+def test_a_model_of_another_feature_space_fails_the_scoring_and_the_queue_keeps_the_last(
+    xy_project, eager_celery
+):
+    X, blob = blobs(60)
+    items = add_items(xy_project, X)
+    score_pool_task.delay(xy_project.pk)
+    seeding = queue_selectors.scoring_current(xy_project.pk)
+    version, _ = go_live(xy_project, items, blob)
+    type(version).objects.filter(pk=version.pk).update(feature_space="tabular-v1:7")
+
+    score_pool_task.delay(xy_project.pk)  # the chunk's error is logged by the worker
+
+    failed = QueueScoring.objects.get(project=xy_project, model_version=version.number)
+    assert failed.status == "failed" and "tabular-v1:7" in failed.error
+    assert queue_selectors.scoring_current(xy_project.pk) == seeding
+    assert ItemScore.objects.filter(scoring=seeding).count() == 60
+
+
+# Chunks, redelivery, completion
+
+
+def test_the_plan_covers_the_unlabeled_items_that_have_features(xy_project, manager):
+    X, _ = blobs(12)
+    items = add_items(xy_project, X)
+    label(items[:2], [xy_project.labels.first()] * 2, manager)
+    waiting = ItemFactory(project=xy_project, values=[0.0, 0.0])  # its features are not computed yet
+
+    plan = scoring.score_pool_plan(xy_project.pk, chunk_items=4)
+
+    expected = [item.pk for item in items[2:]]
+    assert selectors.pool_scorable_item_ids(xy_project.pk).tolist() == expected
+    assert waiting.pk in queue_selectors.pool_unlabeled_item_ids(xy_project.pk)
+    assert plan.ranges == [(expected[0], expected[3]), (expected[4], expected[7]), (expected[8], expected[9])]
+    assert QueueScoring.objects.get(pk=plan.scoring_id).items_total == 10
+
+
+def test_chunks_count_once_and_a_redelivered_chunk_stores_nothing_twice(xy_project):
+    X, _ = blobs(25)
+    add_items(xy_project, X)
+    plan = scoring.score_pool_plan(xy_project.pk, chunk_items=10)
+    assert len(plan.ranges) == 3
+
+    first = score_chunk_task(xy_project.pk, plan.scoring_id, *plan.ranges[0])
+    again = score_chunk_task(xy_project.pk, plan.scoring_id, *plan.ranges[0])
+
+    assert first == again == 10
+    assert ItemScore.objects.filter(scoring_id=plan.scoring_id).count() == 10
+    assert QueueScoring.objects.get(pk=plan.scoring_id).chunks_done == 1
+    for lo, hi in plan.ranges[1:]:
+        score_chunk_task(xy_project.pk, plan.scoring_id, lo, hi)
+    done = QueueScoring.objects.get(pk=plan.scoring_id)
+    assert (done.status, done.chunks_done, done.items_scored, done.items_total) == ("complete", 3, 25, 25)
+    assert ItemScore.objects.filter(scoring=done).count() == 25
+
+
+def test_exactly_one_chunk_completes_the_scoring(xy_project):
+    scoring_row = queue_services.scoring_start(
+        project_id=xy_project.pk, model_version=0, strategy="margin", chunks_total=4, items_total=40
+    )
+
+    results = [queue_services.scoring_chunk_done(scoring_row.pk, 10) for _ in range(4)]
+
+    assert results == [False, False, False, True]
+    scoring_row.refresh_from_db()
+    assert (scoring_row.chunks_done, scoring_row.items_scored) == (4, 40)
+
+
+def test_older_scorings_are_served_until_a_newer_completes_and_then_deleted(xy_project, eager_celery):
+    X, blob = blobs(60)
+    items = add_items(xy_project, X)
+    score_pool_task.delay(xy_project.pk)
+    seeding = queue_selectors.scoring_current(xy_project.pk)
+    go_live(xy_project, items, blob)
+
+    plan = scoring.score_pool_plan(xy_project.pk, chunk_items=25)
+    score_chunk_task(xy_project.pk, plan.scoring_id, *plan.ranges[0])
+    # Half scored: the queue still serves the seeding, whose rows are all there.
+    assert queue_selectors.scoring_current(xy_project.pk) == seeding
+    assert ItemScore.objects.filter(scoring=seeding).count() == 60
+
+    for lo, hi in plan.ranges[1:]:
+        score_chunk_task(xy_project.pk, plan.scoring_id, lo, hi)
+
+    assert queue_selectors.scoring_current(xy_project.pk).pk == plan.scoring_id
+    assert not ItemScore.objects.filter(scoring=seeding).exists()
+    assert ItemScore.objects.filter(scoring_id=plan.scoring_id).count() == 60
+
+
+def test_a_stale_scoring_finishing_after_a_newer_one_is_superseded(xy_project):
+    X, _ = blobs(20)
+    add_items(xy_project, X)
+    stale = scoring.score_pool_plan(xy_project.pk)
+    newer = scoring.score_pool_plan(xy_project.pk, newer_than=stale.scoring_id)
+    score_chunk_task(xy_project.pk, newer.scoring_id, *newer.ranges[0])
+
+    assert score_chunk_task(xy_project.pk, stale.scoring_id, *stale.ranges[0]) == 0
+
+    assert QueueScoring.objects.get(pk=stale.scoring_id).status == "failed"
+    assert queue_selectors.scoring_current(xy_project.pk).pk == newer.scoring_id
+    assert set(ItemScore.objects.values_list("scoring_id", flat=True)) == {newer.scoring_id}
+
+
+def test_a_second_request_for_the_same_version_changes_nothing(xy_project, eager_celery):
+    X, _ = blobs(30)
+    add_items(xy_project, X)
+
+    assert score_pool_task.delay(xy_project.pk).get() == 1
+    assert score_pool_task.delay(xy_project.pk).get() == 0
+
+    assert QueueScoring.objects.filter(project=xy_project).count() == 1
+    # A request made after newer items arrived is not answered by the older scoring.
+    latest = queue_selectors.scoring_latest_id(xy_project.pk)
+    assert score_pool_task.delay(xy_project.pk, latest).get() == 1
+    current = queue_selectors.scoring_current(xy_project.pk)
+    assert current.pk > latest
+    assert set(ItemScore.objects.values_list("scoring_id", flat=True)) == {current.pk}
+
+
+def test_a_running_scoring_stands_for_a_request_until_it_is_presumed_lost(xy_project):
+    X, _ = blobs(30)
+    add_items(xy_project, X)
+    running = scoring.score_pool_plan(xy_project.pk)
+
+    assert scoring.score_pool_plan(xy_project.pk) is None
+
+    lost = timezone.now() - scoring.SCORING_STALE_AFTER - timedelta(seconds=1)
+    QueueScoring.objects.filter(pk=running.scoring_id).update(started_at=lost)
+    assert scoring.score_pool_plan(xy_project.pk) is not None
+
+
+def test_an_empty_pool_gets_a_complete_scoring_at_once(xy_project, eager_celery):
+    assert score_pool_task.delay(xy_project.pk).get() == 0
+
+    current = queue_selectors.scoring_current(xy_project.pk)
+    assert (current.items_total, current.chunks_total, current.status) == (0, 0, "complete")
+
+
+# Stored rows
+
+
+def test_rows_with_and_without_suggestions_store_together(xy_project):
+    X, _ = blobs(4)
+    items = add_items(xy_project, X)
+    label_id = xy_project.labels.first().pk
+    scoring_row = queue_services.scoring_start(
+        project_id=xy_project.pk, model_version=1, strategy="margin", chunks_total=1, items_total=4
+    )
+    rows = [(items[0].pk, 0.9, label_id, 0.55), (items[1].pk, 0.1, None, None), (items[2].pk, 0.5, label_id, None),
+            (items[3].pk, 0.3, None, 0.7)]
+
+    assert queue_services.item_scores_store(scoring_row.pk, rows) == 4
+
+    assert scores_of(scoring_row.pk) == {item_id: (p, lab, conf) for item_id, p, lab, conf in rows}
+
+
+def test_reprioritising_puts_the_items_first_in_order_and_again_changes_nothing(xy_project):
+    X, _ = blobs(6)
+    items = add_items(xy_project, X)
+    scoring_row = queue_services.scoring_start(
+        project_id=xy_project.pk, model_version=1, strategy="batch", chunks_total=1, items_total=6
+    )
+    queue_services.item_scores_store(
+        scoring_row.pk, [(item.pk, 0.1 * i, None, None) for i, item in enumerate(items)]
+    )
+    wanted = [items[1].pk, items[0].pk, items[3].pk]
+
+    queue_services.item_scores_reprioritise(scoring_row.pk, wanted)
+    once = scores_of(scoring_row.pk)
+    queue_services.item_scores_reprioritise(scoring_row.pk, wanted)
+
+    assert ranking(scoring_row.pk) == [*wanted, items[5].pk, items[4].pk, items[2].pk]
+    assert scores_of(scoring_row.pk) == once
+
+
+# Asking for a scoring when an import's features are stored
+
+
+def test_an_imports_finished_features_ask_for_a_scoring_unless_its_items_are_scored(
+    xy_project, eager_celery, django_capture_on_commit_callbacks, monkeypatch
+):
+    from annotations.models import ImportJob
+
+    sent = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, args: sent.append((name, args)))
+    X, _ = blobs(10)
+    job = ImportJob.objects.create(project=xy_project, filename="a.csv", status="done", features_total=10)
+    items = [ItemFactory(project=xy_project, import_job=job, values=[float(v) for v in p]) for p in X]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        features_compute_chunk(xy_project.pk, [item.pk for item in items])
+
+    assert sent == [("learner.score_pool", [xy_project.pk, 0])]
+    score_pool_task.delay(xy_project.pk, 0)
+    # Its items are scored now: finishing the same job's features again asks for nothing.
+    assert scoring.score_pool_after_features(xy_project.pk, [job.pk]) is False
