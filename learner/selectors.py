@@ -11,7 +11,7 @@ from django.db.models import F, QuerySet
 from annotations.models import ImportJob, Item, Project
 from annotations.selectors import queue_done_item_ids
 from learner.ml.featurize import Featurizer, Matrix, featurizer_for, unpack
-from learner.models import FeatureVector, ModelVersion
+from learner.models import FeatureVector, LiveModel, ModelVersion
 
 # Rows fetched per round trip when a pool is loaded, and ids per IN (...) when a subset is.
 POOL_FETCH_ROWS = 20_000
@@ -157,3 +157,8 @@ def pool_matrix_unlabeled(
 def model_version_by_number(project_id: int, number: int) -> ModelVersion:
     """The project's model version with this number."""
     return ModelVersion.objects.get(project_id=project_id, number=number)
+
+
+def projects_with_live_model() -> list[int]:
+    """Ids of projects that have a live model version."""
+    return list(LiveModel.objects.filter(version__isnull=False).values_list("project_id", flat=True))

@@ -7,6 +7,8 @@ from django.utils import timezone
 from learner import selectors
 from learner.services import features as feature_services
 from learner.services import scoring as scoring_services
+from learner.services import training as training_services
+from learner.services import triggers
 
 # Work enqueued less than this long ago is left to the messages already on the way.
 RECONCILE_GRACE = timedelta(minutes=10)
@@ -57,3 +59,42 @@ def score_pool(project_id: int, newer_than: int | None = None) -> int:
 def score_chunk(project_id: int, scoring_id: int, lo: int, hi: int) -> int:
     """Score the unlabeled items with ids in [lo, hi] under the scoring; the last chunk finishes the scoring."""
     return scoring_services.score_chunk(project_id, scoring_id, (lo, hi))
+
+
+# The model lifecycle: triggers, the training run, and reconciliation on beat.
+
+
+@shared_task(name="learner.labels_added", acks_late=True, time_limit=60, soft_time_limit=50)
+def labels_added(project_id: int) -> bool:
+    """A label was committed: retrain if the project's count trigger is due."""
+    return triggers.count_trigger_check(project_id) is not None
+
+
+@shared_task(name="learner.retrain_scheduled", acks_late=True, time_limit=60, soft_time_limit=50)
+def retrain_scheduled(project_id: int) -> bool:
+    """The project's beat entry fired."""
+    return triggers.schedule_trigger(project_id) is not None
+
+
+@shared_task(name="learner.triggers_check", acks_late=True, time_limit=120, soft_time_limit=100)
+def triggers_check() -> dict[str, int]:
+    """Reconcile count and degradation triggers, e.g. for labels stored while the broker was down."""
+    return triggers.triggers_check_all()
+
+
+@shared_task(name="learner.drift_check_all", acks_late=True, time_limit=1800, soft_time_limit=1700)
+def drift_check_all() -> int:
+    """Measure drift for every project with a live model."""
+    return sum(triggers.drift_check(project_id) is not None for project_id in selectors.projects_with_live_model())
+
+
+@shared_task(name="learner.train_run", acks_late=True, time_limit=3600, soft_time_limit=3500)
+def train_run(run_id: int) -> str:
+    """Snapshot, train, evaluate, gate and swap for one queued training run."""
+    return training_services.training_run_execute(run_id).status
+
+
+@shared_task(name="learner.training_runs_reap", acks_late=True, time_limit=60, soft_time_limit=50)
+def training_runs_reap() -> int:
+    """Fail runs still 'running' past the training time limit: their worker was lost."""
+    return training_services.training_runs_reap()

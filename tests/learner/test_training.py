@@ -77,3 +77,16 @@ def test_a_failed_run_records_its_error_and_leaves_the_live_model(labeled_blobs)
     assert run.status == TrainingRun.Status.FAILED
     assert "at least two classes" in run.error and run.stage == "train"
     assert LiveModel.objects.get(project=labeled_blobs).version_id == live_before
+
+
+def test_a_redelivered_message_of_a_lost_run_fails_it_visibly(labeled_blobs):
+    run = training_run_request(project_id=labeled_blobs.pk, trigger="count", evidence={})
+    # What a worker killed during training leaves behind: the run claimed, mid-stage.
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING, stage="train")
+
+    again = training_run_execute(run.pk)
+
+    assert again.status == TrainingRun.Status.FAILED
+    assert again.error == "The worker was lost during 'train'; the live model was not changed."
+    assert not LiveModel.objects.filter(project=labeled_blobs).exists()
+    assert training_run_request(project_id=labeled_blobs.pk, trigger="count", evidence={}) is not None
