@@ -19,6 +19,7 @@ GOALS = {
         "scoring_items_per_s": "≥ 200,000", "scoring_speedup_2_workers": "≥ 1.5", "cycles_per_s": "≥ 100",
         "paced_next_p99_ms": "≤ 30", "paced_submit_p99_ms": "≤ 50", "duplicates": "0",
     },
+    "freshness": {"total_s": "≤ 15"},
 }
 
 
