@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("annotations.api_urls")),
     path("api/", include("learner.api_urls")),
+    path("", include("learner.urls")),
     path("", include("annotations.urls")),
 ]
 

@@ -86,20 +86,22 @@ def _load(version: ModelVersion) -> Pipeline:
     return sio.loads(payload)
 
 
-_cache: OrderedDict[int, LoadedModel] = OrderedDict()
+# Keyed by id and hash: SQLite may reuse a deleted version's id, a hash cannot lie.
+_cache: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
 def model_version_loaded(version: ModelVersion) -> LoadedModel:
     """Return the version's pipeline, loaded once per process and kept in a small LRU cache."""
+    key = (version.pk, version.artifact_sha256)
     with _cache_lock:
-        loaded = _cache.get(version.pk)
+        loaded = _cache.get(key)
         if loaded is not None:
-            _cache.move_to_end(version.pk)
+            _cache.move_to_end(key)
             return loaded
     loaded = LoadedModel(version.pk, version.number, tuple(version.classes), _load(version))
     with _cache_lock:
-        _cache[version.pk] = loaded
+        _cache[key] = loaded
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return loaded

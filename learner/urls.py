@@ -1,0 +1,13 @@
+"""Page URLs of the learner app."""
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("projects/<int:project_id>/models/", views.project_models, name="project-models"),
+    path("projects/<int:project_id>/models/retrain", views.project_retrain, name="project-retrain"),
+    path("projects/<int:project_id>/models/<int:number>/rollback", views.model_version_swap,
+         {"action": "rollback"}, name="model-version-rollback"),
+    path("projects/<int:project_id>/models/<int:number>/promote", views.model_version_swap,
+         {"action": "promote"}, name="model-version-promote"),
+]
