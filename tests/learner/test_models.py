@@ -120,7 +120,7 @@ def test_the_cache_keeps_only_the_most_recently_used_versions(tabular_project, m
     for version in (first, second, first, third):
         model_version_loaded(version)
 
-    assert list(model_services._cache) == [first.pk, third.pk]
+    assert [version_id for version_id, _ in model_services._cache] == [first.pk, third.pk]
 
 
 def test_promotion_moves_the_pointer_writes_history_and_rescores_after_commit(
