@@ -20,6 +20,7 @@ GOALS = {
         "paced_next_p99_ms": "≤ 30", "paced_submit_p99_ms": "≤ 50", "duplicates": "0",
     },
     "freshness": {"total_s": "≤ 15"},
+    "label_efficiency": {"n99": "≤ 240"},
 }
 
 

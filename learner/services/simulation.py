@@ -264,10 +264,10 @@ def _copy_features(source_id: int, scratch_id: int) -> int:
     sql = (
         f'INSERT INTO "{feature.db_table}" ({column["item"]}, {column["project"]}, {column["space"]},'
         f' {column["values"]}, {column["indices"]})'
-        f' SELECT copy."id", %s, f.{column["space"]}, f.{column["values"]}, f.{column["indices"]}'
+        f' SELECT dst."id", %s, f.{column["space"]}, f.{column["values"]}, f.{column["indices"]}'
         f' FROM "{feature.db_table}" f'
-        f' INNER JOIN "{item.db_table}" original ON original."id" = f.{column["item"]}'
-        f' INNER JOIN "{item.db_table}" copy ON copy.{item_project} = %s AND copy.{item_external} = original.{item_external}'
+        f' INNER JOIN "{item.db_table}" src ON src."id" = f.{column["item"]}'
+        f' INNER JOIN "{item.db_table}" dst ON dst.{item_project} = %s AND dst.{item_external} = src.{item_external}'
         f' WHERE f.{column["project"]} = %s AND f.{column["space"]} = %s'
     )
     with connection.cursor() as cursor:
