@@ -330,10 +330,17 @@ class QueueScoring(models.Model):
 class ItemScore(models.Model):
     """An item's queue priority and the model's suggestion under one scoring."""
 
-    scoring = models.ForeignKey(QueueScoring, on_delete=models.CASCADE, related_name="scores")
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="scores")
+    # A derived, recomputable table written a million rows at a time: no database-level foreign
+    # keys (their per-row checks and KEY SHARE locks on items cost more than the COPY itself) and
+    # no single-column indexes (the two composite ones below serve every read).
+    scoring = models.ForeignKey(
+        QueueScoring, on_delete=models.CASCADE, related_name="scores", db_constraint=False, db_index=False
+    )
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="scores", db_constraint=False, db_index=False)
     priority = models.FloatField(help_text="Higher is asked sooner.")
-    predicted_label = models.ForeignKey(Label, null=True, on_delete=models.CASCADE, related_name="+")
+    predicted_label = models.ForeignKey(
+        Label, null=True, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
     confidence = models.FloatField(null=True)
 
     class Meta:

@@ -233,8 +233,3 @@ def _copy(scoring_id: int, groups: list[ScoreColumns]) -> None:
             statement = f'COPY "{table}" ({_copy_columns(group)}) FROM STDIN (FORMAT BINARY)'
             with cursor.cursor.copy(statement) as copy:
                 copy.write(COPY_HEADER + _binary_rows(scoring_id, group) + COPY_TRAILER)
-        # Check the rows' deferred foreign keys now rather than at commit: by then the chunk holds
-        # its scoring's row lock (scoring_chunk_done), and concurrent chunks would queue behind
-        # each other's checks.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
