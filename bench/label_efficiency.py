@@ -72,9 +72,9 @@ def main() -> None:
         call_command(
             "simulate", "--project", "digits", "--oracle-csv", str(oracle), "--strategy", STRATEGY,
             "--annotators", str(ANNOTATORS), "--budget", str(budget), "--seeds", str(seeds),
-            "--out", str(out / ("simulation-quick" if args.quick else "simulation")), stdout=sys.stderr,
+            "--out", str(out / "simulation"), stdout=sys.stderr,
         )
-        result = json.loads((out / ("simulation-quick.json" if args.quick else "simulation.json")).read_text())
+        result = json.loads((out / "simulation.json").read_text())
     summary, baseline = result["summary"][STRATEGY], result["summary"][result["baseline"]]
     emit(
         "label_efficiency",

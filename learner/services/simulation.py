@@ -1,10 +1,15 @@
-"""Labeling simulations: oracle annotators drive the real queue, triggers, gate and swaps on scratch copies of a project.
+"""Labeling simulations: oracle annotators drive the real queue, triggers, gate and swaps on scratch project copies.
 
 Each (strategy, seed) run copies the project's items (less a held-out test split) and their
 features into a scratch project with the same labels and settings, lets N scratch annotators
-label through ``queue_next`` / ``annotation_submit`` with the oracle's answers, runs the retrain
-triggers after every label and executes what they request synchronously (train, gate, swap,
-rescore), and records a learning curve on the test split. The scratch project is deleted after.
+label through ``queue_next`` / ``annotation_submit`` with the oracle's answers, runs the count
+trigger after every label and executes what it requests synchronously (train, gate, swap,
+rescore), and records a learning curve on the test split.
+
+A run is one database transaction, rolled back at its end: no other process ever sees the
+scratch project, and the task messages its services queue after commit are never sent, so a
+worker cannot race the run and no broker is needed. The price: on SQLite the run holds the
+write lock while it lasts, so simulate when nobody is labeling there.
 """
 from __future__ import annotations
 
@@ -18,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from celery import Celery, current_app
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -27,29 +31,29 @@ from django.db import connection, transaction
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
-from annotations.models import Annotation, Item, Label, Membership, Project
+from annotations.models import Item, Label, Lease, Membership, Project
 from annotations.services import annotation_submit, lease_release, queue_next
 from labelhub.api import DomainError
 from learner.ml import curves
 from learner.ml.featurize import Matrix
 from learner.ml.training import proba_over
-from learner.models import FeatureVector, LiveModel, ModelVersion, SwapHistory, TrainingRun
+from learner.models import FeatureVector, ModelVersion, TrainingRun
 from learner.selectors import pool_matrix, project_featurizer
 from learner.services.models import model_version_live, model_version_loaded
 from learner.services.scoring import score_chunk, score_pool_plan
 from learner.services.training import training_run_execute
-from learner.services.triggers import count_trigger_check, degradation_check
+from learner.services.triggers import count_trigger_check
 
 DEFAULT_STEP = 10
 DEFAULT_TEST_SHARE = 0.25
 BASELINE = Project.Strategy.RANDOM
 # Settings a scratch copy must not take over: identity, timestamps, and the schedule, which a
-# simulation without wall-clock time cannot honour (and whose beat entry would outlive the copy).
+# simulation without wall-clock time cannot honour (and which would retrain a kept copy on beat).
 NOT_COPIED = {"id", "name", "slug", "created_at", "updated_at", "query_strategy", "retrain_interval_minutes"}
 # The settings that shape a simulation, which ``overrides`` may change for the scratch copies.
 ADJUSTABLE = (
-    "audit_share", "overlap", "retrain_every_n_labels", "degradation_window", "degradation_floor",
-    "degradation_margin", "gate_alpha", "gate_min_gain", "gate_min_audit", "gate_max_recall_drop",
+    "audit_share", "overlap", "retrain_every_n_labels", "gate_alpha", "gate_min_gain", "gate_min_audit",
+    "gate_max_recall_drop",
 )
 ITEM_COPY_BATCH = 2000
 
@@ -61,7 +65,7 @@ class SimulationError(DomainError):
 
 
 def settings_overrides(pairs: list[str]) -> dict:
-    """Parse NAME=VALUE pairs into validated project settings for the scratch copies ('none' empties a field)."""
+    """Parse NAME=VALUE pairs into validated project settings for the scratch copies."""
     overrides = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
@@ -70,9 +74,8 @@ def settings_overrides(pairs: list[str]) -> dict:
             raise SimulationError(f"Cannot set {pair!r}: use NAME=VALUE with NAME one of {', '.join(ADJUSTABLE)}.")
         model_field = Project._meta.get_field(name)
         try:
-            value = None if raw.strip().lower() in ("", "none") and model_field.null else model_field.to_python(raw.strip())
-            if value is not None:
-                model_field.run_validators(value)
+            value = model_field.to_python(raw.strip())
+            model_field.run_validators(value)
         except ValidationError as exc:
             raise SimulationError(f"Cannot set {name} to {raw!r}: {' '.join(exc.messages)}") from None
         overrides[name] = value
@@ -165,32 +168,6 @@ def _load(project: Project, oracle: Oracle) -> _Data:
 
 
 @contextmanager
-def _private_broker() -> Iterator[None]:
-    """Send the tasks that services enqueue after commit to an in-process broker while the simulation runs.
-
-    The simulation runs training and scoring itself: a worker that received the scratch
-    project's messages would race it, and an unreachable broker would stall every submit.
-    """
-    previous = current_app._get_current_object()
-    private = Celery("labelhub-simulation", set_as_current=False)
-    # broker_write_url, because CELERY_BROKER_URL in the environment overrides broker_url.
-    private.conf.update(
-        broker_write_url="memory://localhost/", task_serializer="json", accept_content=["json"],
-        task_default_queue=previous.conf.task_default_queue, task_routes=previous.conf.task_routes,
-    )
-    private.set_current()
-    try:
-        yield
-    finally:
-        previous.set_current()
-        with private.connection_for_write() as conn:
-            channel = conn.default_channel
-            for queue in {previous.conf.task_default_queue, "scoring", "training"}:
-                channel.queue_purge(queue)
-        private.close()
-
-
-@contextmanager
 def _seeded(seed: int) -> Iterator[None]:
     """Seed the module-level random numbers (the queue's audit draws) for one run; restore them after."""
     state = random.getstate()
@@ -237,8 +214,9 @@ def _scratch_project(
         keys = iter(np.random.default_rng([seed, 7]).random(len(wanted)).tolist())
         columns = ("pk", "external_id", "text", "image", "thumbnail", "values", "metadata", "content_hash")
         batch: list[Item] = []
-        for pk, external_id, text, image, thumbnail, values, metadata, content_hash in (
-            Item.objects.filter(project=source).order_by("pk").values_list(*columns).iterator(chunk_size=ITEM_COPY_BATCH)
+        rows_of_source = Item.objects.filter(project=source).order_by("pk").values_list(*columns)
+        for pk, external_id, text, image, thumbnail, values, metadata, content_hash in rows_of_source.iterator(
+            chunk_size=ITEM_COPY_BATCH
         ):
             if pk not in wanted:
                 continue
@@ -275,18 +253,10 @@ def _copy_features(source_id: int, scratch_id: int) -> int:
         return cursor.rowcount
 
 
-def _scratch_delete(scratch: Project) -> None:
-    """Delete a scratch project with everything it made: labels, runs, versions and their model files."""
-    artifacts = list(ModelVersion.objects.filter(project=scratch).values_list("artifact_name", flat=True))
-    with transaction.atomic():
-        # Versions, labels and annotators are protected while history, the live pointer and labels point at them.
-        LiveModel.objects.filter(project=scratch).delete()
-        SwapHistory.objects.filter(project=scratch).delete()
-        Annotation.objects.filter(item__project=scratch).delete()
-        FeatureVector.objects.filter(project=scratch).delete()
-        scratch.delete()
+def _artifacts_delete(names: list[str]) -> None:
+    """Delete model files of a rolled-back run: the storage is outside the transaction."""
     storage = storages["models"]
-    for name in artifacts:
+    for name in names:
         storage.delete(name)
 
 
@@ -308,6 +278,7 @@ class _Run:
     retrains: list[dict] = field(default_factory=list)
     audit_labels: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: {"queue": 0.0, "retrain": 0.0, "curve": 0.0})
+    artifacts: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"strategy": self.strategy, "seed": self.seed, "audit_labels": self.audit_labels,
@@ -362,33 +333,35 @@ class _Driver:
             if held[user.pk] is not None:
                 lease_release(lease_id=held[user.pk].pk, user=user)
 
-    def _next(self, user: AbstractBaseUser):
+    def _next(self, user: AbstractBaseUser) -> Lease | None:
         started = time.perf_counter()
         lease = queue_next(project=self.scratch, user=user)
         self.run.seconds["queue"] += time.perf_counter() - started
         return lease
 
     def _triggers(self, labels: int) -> bool:
-        """Run the label-driven triggers and whatever run they request, as the worker would; True if one ran."""
+        """Run the count trigger, as a label's labels_added task does, and the run it requests; True if one ran.
+
+        The beat-driven triggers (schedule, degradation, drift) are left out: they pace themselves
+        by wall-clock minutes, which a simulation does not have.
+        """
+        requested = count_trigger_check(self.scratch.pk)
+        if requested is None:
+            return False
         started = time.perf_counter()
-        ran = False
-        for check in (count_trigger_check, degradation_check):
-            requested = check(self.scratch.pk)
-            if requested is None:
-                continue
-            run = training_run_execute(requested.pk)
-            if run.status == TrainingRun.Status.PROMOTED:
-                _score_pool_now(self.scratch.pk)
-            version = ModelVersion.objects.filter(training_run=run).values_list("number", flat=True).first()
-            reason = run.decision.get("reason") or (run.error.splitlines()[0] if run.error else "")
-            self.run.retrains.append({
-                "labels": labels, "trigger": run.trigger, "status": run.status, "version": version,
-                "audit_n": run.decision.get("audit_n"), "reason": reason,
-                "seconds": round(sum(run.timings.values()), 3),
-            })
-            ran = True
+        run = training_run_execute(requested.pk)
+        if run.status == TrainingRun.Status.PROMOTED:
+            _score_pool_now(self.scratch.pk)
+        version = ModelVersion.objects.filter(training_run=run).values_list("number", "artifact_name").first()
+        if version is not None:
+            self.run.artifacts.append(version[1])
+        reason = run.decision.get("reason") or (run.error.splitlines()[0] if run.error else "")
+        self.run.retrains.append({
+            "labels": labels, "trigger": run.trigger, "status": run.status, "version": version and version[0],
+            "audit_n": run.decision.get("audit_n"), "reason": reason, "seconds": round(sum(run.timings.values()), 3),
+        })
         self.run.seconds["retrain"] += time.perf_counter() - started
-        return ran
+        return True
 
     def _point(self, labels: int) -> None:
         started = time.perf_counter()
@@ -449,34 +422,36 @@ def simulation_run(
     ]
     strategies = [strategy] if strategy == BASELINE else [strategy, BASELINE]
     token = uuid.uuid4().hex[:8]
-    users = _scratch_annotators(token, annotators)
     runs: list[_Run] = []
     kept: list[str] = []
-    try:
-        for seed, (pool, test) in enumerate(splits):
-            for name in strategies:
-                run = _Run(name, seed)
-                scratch = _scratch_project(
-                    project, data, pool, strategy=name, seed=seed, token=token, annotators=users, overrides=overrides
-                )
-                run_started = time.perf_counter()
-                try:
-                    with _private_broker(), _seeded(seed):
+    for seed, (pool, test) in enumerate(splits):
+        for name in strategies:
+            run = _Run(name, seed)
+            run_started = time.perf_counter()
+            committed = False
+            try:
+                with transaction.atomic():
+                    users = _scratch_annotators(f"{token}-{name}-{seed}", annotators)
+                    scratch = _scratch_project(
+                        project, data, pool, strategy=name, seed=seed, token=token, annotators=users,
+                        overrides=overrides,
+                    )
+                    with _seeded(seed):
                         _Driver(scratch, data, pool, test, run).drive(users, budget, step)
-                finally:
                     if keep:
                         kept.append(scratch.slug)
+                        committed = True
                     else:
-                        _scratch_delete(scratch)
-                run.seconds["total"] = time.perf_counter() - run_started
-                runs.append(run)
-                promoted = sum(r["status"] == TrainingRun.Status.PROMOTED for r in run.retrains)
-                last = run.curve[-1] if run.curve else {"labels": 0, "accuracy": float("nan")}
-                log(f"{name} seed {seed}: {last['labels']} labels, {len(run.retrains)} retrains ({promoted} promoted), "
-                    f"accuracy {last['accuracy']:.3f} (full pool {full[seed]:.3f}), {run.seconds['total']:.0f} s")
-    finally:
-        if not keep:
-            get_user_model().objects.filter(pk__in=[user.pk for user in users]).delete()
+                        transaction.set_rollback(True)
+            finally:
+                if not committed:
+                    _artifacts_delete(run.artifacts)
+            run.seconds["total"] = time.perf_counter() - run_started
+            runs.append(run)
+            promoted = sum(r["status"] == TrainingRun.Status.PROMOTED for r in run.retrains)
+            last = run.curve[-1] if run.curve else {"labels": 0, "accuracy": float("nan")}
+            log(f"{name} seed {seed}: {last['labels']} labels, {len(run.retrains)} retrains ({promoted} promoted), "
+                f"accuracy {last['accuracy']:.3f} (full pool {full[seed]:.3f}), {run.seconds['total']:.0f} s")
     full_pool_accuracy = float(np.mean(full))
     summary = {}
     for name in strategies:
@@ -490,8 +465,8 @@ def simulation_run(
             [[(p["labels"], p["live_accuracy"]) for p in r.curve if p["live_accuracy"] is not None and
               (p["labels"] % step == 0 or p["labels"] == budget)] for r in own]
         ).as_dict()
-        firsts = [next((x["labels"] for x in r.retrains if x["status"] == TrainingRun.Status.PROMOTED), None) for r in own]
-        summary[name]["first_promotion_labels"] = firsts
+        promoted_at = [[x["labels"] for x in r.retrains if x["status"] == TrainingRun.Status.PROMOTED] for r in own]
+        summary[name]["first_promotion_labels"] = [labels[0] if labels else None for labels in promoted_at]
         summary[name]["retrains"] = [len(r.retrains) for r in own]
         summary[name]["promotions"] = [sum(x["status"] == TrainingRun.Status.PROMOTED for x in r.retrains) for r in own]
     return {
@@ -510,7 +485,7 @@ def simulation_run(
         "kind": project.kind,
         "settings": effective,
         "overrides": overrides,
-        "triggers": ["count", "degradation"],
+        "triggers": ["count"],
         "full_pool_accuracy": round(full_pool_accuracy, 5),
         "full_pool_accuracy_per_seed": [round(a, 5) for a in full],
         "summary": summary,
@@ -526,12 +501,12 @@ def simulation_plot(result: dict, path: Path | str) -> None:
     def as_curve(d: dict) -> curves.MeanCurve:
         return curves.MeanCurve(np.array(d["labels"]), np.array(d["mean"]), np.array(d["std"]), d["runs"])
 
-    summary = result["summary"]
+    summary, settings = result["summary"], result["settings"]
     curves.plot_curves(
         path,
         {name: as_curve(s["mean_curve"]) for name, s in summary.items()},
         live={name: as_curve(s["live_mean_curve"]) for name, s in summary.items()},
         full_pool_accuracy=result["full_pool_accuracy"],
         title=f"{result['dataset']}: {result['annotators']} annotators, {len(result['seeds'])} seeds, retrain every "
-              f"{result['settings']['retrain_every_n_labels']} labels, gate ≥ {result['settings']['gate_min_audit']} audit",
+              f"{settings['retrain_every_n_labels']} labels, gate ≥ {settings['gate_min_audit']} audit",
     )

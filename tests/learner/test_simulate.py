@@ -80,7 +80,7 @@ def test_simulate_writes_curves_and_leaves_the_project_untouched(oracle_project,
 
 @pytest.mark.django_db
 def test_keep_leaves_the_scratch_projects_labeled_through_the_queue(oracle_project, tmp_path):
-    result = simulate(oracle_project, tmp_path, "--keep", "--seeds", "1")
+    result = simulate(oracle_project, tmp_path, "--keep", "--set", "gate_alpha=0.1")
 
     assert len(result["kept_projects"]) == 2
     scratch = Project.objects.get(slug=result["kept_projects"][0])
@@ -91,7 +91,11 @@ def test_keep_leaves_the_scratch_projects_labeled_through_the_queue(oracle_proje
     assert annotations.filter(is_audit=True).exists()
     assert annotations.filter(model_version__isnull=False, predicted_label__isnull=False).exists()
     assert scratch.items.count() == 112  # the test split never enters the pool
-    assert scratch.retrain_every_n_labels == 15 and scratch.gate_min_audit == 5
+    # Settings are copied, the strategy and --set overrides replace theirs, the project keeps its own.
+    assert scratch.retrain_every_n_labels == 15 and scratch.gate_min_audit == 5 and scratch.gate_alpha == 0.1
+    assert scratch.query_strategy == "margin" and result["settings"]["gate_alpha"] == 0.1
+    oracle_project.refresh_from_db()
+    assert oracle_project.gate_alpha == 0.05
     assert not Annotation.objects.filter(item__project=oracle_project).exists()
 
 

@@ -29,7 +29,8 @@ class Command(BaseCommand):
     help = (
         "Drive the real queue, retrain triggers, gate and swaps with simulated experts who answer from a held-back "
         "label column, on scratch copies of the project, and write learning curves (labels vs accuracy on a "
-        "held-out test split) for the strategy and for random sampling as JSON and PNG."
+        "held-out test split) for the strategy and for random sampling as JSON and PNG. Each run is one database "
+        "transaction, rolled back at its end; on SQLite it holds the write lock meanwhile."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -37,18 +38,20 @@ class Command(BaseCommand):
         oracle = parser.add_mutually_exclusive_group()
         oracle.add_argument("--oracle-field", metavar="NAME", help="Answers are label names in Item.metadata[NAME].")
         oracle.add_argument("--oracle-csv", metavar="FILE", help="Answers come from a CSV of external_id,label rows.")
-        parser.add_argument("--strategy", help="Query strategy to compare with random sampling (default: the project's).")
+        parser.add_argument("--strategy", help="Strategy to compare with random sampling (default: the project's).")
         parser.add_argument("--annotators", type=int, default=4, help="Simulated experts labeling in parallel.")
         parser.add_argument("--budget", type=int, default=400, help="Labels per run.")
         parser.add_argument("--seeds", type=int, default=3, help="Runs per strategy, each with its own test split.")
-        parser.add_argument("--step", type=int, default=DEFAULT_STEP, help="Record a curve point every this many labels.")
+        parser.add_argument("--step", type=int, default=DEFAULT_STEP, help="Record a curve point every N labels.")
         parser.add_argument("--test-share", type=float, default=DEFAULT_TEST_SHARE,
                             help="Share of the answered items held out as the test split.")
         parser.add_argument("--out", help="Output path without extension (default var/simulations/<project>-<time>).")
         parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
                             help="Change a retrain, gate or queue setting of the scratch copies, e.g. "
                                  "--set retrain_every_n_labels=20 (repeatable).")
-        parser.add_argument("--keep", action="store_true", help="Keep the scratch projects for inspection.")
+        parser.add_argument("--keep", action="store_true",
+                            help="Commit the scratch projects for inspection instead of rolling each run back "
+                                 "(the task messages their services queued are then sent too).")
 
     def handle(self, *args, **options) -> None:
         self.verbosity = options["verbosity"]
