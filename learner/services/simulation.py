@@ -397,8 +397,9 @@ def simulation_run(
 ) -> dict:
     """Simulate labeling with the strategy and with random sampling; return every curve, the summaries and settings.
 
-    The project itself is only read: each run works on a scratch copy, deleted afterwards unless
-    ``keep``. ``overrides`` (from ``settings_overrides``) change the copies' settings.
+    The project itself is only read: each run works on a scratch copy in a transaction that is
+    rolled back at its end, or committed with ``keep``. ``overrides`` (from ``settings_overrides``)
+    change the copies' settings.
     """
     log = log or (lambda message: None)
     overrides = overrides or {}
