@@ -1,10 +1,19 @@
-"""Fixtures of learner tests: labeled, featurised projects."""
+"""Fixtures of learner tests: labeled, featurised projects, and inline Celery."""
 import numpy as np
 import pytest
+from celery import current_app
 
 from annotations.models import Project
 from learner.services.features import features_compute_chunk
 from tests.factories import AnnotationFactory, ItemFactory
+
+
+@pytest.fixture
+def eager_celery():
+    """Run tasks sent with delay/apply_async inline, as a worker would."""
+    current_app.conf.task_always_eager = True
+    yield
+    current_app.conf.task_always_eager = False
 
 
 def blob_items(project, rng, n, *, shift=0.0):

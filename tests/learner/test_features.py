@@ -4,7 +4,6 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from celery import current_app
 from django.core.files.base import ContentFile
 from django.utils import timezone
 from PIL import Image
@@ -32,14 +31,6 @@ def digit_png(index: int = 0, mode: str = "L") -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-@pytest.fixture
-def eager_celery():
-    """Run tasks sent with delay/apply_async inline, as a worker would."""
-    current_app.conf.task_always_eager = True
-    yield
-    current_app.conf.task_always_eager = False
 
 
 @pytest.fixture

@@ -33,14 +33,6 @@ def _fresh_model_cache():
 
 
 @pytest.fixture
-def eager_celery():
-    """Run tasks sent with delay/apply_async inline, as a worker would."""
-    current_app.conf.task_always_eager = True
-    yield
-    current_app.conf.task_always_eager = False
-
-
-@pytest.fixture
 def xy_project(tabular_project: Project) -> Project:
     tabular_project.feature_names = ["x", "y"]
     tabular_project.save(update_fields=["feature_names"])
