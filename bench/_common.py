@@ -30,8 +30,14 @@ def _admin_connect(url: str):
 
 
 @contextmanager
-def bench_environment(name: str, *, broker_db: int = 9):
-    """Create a database of the benchmark's own, point settings at it, drop it afterwards."""
+def bench_environment(name: str, *, broker_db: int | None = None):
+    """Create a database of the benchmark's own, point settings at it, drop it afterwards.
+
+    The Redis database it flushes and uses is ``broker_db``, else ``BENCH_BROKER_DB``, else 9:
+    benchmarks run side by side must each have their own.
+    """
+    if broker_db is None:
+        broker_db = int(os.environ.get("BENCH_BROKER_DB", "9"))
     base = os.environ.get("DATABASE_URL", DEFAULT_DB)
     db_name = f"labelhub_bench_{name}_{uuid.uuid4().hex[:6]}"
     url = urlunsplit(urlsplit(base)._replace(path=f"/{db_name}"))
