@@ -7,6 +7,7 @@ urlpatterns = [
     path("projects/<int:project_id>/imports", apis.ImportJobCreateApi.as_view(), name="api-import-create"),
     path("imports/<int:job_id>", apis.ImportJobDetailApi.as_view(), name="api-import-detail"),
     path("projects/<int:project_id>/queue/next", apis.QueueNextApi.as_view(), name="api-queue-next"),
+    path("projects/<int:project_id>/queue/progress", apis.QueueProgressApi.as_view(), name="api-queue-progress"),
     path("projects/<int:project_id>/queue/undo", apis.QueueUndoApi.as_view(), name="api-queue-undo"),
     # Any string reaches the view, so that a malformed lease id gets the API's JSON 404.
     path("leases/<str:lease_id>/submit", apis.LeaseSubmitApi.as_view(), name="api-lease-submit"),

@@ -135,12 +135,11 @@ class ProgressOutputSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="QueueServed")
 class ServedOutputSerializer(serializers.Serializer):
-    """A leased item with the model's suggestion (if the project shows them) and the queue's progress."""
+    """A leased item with the model's suggestion (if the project shows them); progress is its own endpoint."""
 
     lease = LeaseOutputSerializer()
     item = QueueItemOutputSerializer()
     suggestion = SuggestionOutputSerializer(allow_null=True)
-    progress = ProgressOutputSerializer()
 
 
 def _served(request: Request, project: Project, lease: Lease) -> dict[str, Any]:
@@ -151,13 +150,21 @@ def _served(request: Request, project: Project, lease: Lease) -> dict[str, Any]:
             "label": lease.predicted_label.name,
             "confidence": lease.predicted_confidence,
         }
-    served = {
-        "lease": lease,
-        "item": lease.item,
-        "suggestion": suggestion,
-        "progress": selectors.queue_progress(project, request.user),
-    }
+    served = {"lease": lease, "item": lease.item, "suggestion": suggestion}
     return ServedOutputSerializer(served, context={"project": project}).data
+
+
+class QueueProgressApi(APIView):
+    """The queue's progress: pool, labeled and done items, your labels today, and the scoring it serves from.
+
+    Kept out of ``queue/next`` so that serving an item stays a handful of statements; a client
+    shows progress as often as it likes.
+    """
+
+    @extend_schema(responses=ProgressOutputSerializer)
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_get_for_user(request.user, project_id)
+        return Response(ProgressOutputSerializer(selectors.queue_progress(project, request.user)).data)
 
 
 class QueueNextApi(APIView):

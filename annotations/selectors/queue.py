@@ -6,12 +6,14 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db import connection
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
+from labelhub import rows
 from labelhub.api import NotFound
 
-from ..models import Annotation, Item, Lease, Membership, Project, QueueScoring
+from ..models import Annotation, Item, Label, Lease, Membership, Project, QueueScoring
 
 # Progress counts at or above these sizes are cached for a while (see _count_cached).
 POOL_CACHED_FROM = 50_000
@@ -34,16 +36,47 @@ def lease_get_for_user(
         lease_uuid = lease_id if isinstance(lease_id, uuid.UUID) else uuid.UUID(str(lease_id))
     except ValueError:
         raise NotFound("Lease not found.") from None
-    leases = Lease.objects.filter(pk=lease_uuid, user=user)
-    if related:  # select_related() with no names would follow every relation
-        leases = leases.select_related(*related)
-    if not user.is_staff:
-        # A removed member keeps their lease rows but may no longer use them.
-        leases = leases.filter(Exists(Membership.objects.filter(project_id=OuterRef("project_id"), user=user)))
-    lease = leases.first()
+    if set(related) <= {"project"}:
+        lease = _lease_row(lease_uuid, user, with_project=bool(related))
+    else:
+        leases = Lease.objects.filter(pk=lease_uuid, user=user)
+        if related:  # select_related() with no names would follow every relation
+            leases = leases.select_related(*related)
+        if not user.is_staff:
+            # A removed member keeps their lease rows but may no longer use them.
+            leases = leases.filter(Exists(Membership.objects.filter(project_id=OuterRef("project_id"), user=user)))
+        lease = leases.first()
     if lease is None:
         raise NotFound("Lease not found.")
     return lease
+
+
+def _lease_row(lease_id: uuid.UUID, user: AbstractBaseUser, *, with_project: bool) -> Lease | None:
+    """The lease (and its project) in one statement: what every submit, skip and release reads first."""
+    q = rows.qn
+    select, joins, params = rows.columns(Lease, "l"), "", [_db_uuid(lease_id), user.pk]
+    if with_project:
+        select += f", {rows.columns(Project, 'p')}"
+        joins = f" INNER JOIN {q(Project._meta.db_table)} p ON p.{q('id')} = l.{q('project_id')}"
+    sql = f"SELECT {select} FROM {q(Lease._meta.db_table)} l{joins} WHERE l.{q('id')} = %s AND l.{q('user_id')} = %s"
+    if not user.is_staff:
+        sql += (
+            f" AND EXISTS (SELECT 1 FROM {q(Membership._meta.db_table)} m WHERE m.{q('project_id')} = l.{q('project_id')}"
+            f" AND m.{q('user_id')} = %s)"
+        )
+        params.append(user.pk)
+    row = rows.fetch_one(sql, params)
+    if row is None:
+        return None
+    lease, end = rows.build(Lease, row)
+    if with_project:
+        lease.project, _ = rows.build(Project, row, end)
+    return lease
+
+
+def _db_uuid(value: uuid.UUID) -> object:
+    """A UUID as this database stores it (SQLite: 32 hex digits)."""
+    return Lease._meta.pk.get_db_prep_value(value, connection)
 
 
 def queue_scorings_complete(project_id: int) -> QuerySet[QueueScoring]:
@@ -55,7 +88,27 @@ def queue_scorings_complete(project_id: int) -> QuerySet[QueueScoring]:
 
 def queue_scoring_current(project_id: int) -> QueueScoring | None:
     """The project's newest complete scoring, which the queue serves from, or None."""
-    return queue_scorings_complete(project_id).first()
+    q = rows.qn
+    # queue_scorings_complete(project_id).first(), written out: it runs twice per item served.
+    row = rows.fetch_one(
+        f"SELECT {rows.columns(QueueScoring, 's')} FROM {q(QueueScoring._meta.db_table)} s"
+        f" WHERE s.{q('project_id')} = %s AND s.{q('status')} = %s AND s.{q('finished_at')} IS NOT NULL"
+        f" ORDER BY s.{q('finished_at')} DESC, s.{q('id')} DESC LIMIT 1",
+        [project_id, QueueScoring.Status.COMPLETE],
+    )
+    return rows.build(QueueScoring, row)[0] if row else None
+
+
+def project_labels_by_id(project_id: int) -> dict[int, Label]:
+    """The project's labels by id, in one statement."""
+    q = rows.qn
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {rows.columns(Label, 'b')} FROM {q(Label._meta.db_table)} b WHERE b.{q('project_id')} = %s",
+            [project_id],
+        )
+        labels = [rows.build(Label, row)[0] for row in cursor.fetchall()]
+    return {label.pk: label for label in labels}
 
 
 def _local_midnight() -> datetime:
@@ -82,23 +135,30 @@ def queue_progress(project: Project, user: AbstractBaseUser) -> dict[str, Any]:
     """Pool size, labeled and done items, the user's labels today and the scoring being served."""
     # created_at in the key: a cache shared by two databases (a benchmark's, a test run's) never mixes projects.
     key = f"{project.pk}:{project.created_at.timestamp()}"
-    pool = _count_cached(
-        f"queue-pool:{key}",
-        lambda: {"pool": Item.objects.filter(project=project).count()},
-        large=POOL_CACHED_FROM, seconds=POOL_CACHE_SECONDS,
-    )["pool"]
-    # Every done item is labeled, so one pass over the labeled items' partial index counts both.
+    q, item_table = rows.qn, rows.qn(Item._meta.db_table)
+
+    def count_pool() -> dict[str, int]:
+        return {"pool": rows.fetch_one(f"SELECT COUNT(*) FROM {item_table} WHERE {q('project_id')} = %s", [project.pk])[0]}
+
+    def count_labeled() -> dict[str, int]:
+        # Every done item is labeled, so one pass over the labeled items' partial index counts both,
+        # reading columns of the index only, so that it can answer alone (an index-only scan).
+        labeled, done = rows.fetch_one(
+            f"SELECT COUNT(*), COUNT(*) FILTER (WHERE {q('queue_done')}) FROM {item_table}"
+            f" WHERE {q('project_id')} = %s AND {q('label_count')} > 0",
+            [project.pk],
+        )
+        return {"labeled": labeled, "done": done}
+
+    pool = _count_cached(f"queue-pool:{key}", count_pool, large=POOL_CACHED_FROM, seconds=POOL_CACHE_SECONDS)["pool"]
     counts = _count_cached(
-        f"queue-labeled:{key}",
-        lambda: Item.objects.filter(project=project, label_count__gt=0).aggregate(
-            # Columns of the index only, so that it can answer alone (an index-only scan).
-            labeled=Count("*"), done=Count("queue_done", filter=Q(queue_done=True))
-        ),
-        large=LABELED_CACHED_FROM, seconds=LABELED_CACHE_SECONDS,
+        f"queue-labeled:{key}", count_labeled, large=LABELED_CACHED_FROM, seconds=LABELED_CACHE_SECONDS
     )
-    mine_today = Annotation.objects.filter(
-        annotator=user, created_at__gte=_local_midnight(), item__project=project
-    ).count()
+    mine_today = rows.fetch_one(
+        f"SELECT COUNT(*) FROM {q(Annotation._meta.db_table)} a INNER JOIN {item_table} i ON i.{q('id')} = a.{q('item_id')}"
+        f" WHERE a.{q('annotator_id')} = %s AND a.{q('created_at')} >= %s AND i.{q('project_id')} = %s",
+        [user.pk, connection.ops.adapt_datetimefield_value(_local_midnight()), project.pk],
+    )[0]
     scoring = queue_scoring_current(project.pk)
     return {
         "pool": pool,

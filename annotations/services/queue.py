@@ -10,14 +10,15 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Q, Subquery
+from django.db.models import Q
 from django.utils import timezone
 
+from labelhub import rows
 from labelhub.api import Conflict, DomainError
 from labelhub.celery import send_task_on_commit
 
 from ..models import Annotation, Item, ItemScore, Label, Lease, Project, QueueScoring
-from ..selectors.queue import lease_get_for_user, queue_scoring_current, queue_scorings_complete
+from ..selectors.queue import lease_get_for_user, project_labels_by_id, queue_scoring_current
 
 LABELS_ADDED_TASK = "learner.labels_added"
 # The page holds the item on screen plus one prefetched; one more absorbs a retried request.
@@ -53,6 +54,7 @@ def _ttl(project: Project) -> timedelta:
 # compile each of them, a large share of a next-item request. They run on PostgreSQL and SQLite.
 _ITEM, _LEASE = Item._meta.db_table, Lease._meta.db_table
 _ANNOTATION, _SCORE = Annotation._meta.db_table, ItemScore._meta.db_table
+_SCORING = QueueScoring._meta.db_table
 _ITEM_COLUMNS = ", ".join(f'i."{field.column}"' for field in Item._meta.concrete_fields)
 
 ScoreRow = tuple[float | None, int | None, float | None]  # priority, predicted label id, confidence
@@ -189,13 +191,14 @@ def _lease_attempt(
             return item
         if stale is not None:
             # Their own expired lease on the item gives way to the new one (one active per expert).
-            Lease.objects.filter(pk=stale).update(status=Lease.Status.RELEASED)
+            rows.execute(f'UPDATE "{_LEASE}" SET status = %s WHERE id = %s', [Lease.Status.RELEASED, stale])
         if score is None and scoring is not None:
-            score = ItemScore.objects.filter(scoring_id=scoring.pk, item_id=item.pk).values_list(
-                "priority", "predicted_label_id", "confidence"
-            ).first()
+            score = rows.fetch_one(
+                f'SELECT priority, predicted_label_id, confidence FROM "{_SCORE}" WHERE scoring_id = %s AND item_id = %s',
+                [scoring.pk, item.pk],
+            )
         priority, label_id, confidence = score or (None, None, None)
-        return Lease.objects.create(
+        lease = rows.insert(Lease(
             project=project,
             item=item,
             user=user,
@@ -205,7 +208,8 @@ def _lease_attempt(
             priority=priority,
             predicted_label_id=label_id,
             predicted_confidence=confidence,
-        )
+        ))
+        return lease
 
 
 def _lease_new(
@@ -241,7 +245,11 @@ def _renew_unexpired(lease: Lease, project: Project) -> bool:
     """Extend a lease that is still active and unexpired; False if it no longer is."""
     now = timezone.now()
     expires_at = now + _ttl(project)
-    if Lease.objects.filter(pk=lease.pk, status=ACTIVE, expires_at__gt=now).update(expires_at=expires_at):
+    renewed = rows.execute(
+        f'UPDATE "{_LEASE}" SET expires_at = %s WHERE id = %s AND status = %s AND expires_at > %s',
+        [_at(expires_at), _lease_key(lease.pk), ACTIVE, _at(now)],
+    )
+    if renewed:
         lease.expires_at = expires_at
         return True
     return False
@@ -258,11 +266,7 @@ def queue_next(
     """
     excluded = _lease_ids(exclude)
     now = timezone.now()
-    held = list(
-        Lease.objects.filter(user=user, project=project, status=ACTIVE, expires_at__gt=now)
-        .select_related("item", "predicted_label")
-        .order_by("created_at")
-    )
+    held = _leases_held(project=project, user=user, now=now)
     for lease in held:
         if lease.pk not in excluded and _renew_unexpired(lease, project):
             return lease
@@ -271,7 +275,38 @@ def queue_next(
             if _renew_unexpired(lease, project):
                 return lease
     audit = random.random() < project.audit_share
-    return _lease_new(project=project, user=user, now=now, audit=audit, scoring=queue_scoring_current(project.pk))
+    lease = _lease_new(project=project, user=user, now=now, audit=audit, scoring=queue_scoring_current(project.pk))
+    if lease is not None:
+        lease.project = project
+        lease.predicted_label = (
+            project_labels_by_id(project.pk).get(lease.predicted_label_id) if lease.predicted_label_id else None
+        )
+    return lease
+
+
+def _lease_key(lease_id: uuid.UUID) -> Any:
+    return Lease._meta.pk.get_db_prep_value(lease_id, connection)
+
+
+def _leases_held(*, project: Project, user: AbstractBaseUser, now: datetime) -> list[Lease]:
+    """The user's active, unexpired leases in the project, oldest first, with their items and suggested labels."""
+    sql = (
+        f"SELECT {rows.columns(Lease, 'l')}, {rows.columns(Item, 'i')}, {rows.columns(Label, 'b')}"
+        f' FROM "{_LEASE}" l INNER JOIN "{_ITEM}" i ON i.id = l.item_id'
+        f' LEFT JOIN "{Label._meta.db_table}" b ON b.id = l.predicted_label_id'
+        " WHERE l.user_id = %s AND l.project_id = %s AND l.status = %s AND l.expires_at > %s"
+        " ORDER BY l.created_at"
+    )
+    held = []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user.pk, project.pk, ACTIVE, _at(now)])
+        for row in cursor.fetchall():
+            lease, end = rows.build(Lease, row)
+            lease.item, end = rows.build(Item, row, end)
+            lease.predicted_label, _ = rows.build(Label, row, end)
+            lease.project = project
+            held.append(lease)
+    return held
 
 
 def lease_renew(*, lease_id: uuid.UUID | str, user: AbstractBaseUser) -> Lease:
@@ -299,12 +334,13 @@ def lease_renew(*, lease_id: uuid.UUID | str, user: AbstractBaseUser) -> Lease:
 def _label_for(project_id: int, label_id: int | None, label_name: str | None) -> Label:
     if label_id is None and not label_name:
         raise DomainError("Choose a label: send label_id or label (its name).")
-    labels = Label.objects.filter(project_id=project_id)
-    if label_id is not None:
-        labels = labels.filter(pk=label_id)
-    if label_name:
-        labels = labels.filter(name=label_name)
-    label = labels.order_by("pk").first()  # not Label's default order, which joins the project
+    label = next(
+        (
+            label for _, label in sorted(project_labels_by_id(project_id).items())
+            if (label_id is None or label.pk == label_id) and (not label_name or label.name == label_name)
+        ),
+        None,
+    )
     if label is None:
         given = " / ".join(repr(v) for v in (label_id, label_name) if v is not None and v != "")
         raise DomainError(f"{given} is not a label of this project.")
@@ -339,8 +375,13 @@ def annotation_submit_or_get(
     project = lease.project
     try:
         with transaction.atomic():
-            item = Item.objects.select_for_update().only("pk", "label_count").get(pk=lease.item_id)
-            if not Lease.objects.filter(pk=lease.pk, status=ACTIVE).update(status=Lease.Status.SUBMITTED):
+            lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+            label_count = rows.fetch_one(f'SELECT label_count FROM "{_ITEM}" WHERE id = %s{lock}', [lease.item_id])[0]
+            submitted = rows.execute(
+                f'UPDATE "{_LEASE}" SET status = %s WHERE id = %s AND status = %s',
+                [Lease.Status.SUBMITTED, _lease_key(lease.pk), ACTIVE],
+            )
+            if not submitted:
                 # Changed since read: a concurrent submit of the same lease (a double click) won, or a skip.
                 status = Lease.objects.filter(pk=lease.pk).values_list("status", flat=True).get()
                 if status == Lease.Status.SUBMITTED:
@@ -350,11 +391,11 @@ def annotation_submit_or_get(
             # ahead of a clock read under it is certain; otherwise others may have taken the item.
             now = timezone.now()
             if lease.expires_at <= now:
-                others = Lease.objects.filter(item_id=item.pk, status=ACTIVE, expires_at__gt=now).exclude(user=user)
-                if item.label_count + others.count() >= project.overlap:
+                others = Lease.objects.filter(item_id=lease.item_id, status=ACTIVE, expires_at__gt=now).exclude(user=user)
+                if label_count + others.count() >= project.overlap:
                     raise Conflict(EXPIRED_TAKEN)
-            annotation = Annotation.objects.create(
-                item_id=item.pk,
+            annotation = rows.insert(Annotation(
+                item_id=lease.item_id,
                 annotator=user,
                 label=label,
                 source=Annotation.Source.QUEUE,
@@ -364,17 +405,23 @@ def annotation_submit_or_get(
                 predicted_label_id=lease.predicted_label_id,
                 predicted_confidence=lease.predicted_confidence,
                 lease=lease,
-            )
-            label_count = item.label_count + 1
+            ))
+            label_count += 1
             done = label_count >= project.overlap
-            Item.objects.filter(pk=item.pk).update(label_count=label_count, queue_done=done)
+            rows.execute(
+                f'UPDATE "{_ITEM}" SET label_count = %s, queue_done = %s WHERE id = %s', [label_count, done, lease.item_id]
+            )
             if done:
                 # A done item is never asked again; without its score the priority walk of
                 # ``_scored_candidate`` does not step over every item labeled since the scoring.
                 # Its suggestion lives on in the annotation (model_version, predicted_*). Only the
                 # served scoring's row: older scorings' rows are being deleted by their successor.
-                served = queue_scorings_complete(project.pk).values("pk")[:1]
-                ItemScore.objects.filter(item_id=item.pk, scoring_id=Subquery(served)).delete()
+                rows.execute(
+                    f'DELETE FROM "{_SCORE}" WHERE item_id = %s AND scoring_id = (SELECT s.id FROM "{_SCORING}" s'
+                    " WHERE s.project_id = %s AND s.status = %s AND s.finished_at IS NOT NULL"
+                    " ORDER BY s.finished_at DESC, s.id DESC LIMIT 1)",
+                    [lease.item_id, project.pk, QueueScoring.Status.COMPLETE],
+                )
             send_task_on_commit(LABELS_ADDED_TASK, [project.pk])
     except IntegrityError:
         # Only (item, annotator) is unique here: this expert labeled the item by another route.

@@ -519,8 +519,8 @@ def test_next_and_submit_take_a_handful_of_queries(project, annotator, django_as
     make_scoring(project, {item: i / 50 for i, item in enumerate(items)})
     LabelFactory(project=project, name="neutral")
 
-    # Held-lease lookup, scoring, savepoint, locked candidate, re-check, insert, release.
-    with django_assert_max_num_queries(7):
+    # Held-lease lookup, scoring, savepoint, locked candidate, re-check, insert, release, suggested label.
+    with django_assert_max_num_queries(8):
         lease = services.queue_next(project=project, user=annotator)
     with django_assert_max_num_queries(2):
         assert services.queue_next(project=project, user=annotator).pk == lease.pk
@@ -532,7 +532,7 @@ def test_next_and_submit_take_a_handful_of_queries(project, annotator, django_as
         submit(lease, annotator, project, label_id=label_id)
     project.audit_share = 1.0
     # An audit draw also looks up the item's score, and wraps around once when its random start is past every key.
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(10):
         assert services.queue_next(project=project, user=annotator).is_audit
     with django_assert_max_num_queries(4):
         selectors.queue_progress(project, annotator)

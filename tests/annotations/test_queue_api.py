@@ -51,8 +51,25 @@ def test_next_serves_a_text_item_with_suggestion_and_progress(api, text_project)
         "id": item.pk, "external_id": "r1", "kind": "text", "text": "Great film", "metadata": {"source": "imdb"}
     }
     assert body["suggestion"] == {"label_id": positive.pk, "label": "positive", "confidence": 0.62}
-    assert body["progress"]["pool"] == 1 and body["progress"]["scoring"]["model_version"] == 2
-    assert set(body["progress"]) == {"pool", "labeled", "done", "mine_today", "scoring"}
+    progress = api.get(reverse("api-queue-progress", args=[text_project.pk])).json()
+    assert progress["pool"] == 1 and progress["labeled"] == 0 and progress["scoring"]["model_version"] == 2
+    assert set(progress) == {"pool", "labeled", "done", "mine_today", "scoring"}
+
+
+def test_progress_moves_as_the_expert_labels_and_is_members_only(api, text_project, manager):
+    ItemFactory(project=text_project)
+    ItemFactory(project=text_project)
+    url = reverse("api-queue-progress", args=[text_project.pk])
+    lease_id = api.post(next_url(text_project)).json()["lease"]["id"]
+    api.post(lease_url(lease_id, "submit"), {"label": "negative"}, format="json")
+
+    progress = api.get(url).json()
+
+    assert (progress["pool"], progress["labeled"], progress["done"], progress["mine_today"]) == (2, 1, 1, 1)
+    assert progress["scoring"] is None
+    outsider = APIClient()
+    outsider.force_authenticate(UserFactory())
+    assert outsider.get(url).status_code == 404
 
 
 def test_audit_draws_look_like_any_other_item(api, text_project):
@@ -67,7 +84,7 @@ def test_audit_draws_look_like_any_other_item(api, text_project):
     assert response.json()["suggestion"] is None
     text = response.content.decode().lower()
     assert "audit" not in text and "priority" not in text
-    assert set(response.json()) == {"lease", "item", "suggestion", "progress"}
+    assert set(response.json()) == {"lease", "item", "suggestion"}
     assert set(response.json()["lease"]) == {"id", "expires_at"}
 
 
@@ -225,7 +242,7 @@ def test_undo_leases_the_last_item_back_or_answers_204(api, text_project):
     assert response.status_code == 200
     body = response.json()
     assert body["item"]["id"] == item.pk and body["item"]["text"] == "to undo"
-    assert body["lease"]["id"] != lease_id and body["progress"]["labeled"] == 0
+    assert body["lease"]["id"] != lease_id
     assert not Annotation.objects.exists()
 
 
@@ -238,9 +255,9 @@ def test_token_auth_works_and_next_keeps_to_a_few_queries(text_project, annotato
     token = Token.objects.create(user=annotator)
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
 
-    # Token, project, membership; held leases, scoring, savepoint, candidate, re-check, insert, release;
-    # the suggested label; progress: pool, labeled and done, mine today, scoring.
-    with django_assert_max_num_queries(15):
+    # Token, project with role; held leases, scoring, savepoint, candidate, re-check, insert, release;
+    # the suggested label.
+    with django_assert_max_num_queries(10):
         response = client.post(next_url(text_project), format="json")
     assert response.status_code == 200
     lease_id = response.json()["lease"]["id"]
