@@ -45,6 +45,7 @@ class SwapOutputSerializer(serializers.ModelSerializer):
 class RetrainApi(APIView):
     """Ask for a retrain now (managers); 409 while a run is queued or running."""
 
+    @extend_schema_serializer(component_name="RetrainRequest")
     class InputSerializer(serializers.Serializer):
         note = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
@@ -72,6 +73,7 @@ class TrainingRunListApi(APIView):
 class ModelVersionListApi(APIView):
     """The project's model versions and the history of which was live when."""
 
+    @extend_schema_serializer(component_name="ModelVersionList")
     class OutputSerializer(serializers.Serializer):
         live = serializers.IntegerField(allow_null=True)
         versions = ModelVersionOutputSerializer(many=True)
@@ -92,6 +94,7 @@ class ModelVersionSwapApi(APIView):
 
     action: str = "rollback"
 
+    @extend_schema_serializer(component_name="ModelVersionSwap")
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(required=False, allow_blank=True, max_length=1000)
 
