@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 
 from annotations.admin import ProjectAdmin
 from annotations.models import Project
+from annotations.services import project_overlap_apply
 
 from .models import LiveModel, ModelVersion, SwapHistory, TrainingRun
 from .services import triggers
@@ -45,6 +46,9 @@ class ProjectLifecycleAdmin(ProjectAdmin):
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         triggers.schedule_sync(obj)
+        if change and "overlap" in form.changed_data:
+            changed = project_overlap_apply(obj)
+            self.message_user(request, f"Overlap {obj.overlap}: {changed} items moved in or out of the queue.")
 
     @admin.action(description="Retrain now")
     def retrain_now(self, request, queryset) -> None:

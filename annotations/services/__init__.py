@@ -17,6 +17,7 @@ from .queue import (
     lease_release,
     lease_renew,
     lease_skip,
+    project_overlap_apply,
     queue_next,
 )
 from .scoring import (
@@ -47,6 +48,7 @@ __all__ = [
     "lease_release",
     "lease_renew",
     "lease_skip",
+    "project_overlap_apply",
     "queue_next",
     "PRIORITY_BOOST",
     "ScoreColumns",

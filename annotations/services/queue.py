@@ -509,3 +509,26 @@ def annotation_undo(*, project: Project, user: AbstractBaseUser) -> Lease | None
             predicted_confidence=annotation.predicted_confidence,
         )
     return Lease.objects.select_related("item", "predicted_label").get(pk=lease.pk)
+
+
+SCORE_POOL_TASK = "learner.score_pool"
+
+
+def project_overlap_apply(project: Project) -> int:
+    """Mark the project's items done or not again after its overlap changed; the number of items that changed.
+
+    Raising the overlap puts labeled items back in the queue; their scores were dropped when
+    they were done, so the pool is rescored (after commit) for the queue to rank them again.
+    """
+    with transaction.atomic():
+        reopened = rows.execute(
+            f'UPDATE "{_ITEM}" SET queue_done = %s WHERE project_id = %s AND queue_done = %s AND label_count < %s',
+            [False, project.pk, True, project.overlap],
+        )
+        closed = rows.execute(
+            f'UPDATE "{_ITEM}" SET queue_done = %s WHERE project_id = %s AND queue_done = %s AND label_count >= %s',
+            [True, project.pk, False, project.overlap],
+        )
+        if reopened:
+            send_task_on_commit(SCORE_POOL_TASK, [project.pk])
+    return reopened + closed

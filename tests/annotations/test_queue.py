@@ -536,3 +536,34 @@ def test_next_and_submit_take_a_handful_of_queries(project, annotator, django_as
         assert services.queue_next(project=project, user=annotator).is_audit
     with django_assert_max_num_queries(4):
         selectors.queue_progress(project, annotator)
+
+
+def test_raising_the_overlap_reopens_labeled_items_and_asks_for_a_rescore(
+    project, annotator, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    item = make_items(project, 1)[0]
+    submit(services.queue_next(project=project, user=annotator), annotator, project)
+    colleague = expert(project, "colleague")
+    assert services.queue_next(project=project, user=colleague) is None  # overlap 1: done
+
+    project.overlap = 2
+    project.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.project_overlap_apply(project) == 1
+
+    assert sent[-1] == ("learner.score_pool", [project.pk])
+    lease = services.queue_next(project=project, user=colleague)
+    assert lease.item == item  # a second expert now labels it
+    assert services.queue_next(project=project, user=annotator) is None  # never twice to the first
+    submit(lease, colleague, project)
+    assert Item.objects.get(pk=item.pk).queue_done
+
+    project.overlap = 3
+    project.save()
+    services.project_overlap_apply(project)
+    project.overlap = 1
+    project.save()
+    assert services.project_overlap_apply(project) == 1
+    assert Item.objects.get(pk=item.pk).queue_done
