@@ -34,7 +34,10 @@ class ProjectAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Promotion gate", {"fields": ["gate_alpha", "gate_min_gain", "gate_min_audit", "gate_max_recall_drop"]}),
+        (
+            "Promotion gate",
+            {"fields": ["gate_alpha", "gate_min_gain", "gate_min_audit", "gate_min_audit_first", "gate_max_recall_drop"]},
+        ),
     ]
 
 

@@ -47,7 +47,7 @@ class Project(models.Model):
 
     # Retrain policy: each trigger is off when its field is empty/zero.
     retrain_every_n_labels = models.PositiveIntegerField(
-        default=50, help_text="Retrain after this many new labels (0 turns the count trigger off)."
+        default=25, help_text="Retrain after this many new labels (0 turns the count trigger off)."
     )
     retrain_interval_minutes = models.PositiveIntegerField(
         null=True, blank=True, help_text="Retrain on this schedule (empty: no scheduled retrain)."
@@ -66,11 +66,23 @@ class Project(models.Model):
     drift_enabled = models.BooleanField(default=True)
     drift_threshold = models.FloatField(default=0.2, help_text="Population stability index that counts as drift.")
 
+    # The promotion gate: a one-sided exact McNemar test at gate_alpha, against the majority-class
+    # baseline for the first model and against the champion after that.
     gate_alpha = models.FloatField(default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
     gate_min_gain = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
-    gate_min_audit = models.PositiveIntegerField(default=30)
+    gate_min_audit = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1)],
+        help_text="Audit labels a challenger needs before it can replace the live model.",
+    )
+    gate_min_audit_first = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1)],
+        help_text="Audit labels the first model needs before it can go live (the test against the "
+                  "majority-class baseline guards it: an exact test cannot pass on fewer than 5 at α = 0.05).",
+    )
     gate_max_recall_drop = models.FloatField(
-        default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+        default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="A challenger is kept out when the lower (1 − α) confidence bound of some class's recall "
+                  "drop exceeds this.",
     )
 
     members = models.ManyToManyField(

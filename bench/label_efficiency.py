@@ -86,6 +86,7 @@ def main() -> None:
             "budget": result["budget"],
             "retrain_every_n_labels": project.retrain_every_n_labels,
             "gate_min_audit": project.gate_min_audit,
+            "gate_min_audit_first": project.gate_min_audit_first,
             "audit_share": project.audit_share,
             "full_pool_accuracy": result["full_pool_accuracy"],
             "n95": summary["n95"],

@@ -95,6 +95,6 @@ def train_run(run_id: int) -> str:
 
 
 @shared_task(name="learner.training_runs_reap", acks_late=True, time_limit=60, soft_time_limit=50)
-def training_runs_reap() -> int:
-    """Fail runs still 'running' past the training time limit: their worker was lost."""
+def training_runs_reap() -> dict[str, int]:
+    """Fail runs whose worker was lost; send again the messages of runs queued too long."""
     return training_services.training_runs_reap()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import beta, binomtest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
 
 
@@ -70,14 +70,47 @@ def mcnemar_exact(y_true: np.ndarray, champion_pred: np.ndarray, candidate_pred:
     return McNemar(n, int((champion_ok & candidate_ok).sum()), b, c, p, (c - b) / n if n else 0.0)
 
 
-def recall_drops(champion: dict, candidate: dict) -> dict[str, float]:
-    """Per class, how much recall the candidate loses against the champion (positive = worse)."""
-    drops = {}
-    for label, stats in champion.get("per_class", {}).items():
-        theirs = candidate.get("per_class", {}).get(label)
-        if theirs and stats["support"]:
-            drops[label] = stats["recall"] - theirs["recall"]
-    return drops
+@dataclass
+class RecallDrop:
+    """How much one class's recall falls from champion to candidate on the paired audit items of that class."""
+
+    support: int
+    only_champion_right: int
+    only_candidate_right: int
+    drop: float
+    lower_bound: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def recall_drops(
+    y_true: np.ndarray, champion_pred: np.ndarray, candidate_pred: np.ndarray, classes: list[int], confidence: float
+) -> dict[str, RecallDrop]:
+    """Per class with audit items: the recall drop (positive = worse) and its one-sided lower confidence bound.
+
+    On a class's n items, b are right only by the champion and c only by the candidate, so the
+    drop is (b − c) / n. Given the d = b + c discordant items, b is binomial(d, π) and the drop is
+    d (2π − 1) / n; the bound puts the exact (Clopper–Pearson) lower bound of π in that. It is
+    above 0 exactly when a one-sided exact McNemar test on the class finds the candidate worse at
+    1 − confidence, and it stays below any useful bound when a class has a handful of items, so a
+    single miss among two items (a point drop of 50 %) is not taken for evidence.
+    """
+    y_true, champion_pred, candidate_pred = (np.asarray(a) for a in (y_true, champion_pred, candidate_pred))
+    out = {}
+    for label in classes:
+        mask = y_true == label
+        n = int(mask.sum())
+        if not n:
+            continue
+        champion_ok = champion_pred[mask] == label
+        candidate_ok = candidate_pred[mask] == label
+        b = int((champion_ok & ~candidate_ok).sum())
+        c = int((~champion_ok & candidate_ok).sum())
+        d = b + c
+        pi_low = float(beta.ppf(1 - confidence, b, d - b + 1)) if b else 0.0
+        out[str(label)] = RecallDrop(n, b, c, (b - c) / n, d * (2 * pi_low - 1) / n if d else 0.0)
+    return out
 
 
 def accuracy_upper_bound(correct: int, n: int, confidence: float = 0.95) -> float:

@@ -53,7 +53,7 @@ NOT_COPIED = {"id", "name", "slug", "created_at", "updated_at", "query_strategy"
 # The settings that shape a simulation, which ``overrides`` may change for the scratch copies.
 ADJUSTABLE = (
     "audit_share", "overlap", "retrain_every_n_labels", "gate_alpha", "gate_min_gain", "gate_min_audit",
-    "gate_max_recall_drop",
+    "gate_min_audit_first", "gate_max_recall_drop",
 )
 ITEM_COPY_BATCH = 2000
 
@@ -509,5 +509,6 @@ def simulation_plot(result: dict, path: Path | str) -> None:
         live={name: as_curve(s["live_mean_curve"]) for name, s in summary.items()},
         full_pool_accuracy=result["full_pool_accuracy"],
         title=f"{result['dataset']}: {result['annotators']} annotators, {len(result['seeds'])} seeds, retrain every "
-              f"{settings['retrain_every_n_labels']} labels, gate ≥ {settings['gate_min_audit']} audit",
+              f"{settings['retrain_every_n_labels']} labels, gate ≥ {settings['gate_min_audit_first']} / "
+              f"{settings['gate_min_audit']} audit",
     )

@@ -7,14 +7,14 @@ from datetime import timedelta
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from annotations.models import Project
 from annotations.selectors.labels import label_snapshot
 from labelhub.celery import send_task_on_commit
 from learner.ml import evaluation, training
-from learner.models import ModelVersion, TrainingRun
+from learner.models import ModelVersion, SwapHistory, TrainingRun
 from learner.selectors import pool_matrix, project_featurizer
 from learner.services.models import model_version_create, model_version_live, model_version_loaded, model_version_promote
 
@@ -49,23 +49,77 @@ class _Stage:
         self.run.timings[self.name] = round(time.perf_counter() - self.started, 4)
 
 
+# PostgreSQL advisory locks of training runs: a 15-bit namespace above a 48-bit run id.
+_RUN_LOCK_NAMESPACE = 0x4C48  # "LH"
+
+
+def _run_lock_key(run_id: int) -> int:
+    return (_RUN_LOCK_NAMESPACE << 48) | (run_id & (2**48 - 1))
+
+
+def _run_lock_take(run_id: int) -> bool | None:
+    """Take the run's lock for this database session: True; False if another session holds it; None without locks.
+
+    A session-level advisory lock lives exactly as long as the executing process's database
+    connection: when the process dies (SIGKILL, the OOM killer, a lost machine), PostgreSQL ends
+    its session and the lock is free, so a free lock on a running run means nobody executes it.
+    """
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_run_lock_key(run_id)])
+        return bool(cursor.fetchone()[0])
+
+
+def _run_lock_release(run_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s)", [_run_lock_key(run_id)])
+
+
+LOST_ERROR = "The worker was lost during '{stage}'; the live model was not changed."
+
+
 def training_run_execute(run_id: int) -> TrainingRun:
-    """Run a queued training run to its decision; a redelivered message of a lost run fails it visibly."""
-    claimed = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
-        status=TrainingRun.Status.RUNNING, started_at=timezone.now()
-    )
-    run = TrainingRun.objects.select_related("project").get(pk=run_id)
-    if not claimed:
-        if run.status == TrainingRun.Status.RUNNING:
-            # Late acks redeliver the message only when the worker running it was lost.
-            _finish(run, TrainingRun.Status.FAILED,
-                    error=f"The worker was lost during '{run.stage}'; the live model was not changed.")
-        return run
+    """Run a queued training run to its decision; a redelivered message of a lost run fails it visibly.
+
+    The executing process holds the run's lock (PostgreSQL) from before it claims the run until it
+    has recorded the outcome, so a second message for a run that another process is executing
+    does nothing, and one for a run whose process died finds the lock free and fails the run.
+    """
+    locked = _run_lock_take(run_id)
+    if locked is False:
+        return TrainingRun.objects.select_related("project").get(pk=run_id)  # executing elsewhere right now
     try:
-        _pipeline(run)
-    except Exception as exc:  # the run records any failure; the live pointer only moves in the swap
-        _finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
-    return run
+        claimed = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
+            status=TrainingRun.Status.RUNNING, started_at=timezone.now()
+        )
+        run = TrainingRun.objects.select_related("project").get(pk=run_id)
+        if not claimed:
+            if run.status == TrainingRun.Status.RUNNING:
+                # Claimed earlier, yet nobody holds its lock: the process running it is gone (late
+                # acks redeliver the message when a pool process dies). Without advisory locks
+                # (SQLite: one embedded worker) a redelivery means the same.
+                _finish_lost(run)
+            return run
+        try:
+            _pipeline(run)
+        except Exception as exc:  # the run records any failure; the live pointer only moves in the swap
+            _finish(run, TrainingRun.Status.FAILED,
+                    error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        return run
+    finally:
+        if locked:
+            _run_lock_release(run_id)
+
+
+def _finish_lost(run: TrainingRun) -> None:
+    """Record the end of a run whose process died: failed, unless its swap had already committed."""
+    swap = SwapHistory.objects.filter(to_version__training_run=run).order_by("created_at").first()
+    if swap is None:
+        _finish(run, TrainingRun.Status.FAILED, error=LOST_ERROR.format(stage=run.stage))
+    else:
+        run.decision = {"promote": True, "reason": swap.reason, "note": "The worker was lost after the swap."}
+        _finish(run, TrainingRun.Status.PROMOTED)
 
 
 def _finish(run: TrainingRun, status: str, *, error: str = "") -> None:
@@ -107,8 +161,10 @@ def _pipeline(run: TrainingRun) -> None:
             champion_pred = np.asarray(classes)[champion_proba.argmax(axis=1)]
     with _Stage(run, "gate"):
         candidate_pred = np.asarray(classes)[candidate_proba.argmax(axis=1)] if candidate_proba is not None else None
-        decision = gate(project, y_audit, candidate_pred, candidate.metrics, champion, champion_pred,
-                        champion_metrics, majority=_majority(y))
+        decision = gate(project, y_audit, candidate_pred, champion, champion_pred, majority=_majority(y),
+                        classes=classes)
+        if champion_metrics is not None:
+            decision["champion_metrics"] = champion_metrics  # the champion on the same audit items
         run.decision = decision
     if decision["promote"]:
         with _Stage(run, "swap"):
@@ -128,52 +184,90 @@ def gate(
     project: Project,
     y_audit: np.ndarray,
     candidate_pred: np.ndarray | None,
-    candidate_metrics: dict,
     champion: ModelVersion | None,
     champion_pred: np.ndarray | None,
-    champion_metrics: dict | None,
     *,
     majority: int,
+    classes: list[int],
 ) -> dict:
-    """Decide promotion on the audit set; the returned dict is stored on the run and says why."""
+    """Decide promotion on the audit set; the returned dict is stored on the run and says why.
+
+    The first model must beat the majority-class baseline, a later one the champion, each by a
+    one-sided exact McNemar test at ``gate_alpha``. Against the champion, a class vetoes when
+    even the lower (1 − α) confidence bound of its recall drop exceeds ``gate_max_recall_drop``.
+    The first model needs ``gate_min_audit_first`` audit labels, a challenger ``gate_min_audit``.
+    """
     n = len(y_audit)
-    base = {"audit_n": n, "alpha": project.gate_alpha, "min_gain": project.gate_min_gain,
-            "min_audit": project.gate_min_audit, "max_recall_drop": project.gate_max_recall_drop}
-    if n < project.gate_min_audit:
+    alpha = project.gate_alpha
+    first = champion is None
+    min_audit = project.gate_min_audit_first if first else project.gate_min_audit
+    base = {"audit_n": n, "alpha": alpha, "min_gain": project.gate_min_gain, "min_audit": min_audit,
+            "max_recall_drop": project.gate_max_recall_drop}
+    if n < min_audit or n == 0:
+        what = "the first model" if first else "a challenger"
         return {**base, "promote": False,
-                "reason": f"Audit set too small: {n} audit labels, {project.gate_min_audit} needed; kept the champion."}
-    if champion is None:
+                "reason": f"Audit set too small: {n} audit labels, {min_audit} needed for {what}; kept the champion."}
+    if first:
         baseline = np.full(n, majority)
         test = evaluation.mcnemar_exact(y_audit, baseline, candidate_pred)
-        ok = test.p_value < project.gate_alpha and test.gain >= project.gate_min_gain
+        ok = test.p_value < alpha and test.gain >= project.gate_min_gain
         verdict = "beats" if ok else "does not beat"
         return {**base, "promote": ok, "test": test.as_dict(), "baseline_label": majority,
                 "reason": f"First model {verdict} the majority-class baseline on {n} audit items "
-                          f"(gain {test.gain:+.3f}, p = {test.p_value:.4f}, α = {project.gate_alpha})."}
+                          f"(gain {test.gain:+.3f}, exact McNemar p = {test.p_value:.4f}, α = {alpha})."}
     test = evaluation.mcnemar_exact(y_audit, champion_pred, candidate_pred)
-    drops = evaluation.recall_drops(champion_metrics or {}, candidate_metrics)
-    worst = max(drops.items(), key=lambda kv: kv[1], default=(None, 0.0))
-    figures = {**base, "test": test.as_dict(), "recall_drops": drops, "champion": champion.number}
-    if worst[1] > project.gate_max_recall_drop:
+    drops = evaluation.recall_drops(y_audit, champion_pred, candidate_pred, classes, confidence=1 - alpha)
+    figures = {**base, "test": test.as_dict(), "champion": champion.number,
+               "recall_drops": {label: drop.as_dict() for label, drop in drops.items()}}
+    vetoes = {label: drop for label, drop in drops.items() if drop.lower_bound > project.gate_max_recall_drop}
+    if vetoes:
+        label, worst = max(vetoes.items(), key=lambda kv: kv[1].lower_bound)
         return {**figures, "promote": False,
-                "reason": f"Recall of class {worst[0]} drops by {worst[1]:.3f} (> {project.gate_max_recall_drop}); kept v{champion.number}."}
-    if test.p_value >= project.gate_alpha or test.gain < project.gate_min_gain:
+                "reason": f"Recall of class {label} drops by {worst.drop:.3f} on {worst.support} audit items "
+                          f"(lower {1 - alpha:.0%} bound {worst.lower_bound:.3f} > {project.gate_max_recall_drop}); "
+                          f"kept v{champion.number}."}
+    if test.p_value >= alpha or test.gain < project.gate_min_gain:
         return {**figures, "promote": False,
                 "reason": f"Not measurably better than v{champion.number}: gain {test.gain:+.3f}, "
-                          f"exact McNemar p = {test.p_value:.4f} (α = {project.gate_alpha}); kept the champion."}
+                          f"exact McNemar p = {test.p_value:.4f} (α = {alpha}); kept the champion."}
     return {**figures, "promote": True,
             "reason": f"Better than v{champion.number}: gain {test.gain:+.3f}, exact McNemar p = {test.p_value:.4f}."}
 
 
-# A run still "running" this long after it started outlived its task's hard time limit.
+# Without advisory locks (SQLite), a run still "running" this long after it started outlived its
+# task's hard time limit.
 RUN_LOST_AFTER_SECONDS = 3600 + 300
+# A run still queued this long after it was requested lost its message (the broker was down when
+# it was sent); it is sent again, which is harmless if the first one is merely late.
+RUN_QUEUED_RESEND_AFTER = timedelta(minutes=10)
 
 
-def training_runs_reap() -> int:
-    """Fail runs whose worker vanished without a redelivery, so the project can train again."""
-    cutoff = timezone.now() - timedelta(seconds=RUN_LOST_AFTER_SECONDS)
-    lost = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, started_at__lt=cutoff)
-    return lost.update(
-        status=TrainingRun.Status.FAILED, finished_at=timezone.now(),
-        error="The run outlived its time limit (its worker was lost); the live model was not changed.",
-    )
+def training_runs_reap() -> dict[str, int]:
+    """Finish running runs whose process is gone and send queued runs' lost messages again (beat).
+
+    On PostgreSQL a running run is lost as soon as nobody holds its lock; elsewhere, once it has
+    outlived the training task's hard time limit.
+    """
+    now = timezone.now()
+    locks = connection.vendor == "postgresql"
+    running = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING)
+    if not locks:
+        running = running.filter(started_at__lt=now - timedelta(seconds=RUN_LOST_AFTER_SECONDS))
+    lost = 0
+    for run_id in running.values_list("pk", flat=True):
+        if locks and not _run_lock_take(run_id):
+            continue  # its process is alive and holds the lock
+        try:
+            run = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).first()
+            if run is not None:
+                _finish_lost(run)
+                lost += 1
+        finally:
+            if locks:
+                _run_lock_release(run_id)
+    stuck = TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, created_at__lt=now - RUN_QUEUED_RESEND_AFTER)
+    resent = 0
+    for run_id in stuck.values_list("pk", flat=True):
+        send_task_on_commit(TRAIN_TASK, [run_id])
+        resent += 1
+    return {"lost": lost, "resent": resent}

@@ -1,10 +1,21 @@
 """Training runs: the gate promotes a better model, keeps the champion otherwise, and one run at a time."""
+from contextlib import contextmanager
+from datetime import timedelta
+
 import numpy as np
 import pytest
+from django.db import connection, connections
+from django.utils import timezone
 
 from annotations.models import Annotation
 from learner.models import LiveModel, ModelVersion, SwapHistory, TrainingRun
-from learner.services.training import training_run_execute, training_run_request
+from learner.services.training import (
+    _run_lock_key,
+    gate,
+    training_run_execute,
+    training_run_request,
+    training_runs_reap,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -47,12 +58,90 @@ def test_a_worse_candidate_is_rejected_and_the_champion_stays(labeled_blobs):
 
 
 def test_too_small_an_audit_set_keeps_the_champion_and_says_so(labeled_blobs):
-    labeled_blobs.gate_min_audit = 500
+    labeled_blobs.gate_min_audit_first = 500
     labeled_blobs.save()
     run = _run(labeled_blobs)
     assert run.status == TrainingRun.Status.KEPT_CHAMPION
-    assert "Audit set too small: 80 audit labels, 500 needed" in run.decision["reason"]
+    assert run.decision["reason"] == (
+        "Audit set too small: 80 audit labels, 500 needed for the first model; kept the champion."
+    )
     assert not LiveModel.objects.filter(project=labeled_blobs, version__isnull=False).exists()
+
+    labeled_blobs.gate_min_audit_first, labeled_blobs.gate_min_audit = 10, 500
+    labeled_blobs.save()
+    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
+    run = _run(labeled_blobs)
+    assert run.status == TrainingRun.Status.KEPT_CHAMPION
+    assert run.decision["reason"] == (
+        "Audit set too small: 80 audit labels, 500 needed for a challenger; kept the champion."
+    )
+
+
+def test_the_first_model_goes_live_on_a_handful_of_audit_labels_when_clearly_better(labeled_blobs):
+    audit = Annotation.objects.filter(item__project=labeled_blobs, is_audit=True).order_by("pk")
+    handful = list(audit.values_list("pk", flat=True)[:10])
+    audit.exclude(pk__in=handful).update(is_audit=False)  # the others become training labels
+    Annotation.objects.filter(pk=handful[-1]).update(is_audit=False)
+    too_few = _run(labeled_blobs)
+    assert too_few.status == TrainingRun.Status.KEPT_CHAMPION
+    assert "9 audit labels, 10 needed for the first model" in too_few.decision["reason"]
+
+    Annotation.objects.filter(pk=handful[-1]).update(is_audit=True)
+    run = _run(labeled_blobs)
+
+    assert run.status == TrainingRun.Status.PROMOTED, run.decision
+    assert run.decision["audit_n"] == 10 and run.decision["min_audit"] == 10
+    assert run.decision["test"]["p_value"] < 0.05
+    assert LiveModel.objects.get(project=labeled_blobs).version.training_run_id == run.pk
+
+
+def _gate(project, y, candidate, champion=None, *, majority=1):
+    y, candidate = np.asarray(y), np.asarray(candidate)
+    if champion is None:
+        return gate(project, y, candidate, None, None, majority=majority, classes=[1, 2, 3])
+    return gate(project, y, candidate, ModelVersion(number=4), np.asarray(champion), majority=majority,
+                classes=[1, 2, 3])
+
+
+def test_the_first_model_needs_a_significant_gain_over_the_majority_baseline(tabular_project):
+    # Ten audit items, half of them of the majority class: the baseline is right on five.
+    y = [1] * 5 + [2] * 5
+    clearly = _gate(tabular_project, y, y)  # right on all ten: 5 fixed, none broken, p = 1/32
+    assert clearly["promote"] and clearly["test"]["only_candidate_right"] == 5
+    assert clearly["reason"].startswith("First model beats the majority-class baseline on 10 audit items")
+    barely = _gate(tabular_project, y, [1] * 4 + [2] + [2] * 4 + [1])  # 4 fixed, 1 broken: p = 6/32
+    assert not barely["promote"]
+    assert barely["reason"].startswith("First model does not beat the majority-class baseline on 10 audit items")
+
+
+def test_a_class_with_few_audit_items_losing_one_does_not_veto(tabular_project):
+    # 48 items of class 1, the champion wrong on 8 of them; 10 of class 2; 2 of class 3.
+    y = np.array([1] * 48 + [2] * 10 + [3] * 2)
+    champion = y.copy()
+    champion[:8] = 2
+    candidate = y.copy()
+    candidate[-1] = 1  # one of the two class-3 items is lost: a point drop of 50 %
+    decision = _gate(tabular_project, y, candidate, champion)
+
+    assert decision["promote"], decision["reason"]
+    drop = decision["recall_drops"]["3"]
+    assert drop["support"] == 2 and drop["drop"] == 0.5 and drop["lower_bound"] < 0.05
+    assert decision["test"]["only_candidate_right"] == 8 and decision["test"]["only_champion_right"] == 1
+
+
+def test_a_clear_recall_drop_on_a_well_supported_class_vetoes(tabular_project):
+    # The candidate fixes 25 items of class 1 (significant overall) but loses 12 of 40 of class 2.
+    y = np.array([1] * 60 + [2] * 40)
+    champion = y.copy()
+    champion[:25] = 3
+    candidate = y.copy()
+    candidate[60:72] = 1
+    decision = _gate(tabular_project, y, candidate, champion)
+
+    assert decision["test"]["p_value"] < 0.05
+    assert not decision["promote"]
+    assert decision["reason"].startswith("Recall of class 2 drops by 0.300 on 40 audit items (lower 95% bound 0.1")
+    assert decision["reason"].endswith("kept v4.")
 
 
 def test_two_requests_make_one_run(labeled_blobs):
@@ -90,3 +179,63 @@ def test_a_redelivered_message_of_a_lost_run_fails_it_visibly(labeled_blobs):
     assert again.error == "The worker was lost during 'train'; the live model was not changed."
     assert not LiveModel.objects.filter(project=labeled_blobs).exists()
     assert training_run_request(project_id=labeled_blobs.pk, trigger="count", evidence={}) is not None
+
+
+@contextmanager
+def another_process_executing(run_id: int):
+    """Hold the run's lock from a second database session, as the worker executing the run does."""
+    if connection.vendor != "postgresql":
+        pytest.skip("run locks are PostgreSQL advisory locks")
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [_run_lock_key(run_id)])
+        yield
+    finally:
+        other.close()  # ending the session frees the lock, as a killed process's does
+
+
+def test_a_duplicate_message_of_a_run_executing_elsewhere_does_nothing(labeled_blobs):
+    run = training_run_request(project_id=labeled_blobs.pk, trigger="count", evidence={})
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING, stage="train")
+
+    with another_process_executing(run.pk):
+        again = training_run_execute(run.pk)
+        assert again.status == TrainingRun.Status.RUNNING and again.error == ""
+        assert training_runs_reap() == {"lost": 0, "resent": 0}
+    assert training_run_request(project_id=labeled_blobs.pk, trigger="count", evidence={}) is None  # still one run
+
+    # Once that process is gone, the run is lost: the reaper fails it without waiting for a time limit.
+    assert training_runs_reap() == {"lost": 1, "resent": 0}
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED
+    assert run.error == "The worker was lost during 'train'; the live model was not changed."
+
+
+def test_the_reaper_sends_a_run_queued_too_long_again(labeled_blobs, monkeypatch, django_capture_on_commit_callbacks):
+    sent = []
+    monkeypatch.setattr("labelhub.celery.app.send_task", lambda name, args: sent.append((name, args)))
+    with django_capture_on_commit_callbacks(execute=True):
+        run = training_run_request(project_id=labeled_blobs.pk, trigger="count", evidence={})
+    assert sent == [("learner.train_run", [run.pk])]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert training_runs_reap() == {"lost": 0, "resent": 0}  # a fresh request's message is on its way
+
+    TrainingRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=11))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert training_runs_reap() == {"lost": 0, "resent": 1}
+    assert sent[-1] == ("learner.train_run", [run.pk])
+    assert training_run_execute(run.pk).status == TrainingRun.Status.PROMOTED
+
+
+def test_a_run_lost_after_its_swap_committed_is_recorded_as_promoted(labeled_blobs):
+    run = _run(labeled_blobs)
+    # The process died between the swap's commit and recording the run's outcome.
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING, stage="swap", decision={})
+
+    again = training_run_execute(run.pk)
+
+    assert again.status == TrainingRun.Status.PROMOTED and again.error == ""
+    assert again.decision["note"] == "The worker was lost after the swap."
+    assert again.decision["reason"].startswith("First model beats the majority-class baseline")
+    assert LiveModel.objects.get(project=labeled_blobs).version.training_run_id == run.pk
