@@ -21,6 +21,7 @@ GOALS = {
     },
     "freshness": {"total_s": "≤ 15"},
     "label_efficiency": {"n99": "≤ 240"},
+    "predict_latency": {"single_p99_ms": "≤ 20", "batch_items_per_s": "≥ 20,000"},
 }
 
 

@@ -1,7 +1,7 @@
 """REST URLs of the model lifecycle (under /api/)."""
 from django.urls import path
 
-from . import apis
+from . import apis, experiment_apis
 
 urlpatterns = [
     path("projects/<int:project_id>/retrain", apis.RetrainApi.as_view(), name="api-retrain"),
@@ -14,5 +14,19 @@ urlpatterns = [
     path(
         "projects/<int:project_id>/model-versions/<int:number>/promote",
         apis.ModelVersionSwapApi.as_view(action="promote"), name="api-model-version-promote",
+    ),
+    path("projects/<int:project_id>/predict", experiment_apis.PredictApi.as_view(), name="api-predict"),
+    path(
+        "projects/<int:project_id>/predictions/<int:prediction_id>/feedback",
+        experiment_apis.PredictionFeedbackApi.as_view(), name="api-prediction-feedback",
+    ),
+    path("projects/<int:project_id>/experiments", experiment_apis.ExperimentListApi.as_view(), name="api-experiments"),
+    path(
+        "projects/<int:project_id>/experiments/<int:experiment_id>",
+        experiment_apis.ExperimentDetailApi.as_view(), name="api-experiment",
+    ),
+    path(
+        "projects/<int:project_id>/experiments/<int:experiment_id>/stop",
+        experiment_apis.ExperimentStopApi.as_view(), name="api-experiment-stop",
     ),
 ]

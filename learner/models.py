@@ -124,3 +124,75 @@ class SwapHistory(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class Experiment(models.Model):
+    """An A/B test of a challenger against the live champion, with its decision rule fixed at the start."""
+
+    class Mode(models.TextChoices):
+        SPLIT = "split", "Split traffic"
+        SHADOW = "shadow", "Shadow"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        PROMOTED = "promoted", "Challenger promoted"
+        KEPT = "kept", "Champion kept"
+        STOPPED = "stopped", "Stopped early"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="experiments")
+    champion = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    challenger = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    mode = models.CharField(max_length=10, choices=Mode.choices)
+    traffic_share = models.FloatField(default=0.0, help_text="Share of callers sent to the challenger (split).")
+    rule = models.JSONField(help_text="Test, α, minimum gain, looks, minimum sample and the power calculation.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    looks_done = models.PositiveIntegerField(default=0)
+    results = models.JSONField(default=dict, blank=True, help_text="The figures of the latest evaluation.")
+    decision = models.JSONField(default=dict, blank=True, help_text="Why and how it ended.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    stopped_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project"], condition=models.Q(status="running"), name="experiment_one_running_per_project"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"experiment {self.pk} of {self.project_id} ({self.mode}, {self.status})"
+
+
+class PredictionLog(models.Model):
+    """One prediction served by /predict: which version answered, and the true label once known.
+
+    Plain integer columns instead of foreign keys: rows are inserted a thousand at a time on the
+    request path, and nothing here needs the database to check them.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    project_id = models.BigIntegerField()
+    experiment_id = models.BigIntegerField(null=True, blank=True)
+    version_id = models.BigIntegerField(help_text="The version whose answer was returned.")
+    arm = models.CharField(max_length=10, blank=True, help_text="champion or challenger, in an experiment.")
+    label_id = models.BigIntegerField()
+    confidence = models.FloatField()
+    shadow_version_id = models.BigIntegerField(null=True, blank=True)
+    shadow_label_id = models.BigIntegerField(null=True, blank=True)
+    item_id = models.BigIntegerField(null=True, blank=True)
+    caller = models.CharField(max_length=100, blank=True)
+    true_label_id = models.BigIntegerField(null=True, blank=True)
+    outcome_source = models.CharField(max_length=10, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            # Only experiments' predictions are ever looked up; ordinary traffic pays for no index but the key.
+            models.Index(fields=["experiment_id", "item_id"], name="prediction_experiment_item",
+                         condition=models.Q(experiment_id__isnull=False)),
+        ]

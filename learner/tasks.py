@@ -5,6 +5,7 @@ from celery import group, shared_task
 from django.utils import timezone
 
 from learner import selectors
+from learner.services import experiments as experiment_services
 from learner.services import features as feature_services
 from learner.services import scoring as scoring_services
 from learner.services import training as training_services
@@ -66,8 +67,23 @@ def score_chunk(project_id: int, scoring_id: int, lo: int, hi: int) -> int:
 
 @shared_task(name="learner.labels_added", acks_late=True, time_limit=60, soft_time_limit=50)
 def labels_added(project_id: int) -> bool:
-    """A label was committed: retrain if the project's count trigger is due."""
+    """A label was committed: evaluate running experiments (outcomes), retrain if the count trigger is due."""
+    for experiment_id in experiment_services.experiments_running(project_id):
+        experiment_evaluate.delay(experiment_id)
     return triggers.count_trigger_check(project_id) is not None
+
+
+@shared_task(name="learner.experiment_evaluate", acks_late=True, time_limit=300, soft_time_limit=240)
+def experiment_evaluate(experiment_id: int) -> str | None:
+    """Match outcomes and take the experiment's looks now due; promote or keep the champion on a decision."""
+    experiment = experiment_services.experiment_evaluate(experiment_id)
+    return experiment.status if experiment else None
+
+
+@shared_task(name="learner.experiments_evaluate", acks_late=True, time_limit=900, soft_time_limit=840)
+def experiments_evaluate() -> int:
+    """Evaluate every running experiment (beat)."""
+    return experiment_services.experiments_evaluate_all()
 
 
 @shared_task(name="learner.retrain_scheduled", acks_late=True, time_limit=60, soft_time_limit=50)

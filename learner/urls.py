@@ -10,4 +10,7 @@ urlpatterns = [
          {"action": "rollback"}, name="model-version-rollback"),
     path("projects/<int:project_id>/models/<int:number>/promote", views.model_version_swap,
          {"action": "promote"}, name="model-version-promote"),
+    path("projects/<int:project_id>/experiments/", views.project_experiments, name="project-experiments"),
+    path("projects/<int:project_id>/experiments/<int:experiment_id>/stop", views.experiment_stop,
+         name="experiment-stop"),
 ]

@@ -1,4 +1,4 @@
-"""The project's models page: versions, runs and their decisions; retrain, roll back and promote."""
+"""The project's models and experiments pages: versions, runs, A/B tests and their decisions; retrain, swap, stop."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -8,7 +8,8 @@ from django.views.decorators.http import require_GET, require_POST
 from annotations import selectors as annotation_selectors
 from labelhub.api import DomainError, NotFound
 
-from .models import ModelVersion, SwapHistory, TrainingRun
+from .models import Experiment, ModelVersion, SwapHistory, TrainingRun
+from .services import experiments as experiment_services
 from .services import models as model_services
 from .services import triggers
 
@@ -64,3 +65,34 @@ def model_version_swap(request: HttpRequest, project_id: int, number: int, actio
     else:
         messages.success(request, f"Version {version.number} is live.")
     return redirect("project-models", project.pk)
+
+
+@login_required
+@require_GET
+def project_experiments(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = _project(request, project_id, "reviewer")
+    role = annotation_selectors.membership_role(request.user, project)
+    experiments = Experiment.objects.filter(project=project).select_related(
+        "champion", "challenger", "created_by", "stopped_by")
+    return render(request, "learner/experiments.html", {
+        "project": project,
+        "live": model_services.model_version_live(project.pk),
+        "running": [e for e in experiments if e.status == Experiment.Status.RUNNING],
+        "past": [e for e in experiments if e.status != Experiment.Status.RUNNING],
+        "is_manager": annotation_selectors.ROLE_RANK[role] >= annotation_selectors.ROLE_RANK["manager"],
+    })
+
+
+@login_required
+@require_POST
+def experiment_stop(request: HttpRequest, project_id: int, experiment_id: int) -> HttpResponse:
+    project = _project(request, project_id, "manager")
+    experiment = get_object_or_404(Experiment, project=project, pk=experiment_id)
+    try:
+        experiment_services.experiment_stop(experiment=experiment, user=request.user,
+                                            reason=request.POST.get("reason", "")[:1000])
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Experiment {experiment.pk} stopped; the champion stays live.")
+    return redirect("project-experiments", project.pk)

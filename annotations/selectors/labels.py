@@ -64,3 +64,29 @@ def audit_predictions_latest(project_id: int, model_version: int, limit: int) ->
         .order_by("-id")
         .values_list("label_id", "predicted_label_id")[:limit]
     )
+
+
+def item_labels_first(project_id: int, item_ids: list[int]) -> dict[int, int]:
+    """The earliest expert label of each of these items that has one: {item id: label id}."""
+    labels: dict[int, int] = {}
+    rows = (
+        Annotation.objects.filter(item__project_id=project_id, item_id__in=item_ids)
+        .order_by("id")
+        .values_list("item_id", "label_id")
+    )
+    for item_id, label_id in rows:
+        labels.setdefault(item_id, label_id)
+    return labels
+
+
+def audit_labels_since(project_id: int, since) -> list[tuple[int, int]]:
+    """Audit labels stored at or after ``since``, one per item (the earliest): (item id, label id)."""
+    labels: dict[int, int] = {}
+    rows = (
+        Annotation.objects.filter(item__project_id=project_id, is_audit=True, created_at__gte=since)
+        .order_by("id")
+        .values_list("item_id", "label_id")
+    )
+    for item_id, label_id in rows:
+        labels.setdefault(item_id, label_id)
+    return sorted(labels.items())

@@ -46,3 +46,38 @@ def proba_over(model: Pipeline, X: np.ndarray | sparse.spmatrix, classes: list[i
     for j, c in enumerate(model.classes_):
         out[:, position[int(c)]] = proba[:, j]
     return out
+
+
+def proba_fast(model: Pipeline, X: np.ndarray | sparse.spmatrix, classes: list[int]) -> np.ndarray:
+    """``proba_over`` for a request of a few rows: our own pipelines computed directly, without
+    scikit-learn's per-call validation (about 1 ms, most of a single prediction's model time).
+
+    Covers [StandardScaler] + LogisticRegression, the pipelines ``make_pipeline`` builds; anything
+    else, or classes in another order, goes through ``proba_over``.
+    """
+    steps = [step for _, step in model.steps]
+    clf = steps[-1]
+    if (
+        not isinstance(clf, LogisticRegression)
+        or any(not isinstance(step, StandardScaler) for step in steps[:-1])
+        or list(clf.classes_) != list(classes)
+    ):
+        return proba_over(model, X, classes)
+    Z = X
+    for scaler in steps[:-1]:
+        if sparse.issparse(Z):
+            return proba_over(model, X, classes)
+        Z = Z.astype(np.float64, copy=True)
+        if scaler.with_mean:
+            Z -= scaler.mean_
+        if scaler.with_std:
+            Z /= scaler.scale_
+    scores = Z @ clf.coef_.T + clf.intercept_
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape[1] == 1:  # binary: the positive class's logistic, as scikit-learn does
+        positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+        return np.column_stack([1.0 - positive, positive])
+    scores -= scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    return scores

@@ -1,0 +1,184 @@
+"""REST endpoints of predictions and A/B experiments: predict, feedback, experiments list/detail/create/stop."""
+from collections.abc import Mapping
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotations import selectors as annotation_selectors
+from labelhub.api import DomainError, NotFound
+
+from .models import Experiment
+from .services import experiments as experiment_services
+from .services import predict as predict_services
+
+
+@extend_schema_serializer(component_name="Prediction")
+class PredictionOutputSerializer(serializers.Serializer):
+    prediction_id = serializers.IntegerField()
+    label = serializers.CharField()
+    label_id = serializers.IntegerField()
+    probabilities = serializers.DictField(child=serializers.FloatField())
+    model_version = serializers.IntegerField()
+
+
+@extend_schema_serializer(component_name="Experiment")
+class ExperimentOutputSerializer(serializers.ModelSerializer):
+    champion = serializers.IntegerField(source="champion.number")
+    challenger = serializers.IntegerField(source="challenger.number")
+    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    stopped_by = serializers.CharField(source="stopped_by.username", allow_null=True, default=None)
+
+    class Meta:
+        model = Experiment
+        fields = ["id", "champion", "challenger", "mode", "traffic_share", "status", "rule", "looks_done", "results",
+                  "decision", "created_by", "stopped_by", "created_at", "decided_at"]
+
+
+class PredictApi(APIView):
+    """Predict one item or a batch (any member): text, numeric values, an image upload, or an item id.
+
+    JSON: ``{"text": ...}`` / ``{"values": [...]}`` / ``{"item_id": 7}`` for one item, or
+    ``{"items": [...], "caller": "..."}`` for a batch; multipart: one or more ``image`` files.
+    The caller key (``caller``, else the user) keeps a caller on one arm of a split experiment.
+    """
+
+    @extend_schema_serializer(component_name="PredictRequest")
+    class InputSerializer(serializers.Serializer):
+        items = serializers.ListField(child=serializers.DictField(), required=False)
+        text = serializers.CharField(required=False)
+        values = serializers.ListField(child=serializers.FloatField(), required=False)
+        item_id = serializers.IntegerField(required=False)
+        caller = serializers.CharField(required=False, max_length=100)
+
+    @extend_schema(request=InputSerializer, responses={200: PredictionOutputSerializer(many=True)})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="annotator")
+        # Validated by hand, not by the serializer above: a batch of 1,000 rows must cost microseconds per row.
+        data = request.data
+        if request.FILES:
+            uploads = request.FILES.getlist("image")
+            if not uploads:
+                raise DomainError("Send images as multipart fields named 'image'.")
+            if len(uploads) > settings.LABELHUB_PREDICT_MAX_BATCH:
+                raise DomainError(f"A batch holds at most {settings.LABELHUB_PREDICT_MAX_BATCH} items.")
+            if any(upload.size > settings.LABELHUB_IMAGE_MAX_BYTES for upload in uploads):
+                raise DomainError(f"An image is larger than {settings.LABELHUB_IMAGE_MAX_BYTES} bytes.")
+            items, single = [{"image": upload.read()} for upload in uploads], len(uploads) == 1
+        elif not isinstance(data, Mapping):
+            raise DomainError("The body must be a JSON object.")
+        elif "items" in data:
+            items, single = data["items"], False
+            if not isinstance(items, list):
+                raise DomainError("items must be a list.")
+        else:
+            items, single = [data], True
+        caller = data.get("caller") if isinstance(data, Mapping) else None
+        if caller is not None and not isinstance(caller, str):
+            raise DomainError("caller must be a string.")
+        caller = caller or f"user:{request.user.pk}"
+        answers = predict_services.predict(project=project, items=items, caller=caller)
+        return Response(answers[0] if single else {"predictions": answers})
+
+
+class PredictionFeedbackApi(APIView):
+    """Give the true label of a prediction (any member); it counts towards the experiment it belongs to."""
+
+    @extend_schema_serializer(component_name="PredictionFeedbackRequest")
+    class InputSerializer(serializers.Serializer):
+        label = serializers.CharField(required=False, max_length=200)
+        label_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+        def validate(self, attrs):
+            if ("label" in attrs) == ("label_id" in attrs):
+                raise serializers.ValidationError("Give either label or label_id.")
+            return attrs
+
+    @extend_schema_serializer(component_name="PredictionFeedback")
+    class OutputSerializer(serializers.Serializer):
+        prediction_id = serializers.IntegerField(source="pk")
+        true_label_id = serializers.IntegerField()
+        experiment_id = serializers.IntegerField(allow_null=True)
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
+    def post(self, request: Request, project_id: int, prediction_id: int) -> Response:
+        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="annotator")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        log = experiment_services.prediction_feedback(
+            project=project, prediction_id=prediction_id, label_id=data.validated_data.get("label_id"),
+            label_name=data.validated_data.get("label"),
+        )
+        return Response(self.OutputSerializer(log).data)
+
+
+class ExperimentListApi(APIView):
+    """The project's experiments (reviewers and up); managers start one with POST."""
+
+    @extend_schema_serializer(component_name="ExperimentStart")
+    class InputSerializer(serializers.Serializer):
+        challenger = serializers.IntegerField(min_value=1, help_text="Version number of the challenger.")
+        mode = serializers.ChoiceField(choices=Experiment.Mode.choices)
+        traffic_share = serializers.FloatField(required=False, default=0.1, min_value=0.0, max_value=1.0)
+        alpha = serializers.FloatField(required=False, min_value=0.0001, max_value=0.5)
+        min_gain = serializers.FloatField(required=False, min_value=0.0, max_value=0.5)
+        power = serializers.FloatField(required=False, default=0.8, min_value=0.5, max_value=0.99)
+        looks = serializers.IntegerField(required=False, min_value=1, max_value=20)
+        min_sample = serializers.IntegerField(required=False, min_value=1, max_value=10_000_000)
+        discordance = serializers.FloatField(required=False, default=0.2, min_value=0.01, max_value=1.0)
+
+    @extend_schema(responses=ExperimentOutputSerializer(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
+        experiments = Experiment.objects.filter(project=project).select_related(
+            "champion", "challenger", "created_by", "stopped_by")
+        return Response(ExperimentOutputSerializer(experiments, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: ExperimentOutputSerializer})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="manager")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        experiment = experiment_services.experiment_start(
+            project=project, user=request.user, challenger_number=values.pop("challenger"), **values
+        )
+        return Response(ExperimentOutputSerializer(experiment).data, status=status.HTTP_201_CREATED)
+
+
+def _experiment(project, experiment_id: int) -> Experiment:
+    experiment = Experiment.objects.select_related("champion", "challenger", "created_by", "stopped_by").filter(
+        project=project, pk=experiment_id).first()
+    if experiment is None:
+        raise NotFound("Experiment not found.")
+    return experiment
+
+
+class ExperimentDetailApi(APIView):
+    """One experiment: arms, outcomes, the rule, the decision."""
+
+    @extend_schema(responses=ExperimentOutputSerializer)
+    def get(self, request: Request, project_id: int, experiment_id: int) -> Response:
+        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
+        return Response(ExperimentOutputSerializer(_experiment(project, experiment_id)).data)
+
+
+class ExperimentStopApi(APIView):
+    """Stop a running experiment early and keep the champion (managers)."""
+
+    @extend_schema_serializer(component_name="ExperimentStop")
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+
+    @extend_schema(request=InputSerializer, responses={200: ExperimentOutputSerializer})
+    def post(self, request: Request, project_id: int, experiment_id: int) -> Response:
+        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="manager")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        experiment = experiment_services.experiment_stop(
+            experiment=_experiment(project, experiment_id), user=request.user, reason=data.validated_data.get("reason", "")
+        )
+        return Response(ExperimentOutputSerializer(experiment).data)
