@@ -171,6 +171,20 @@ class Item(models.Model):
     label_count = models.PositiveIntegerField(default=0, help_text="Annotations stored for this item.")
     queue_done = models.BooleanField(default=False, help_text="Labeled by as many experts as the overlap asks.")
     random_key = models.FloatField(default=random_key, help_text="Uniform key for audit and random draws.")
+    # Review: a reviewer's final label overrides the experts' majority in training and export.
+    resolved_label = models.ForeignKey(
+        "Label", null=True, blank=True, on_delete=models.PROTECT, related_name="resolved_items",
+        help_text="The final label a reviewer chose; training and export use it instead of the majority.",
+    )
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="resolved_items"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    # Gold: a known answer that measures each expert's accuracy (experts cannot tell gold items apart).
+    gold_label = models.ForeignKey(
+        "Label", null=True, blank=True, on_delete=models.PROTECT, related_name="gold_items",
+        help_text="The known correct label of a gold item; experts' labels on it measure their accuracy.",
+    )
 
     class Meta:
         ordering = ["id"]
