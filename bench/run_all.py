@@ -21,6 +21,7 @@ GOALS = {
     },
     "freshness": {"total_s": "≤ 15"},
     "label_efficiency": {"n99": "≤ 240"},
+    "load": {"errors": "0", "lost": "0", "duplicated": "0"},
     "predict_latency": {"single_p99_ms": "≤ 20", "batch_items_per_s": "≥ 20,000"},
 }
 
