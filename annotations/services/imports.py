@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.db.models.functions import Least
 from django.utils import timezone
@@ -135,6 +135,11 @@ def import_job_run(job_id: int) -> ImportJob:
             if job.created_count:
                 # robust: the import is committed either way; learner reconciles missing features.
                 send_task_on_commit(FEATURES_TASK, [job.project_id, job.pk])
+    except (OperationalError, InterfaceError):
+        # The database went away mid-import: the claim rolled back with the rows, so the job is
+        # still queued and whoever called this (the task) can run it again from the start.
+        _storage_delete(saved)
+        raise
     except Exception as exc:
         _storage_delete(saved)  # the rollback took the rows; take the image files too
         job = ImportJob.objects.get(pk=job_id)
@@ -145,6 +150,15 @@ def import_job_run(job_id: int) -> ImportJob:
     finally:
         cache.delete(import_progress_key(job_id))
     return job
+
+
+def import_job_fail(job_id: int, message: str) -> None:
+    """Mark a job that could not be run as failed; nothing of it was stored."""
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING):
+            job.started_at = job.started_at or timezone.now()
+            _job_finish(job, ImportJob.Status.FAILED, message=message)
 
 
 def _failure_message(exc: Exception) -> str:
