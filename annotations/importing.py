@@ -124,6 +124,44 @@ def _unsafe_path(name: str) -> bool:
     return posixpath.normpath(path).startswith("..")
 
 
+JSON_MAX_DEPTH = 32
+_JSON_SCALARS = frozenset({"null", "boolean", "integer", "double", "number", "string"})
+
+
+def _json_array_items(fileobj: IO[bytes]) -> Iterator[Any]:
+    """Yield the items of a top-level JSON array one at a time, refusing nesting deeper than JSON_MAX_DEPTH.
+
+    ijson.items() keeps a dotted path per level, so a few hundred kilobytes of brackets would cost
+    memory quadratic in the depth; its basic events with our own depth count cost nothing of the kind.
+    """
+    events = ijson.basic_parse(fileobj, use_float=True)
+    first = next(events, None)
+    if first is None or first[0] != "start_array":
+        raise ImportFileError("A JSON file must hold one top-level array of objects, [{...}, {...}].")
+    depth, builder = 1, None
+    for event, value in events:
+        if event in ("start_map", "start_array"):
+            depth += 1
+            if depth > JSON_MAX_DEPTH:
+                raise ImportFileError(f"JSON nested deeper than {JSON_MAX_DEPTH} levels; rows must be flat objects.")
+            builder = builder or ijson.common.ObjectBuilder()
+            builder.event(event, value)
+        elif event in ("end_map", "end_array"):
+            depth -= 1
+            if depth == 0:
+                break
+            builder.event(event, value)
+            if depth == 1:
+                yield builder.value
+                builder = None
+        elif builder is not None:
+            builder.event(event, value)
+        elif event in _JSON_SCALARS:
+            yield value
+    for _event in events:  # anything after the array is an error the parser reports
+        pass
+
+
 class RowReader:
     """Iterate the rows of one file.
 
@@ -216,7 +254,7 @@ class RowReader:
             raise ImportFileError("A JSON file must hold one top-level array of objects, [{...}, {...}].")
         self.fileobj.seek(start)
         try:
-            for number, record in enumerate(ijson.items(self.fileobj, "item", use_float=True), 1):
+            for number, record in enumerate(_json_array_items(self.fileobj), 1):
                 yield self._json_row(number, "", record)
         except ijson.JSONError as exc:
             raise ImportFileError(f"Invalid JSON: {_first_line(exc)}.") from exc

@@ -45,7 +45,45 @@ def traversal_zip() -> bytes:
     return buffer.getvalue()
 
 
+def corrupt_png() -> bytes:
+    """A PNG signature and header followed by bytes that are not image data."""
+    data = png_bytes(size=32)
+    return data[:33] + bytes((i * 37 + 11) % 256 for i in range(400))
+
+
+def gigantic_cell_csv(chars: int = 300_000) -> bytes:
+    """A text CSV whose second row holds one cell far beyond any sane text length."""
+    return b"external_id,text\nok,a normal sentence\nhuge," + b"x" * chars + b"\nafter,another normal sentence\n"
+
+
+def deeply_nested_json(depth: int = 100_000) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def html_text_csv() -> bytes:
+    return (
+        b"external_id,text\n"
+        b"xss1,<script>alert('labelhub')</script>\n"
+        b"xss2,\"<img src=x onerror=alert(1)> & <b>bold</b>\"\n"
+    )
+
+
+def formula_csv() -> bytes:
+    return (
+        b"external_id,text,label\n"
+        b"f1,\"=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\",positive\n"
+        b"f2,+cmd|' /C calc'!A0,negative\n"
+        b"f3,-2+3,positive\n"
+        b"f4,@SUM(A1:A2),negative\n"
+    )
+
+
 if __name__ == "__main__":
+    (HERE / "corrupt.png").write_bytes(corrupt_png())
+    (HERE / "gigantic_cell.csv").write_bytes(gigantic_cell_csv())
+    (HERE / "deeply_nested.json").write_bytes(deeply_nested_json())
+    (HERE / "html_text.csv").write_bytes(html_text_csv())
+    (HERE / "formula.csv").write_bytes(formula_csv())
     (HERE / "huge_dimensions.png").write_bytes(huge_png())
     (HERE / "truncated.png").write_bytes(truncated_png())
     (HERE / "traversal.zip").write_bytes(traversal_zip())
