@@ -1,7 +1,9 @@
 """Django admin for projects, labels, items, annotations and imports."""
 from django.contrib import admin
 
-from .models import Annotation, ImportJob, Item, Label, Membership, Project
+from .models import Annotation, AnnotationCorrection, ImportJob, Item, Label, Membership, Project
+from .selectors.labels import item_final_labels
+from .services.review import item_gold_set
 
 
 class LabelInline(admin.TabularInline):
@@ -25,6 +27,7 @@ class ProjectAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "slug", "kind", "instructions", "feature_names"]}),
         ("Queue", {"fields": ["query_strategy", "audit_share", "overlap", "lease_ttl_seconds", "show_suggestions"]}),
+        ("Review", {"fields": ["review_confidence"]}),
         (
             "Retraining",
             {
@@ -50,11 +53,38 @@ class LabelAdmin(admin.ModelAdmin):
 
 @admin.register(Item)
 class ItemAdmin(admin.ModelAdmin):
-    list_display = ["external_id", "project", "created_at"]
-    list_filter = ["project"]
+    list_display = ["external_id", "project", "resolved_label", "gold_label", "created_at"]
+    list_filter = ["project", ("gold_label", admin.EmptyFieldListFilter)]
     search_fields = ["external_id", "text"]
-    list_select_related = ["project"]
-    readonly_fields = ["content_hash", "import_job"]
+    list_select_related = ["project", "resolved_label", "gold_label"]
+    readonly_fields = ["content_hash", "import_job", "resolved_label", "resolved_by", "resolved_at"]
+    actions = ["make_gold_from_final_label", "clear_gold"]
+
+    @admin.action(description="Make gold, with each item's final label (resolved, else the majority)")
+    def make_gold_from_final_label(self, request, queryset):
+        marked = 0
+        for project_id in set(queryset.values_list("project_id", flat=True)):
+            items = list(queryset.filter(project_id=project_id))
+            final = item_final_labels(project_id, [item.pk for item in items])
+            for item in items:
+                if item.pk in final:
+                    item_gold_set(item=item, label=Label.objects.get(pk=final[item.pk]))
+                    marked += 1
+        skipped = queryset.count() - marked
+        self.message_user(request, f"{marked} item(s) made gold; {skipped} without labels left as they were.")
+
+    @admin.action(description="Make ordinary (not gold)")
+    def clear_gold(self, request, queryset):
+        count = queryset.update(gold_label=None)
+        self.message_user(request, f"{count} item(s) are no longer gold.")
+
+
+@admin.register(AnnotationCorrection)
+class AnnotationCorrectionAdmin(admin.ModelAdmin):
+    list_display = ["annotation", "previous_label", "new_label", "corrected_by", "corrected_at"]
+    list_select_related = ["annotation", "previous_label", "new_label", "corrected_by"]
+    raw_id_fields = ["annotation"]
+    readonly_fields = ["annotation", "previous_label", "new_label", "corrected_by", "corrected_at", "note"]
 
 
 @admin.register(Annotation)

@@ -1,7 +1,7 @@
 """REST URLs (under /api/)."""
 from django.urls import path
 
-from . import apis
+from . import apis, review_apis
 
 urlpatterns = [
     path("projects/<int:project_id>/imports", apis.ImportJobCreateApi.as_view(), name="api-import-create"),
@@ -14,4 +14,14 @@ urlpatterns = [
     path("leases/<str:lease_id>/skip", apis.LeaseSkipApi.as_view(), name="api-lease-skip"),
     path("leases/<str:lease_id>/release", apis.LeaseReleaseApi.as_view(), name="api-lease-release"),
     path("leases/<str:lease_id>/renew", apis.LeaseRenewApi.as_view(), name="api-lease-renew"),
+]
+
+# The review workflow (annotations/review_apis.py).
+urlpatterns += [
+    path("projects/<int:project_id>/review/items", review_apis.ReviewItemListApi.as_view(), name="api-review-items"),
+    path("projects/<int:project_id>/agreement", review_apis.ProjectAgreementApi.as_view(), name="api-agreement"),
+    path("items/<int:item_id>/resolve", review_apis.ItemResolveApi.as_view(), name="api-item-resolve"),
+    path("items/<int:item_id>/gold", review_apis.ItemGoldApi.as_view(), name="api-item-gold"),
+    path("annotations/<int:annotation_id>/correct", review_apis.AnnotationCorrectApi.as_view(),
+         name="api-annotation-correct"),
 ]

@@ -228,7 +228,10 @@ class LeaseSubmitApi(APIView):
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer})
     def post(self, request: Request, lease_id: str) -> Response:
         serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            # Someone else's lease is a 404 whatever the body; the lookup costs nothing on the valid path.
+            selectors.lease_get_for_user(lease_id, request.user, related=())
+            raise serializers.ValidationError(serializer.errors)
         data = serializer.validated_data
         annotation, created = services.annotation_submit_or_get(
             lease_id=lease_id,

@@ -18,7 +18,7 @@ from PIL import Image, ImageFile, ImageOps
 # Importing the plugins registers them in Image.OPEN, which image_prepare() reads.
 from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin, WebPImagePlugin  # noqa: F401
 
-RESERVED_COLUMNS = frozenset({"external_id", "label", "metadata"})
+RESERVED_COLUMNS = frozenset({"external_id", "label", "gold_label", "metadata"})
 META_PREFIX = "meta_"
 EXTERNAL_ID_MAX = 255
 THUMBNAIL_SIZE = 256
@@ -63,6 +63,7 @@ class Row:
     values: list[float] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     label: str | None = None
+    gold_label: str | None = None
     image_data: bytes | None = None
     content_hash: str = ""
     derived_id: bool = False
@@ -313,6 +314,7 @@ class RowReader:
         try:
             row.external_id = self._external_id(record.get("external_id"))
             row.label = self._label(record.get("label"))
+            row.gold_label = self._label(record.get("gold_label"), column="gold_label")
             row.metadata = self._metadata(record.get("metadata"), extra_metadata)
             if self.kind == "text":
                 row.text = self._text(record.get("text"))
@@ -340,14 +342,14 @@ class RowReader:
             raise RowError("external_id contains a NUL character")
         return value
 
-    def _label(self, raw: Any) -> str | None:
+    def _label(self, raw: Any, column: str = "label") -> str | None:
         if raw is None or raw == "":
             return None
         if not isinstance(raw, str):
-            raise RowError(f"label must be a string, not {raw!r}")
+            raise RowError(f"{column} must be a string, not {raw!r}")
         label = raw.strip()
         if label and label not in self.label_names:
-            raise RowError(f"unknown label {label!r}")
+            raise RowError(f"unknown {column} {label!r}")
         return label or None
 
     def _metadata(self, raw: Any, extra: dict[str, str]) -> dict[str, Any]:

@@ -44,6 +44,11 @@ class Project(models.Model):
     show_suggestions = models.BooleanField(
         default=True, help_text="Show the model's suggestion to experts (off avoids anchoring)."
     )
+    review_confidence = models.FloatField(
+        default=0.9, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="An expert's label goes to review when the model suggested another label with at least this "
+                  "confidence.",
+    )
 
     # Retrain policy: each trigger is off when its field is empty/zero.
     retrain_every_n_labels = models.PositiveIntegerField(
@@ -242,6 +247,25 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id} → {self.label_id} by {self.annotator_id}"
+
+
+class AnnotationCorrection(models.Model):
+    """A reviewer's change of one expert's label: who, when, and the label before and after."""
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="corrections")
+    corrected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="annotation_corrections"
+    )
+    corrected_at = models.DateTimeField(auto_now_add=True)
+    previous_label = models.ForeignKey(Label, on_delete=models.PROTECT, related_name="+")
+    new_label = models.ForeignKey(Label, on_delete=models.PROTECT, related_name="+")
+    note = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["corrected_at", "id"]
+
+    def __str__(self) -> str:
+        return f"annotation {self.annotation_id}: {self.previous_label_id} → {self.new_label_id}"
 
 
 def import_upload_path(job: "ImportJob", filename: str) -> str:

@@ -1,7 +1,7 @@
 """Page URLs of the annotations app."""
 from django.urls import path
 
-from . import label_views, views
+from . import label_views, review_views, views
 
 urlpatterns = [
     path("", views.project_list, name="home"),
@@ -16,4 +16,15 @@ urlpatterns = [
     path("projects/<int:project_id>/label/<uuid:lease_id>/skip", label_views.label_skip, name="label-skip"),
     path("projects/<int:project_id>/label/<uuid:lease_id>/renew", label_views.label_renew, name="label-renew"),
     path("projects/<int:project_id>/label/<uuid:lease_id>/release", label_views.label_release, name="label-release"),
+]
+
+# The review workflow (annotations/review_views.py).
+urlpatterns += [
+    path("projects/<int:project_id>/review/", review_views.review_page, name="review"),
+    path("projects/<int:project_id>/review/items/<int:item_id>", review_views.review_item, name="review-item"),
+    path("projects/<int:project_id>/review/items/<int:item_id>/resolve", review_views.review_resolve,
+         name="review-resolve"),
+    path("projects/<int:project_id>/review/annotations/<int:annotation_id>/correct", review_views.review_correct,
+         name="review-correct"),
+    path("projects/<int:project_id>/agreement/", review_views.agreement_page, name="agreement"),
 ]

@@ -116,7 +116,7 @@ class PredictionFeedbackApi(APIView):
 
 
 class ExperimentListApi(APIView):
-    """The project's experiments (reviewers and up); managers start one with POST."""
+    """The project's experiments (managers, who also start one with POST)."""
 
     @extend_schema_serializer(component_name="ExperimentStart")
     class InputSerializer(serializers.Serializer):
@@ -132,7 +132,7 @@ class ExperimentListApi(APIView):
 
     @extend_schema(responses=ExperimentOutputSerializer(many=True))
     def get(self, request: Request, project_id: int) -> Response:
-        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
+        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="manager")
         experiments = Experiment.objects.filter(project=project).select_related(
             "champion", "challenger", "created_by", "stopped_by")
         return Response(ExperimentOutputSerializer(experiments, many=True).data)
@@ -162,7 +162,7 @@ class ExperimentDetailApi(APIView):
 
     @extend_schema(responses=ExperimentOutputSerializer)
     def get(self, request: Request, project_id: int, experiment_id: int) -> Response:
-        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
+        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="manager")
         return Response(ExperimentOutputSerializer(_experiment(project, experiment_id)).data)
 
 

@@ -70,7 +70,8 @@ def model_version_swap(request: HttpRequest, project_id: int, number: int, actio
 @login_required
 @require_GET
 def project_experiments(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = _project(request, project_id, "reviewer")
+    # Experiments are the managers' (agreed access levels); reviewers see versions on the Models page.
+    project = _project(request, project_id, "manager")
     role = annotation_selectors.membership_role(request.user, project)
     experiments = Experiment.objects.filter(project=project).select_related(
         "champion", "challenger", "created_by", "stopped_by")

@@ -5,7 +5,7 @@ import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from ..models import Annotation
+from ..models import Annotation, Item
 
 
 @dataclass(frozen=True)
@@ -19,23 +19,40 @@ class LabelSnapshot:
     sha256: str
 
 
-def _final_labels(rows) -> tuple[list[int], list[int], list[int], set[int]]:
-    """Majority label per item (ties go to the earliest annotation), in item order."""
+def majority_label(votes: list[tuple[int, int]]) -> int:
+    """The majority label of (annotation id, label id) votes; ties go to the earliest annotation."""
+    counts = Counter(label for _, label in votes)
+    best = max(counts.values())
+    return min((a, label) for a, label in votes if counts[label] == best)[1]
+
+
+def _final_labels(
+    rows, resolved: dict[int, int] | None = None
+) -> tuple[list[int], list[int], list[int], set[int]]:
+    """Final label per item, in item order: the reviewer's resolved label, else the majority of its annotations."""
+    resolved = resolved or {}
     by_item: dict[int, list[tuple[int, int, bool]]] = defaultdict(list)
     for annotation_id, item_id, label_id, is_audit in rows:
         by_item[item_id].append((annotation_id, label_id, is_audit))
     annotation_ids, item_ids, label_ids, audit = [], [], [], set()
     for item_id in sorted(by_item):
         votes = by_item[item_id]
-        counts = Counter(label for _, label, _ in votes)
-        best = max(counts.values())
-        annotation_id, label_id, _ = next(v for v in votes if counts[v[1]] == best)
+        label_id = resolved.get(item_id)
+        if label_id is None:
+            label_id = majority_label([(a, label) for a, label, _ in votes])
         annotation_ids.extend(a for a, _, _ in votes)
         item_ids.append(item_id)
         label_ids.append(label_id)
         if any(is_audit for _, _, is_audit in votes):
             audit.add(item_id)
     return annotation_ids, item_ids, label_ids, audit
+
+
+def _resolved_labels(project_id: int, item_ids: list[int] | None = None) -> dict[int, int]:
+    items = Item.objects.filter(project_id=project_id, resolved_label__isnull=False)
+    if item_ids is not None:
+        items = items.filter(pk__in=item_ids)
+    return dict(items.values_list("id", "resolved_label_id"))
 
 
 def label_snapshot(project_id: int) -> LabelSnapshot:
@@ -45,11 +62,26 @@ def label_snapshot(project_id: int) -> LabelSnapshot:
         .order_by("id")
         .values_list("id", "item_id", "label_id", "is_audit")
     )
-    annotation_ids, item_ids, label_ids, audit = _final_labels(rows)
+    resolved = _resolved_labels(project_id)
+    annotation_ids, item_ids, label_ids, audit = _final_labels(rows, resolved)
     digest = hashlib.sha256()
     for row in rows:
         digest.update(("%d:%d:%d:%d;" % (row[0], row[1], row[2], row[3])).encode())
+    # Resolutions are part of what training reads, so changing one changes the hash (projects
+    # without any keep the hash they had before resolutions existed).
+    for item_id in sorted(resolved):
+        digest.update(f"r{item_id}:{resolved[item_id]};".encode())
     return LabelSnapshot(sorted(annotation_ids), item_ids, label_ids, frozenset(audit), digest.hexdigest())
+
+
+def item_final_labels(project_id: int, item_ids: list[int] | None = None) -> dict[int, int]:
+    """The final label of each labeled item (resolved label, else majority): {item id: label id}."""
+    annotations = Annotation.objects.filter(item__project_id=project_id)
+    if item_ids is not None:
+        annotations = annotations.filter(item_id__in=item_ids)
+    rows = annotations.order_by("id").values_list("id", "item_id", "label_id", "is_audit")
+    _, ids, labels, _ = _final_labels(rows, _resolved_labels(project_id, item_ids))
+    return dict(zip(ids, labels))
 
 
 def labels_since(project_id: int, after_annotation_id: int) -> int:

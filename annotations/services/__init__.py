@@ -21,6 +21,11 @@ from .queue import (
     project_overlap_apply,
     queue_next,
 )
+from .review import (
+    annotation_correct,
+    item_gold_set,
+    item_resolve,
+)
 from .scoring import (
     PRIORITY_BOOST,
     ScoreColumns,
@@ -52,6 +57,9 @@ __all__ = [
     "lease_skip",
     "project_overlap_apply",
     "queue_next",
+    "annotation_correct",
+    "item_gold_set",
+    "item_resolve",
     "PRIORITY_BOOST",
     "ScoreColumns",
     "item_scores_clear",

@@ -261,12 +261,16 @@ def _import_rows(job: ImportJob, saved: list[str]) -> None:
             )
             items: list[Item] = []
             labeled: list[tuple[Item, int]] = []
+            gold_existing: dict[int, list[str]] = {}
             for row in chunk:
                 job.rows_total += 1
                 if row.error is None:
                     row.error = _conflict(row, seen, existing, user_id)
                 if row.error is None and row.external_id in existing:
                     job.unchanged_count += 1
+                    if row.gold_label:
+                        # Importing the same rows again with a gold_label column marks the items already there.
+                        gold_existing.setdefault(label_ids[row.gold_label], []).append(row.external_id)
                     continue
                 media = ("", "")
                 if row.error is None and row.image_data is not None:
@@ -281,6 +285,7 @@ def _import_rows(job: ImportJob, saved: list[str]) -> None:
                     project_id=project.pk, import_job_id=job.pk, external_id=row.external_id, text=row.text,
                     values=row.values, metadata=row.metadata, content_hash=row.content_hash,
                     image=media[0], thumbnail=media[1],
+                    gold_label_id=label_ids[row.gold_label] if row.gold_label else None,
                 )
                 items.append(item)
                 if row.label:
@@ -288,6 +293,8 @@ def _import_rows(job: ImportJob, saved: list[str]) -> None:
                     # A pre-labeled item counts towards the overlap like a label from the queue.
                     item.label_count, item.queue_done = 1, project.overlap <= 1
             Item.objects.bulk_create(items)
+            for gold_label_id, external_ids in gold_existing.items():
+                Item.objects.filter(project_id=project.pk, external_id__in=external_ids).update(gold_label_id=gold_label_id)
             Annotation.objects.bulk_create(
                 Annotation(item=item, label_id=label_id, annotator_id=user_id, source=Annotation.Source.IMPORT)
                 for item, label_id in labeled

@@ -34,6 +34,8 @@ def pages(project: Project) -> list[tuple[str, str]]:
         (reverse("project-import", args=[pk]), "main form"),
         (reverse("project-models", args=[pk]), "main"),
         (reverse("project-experiments", args=[pk]), "main"),
+        (reverse("review", args=[pk]), "main"),
+        (reverse("agreement", args=[pk]), "main"),
         (reverse("api-docs"), ".swagger-ui .info"),
         (reverse("admin:index"), "#content"),
         (reverse("admin:annotations_project_changelist"), "#changelist"),

@@ -8,6 +8,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from annotations.models import Annotation
+from annotations.services import item_resolve
 from learner.models import LiveModel, ModelVersion, SwapHistory, TrainingRun
 from learner.services.training import (
     _run_lock_key,
@@ -239,3 +240,23 @@ def test_a_run_lost_after_its_swap_committed_is_recorded_as_promoted(labeled_blo
     assert again.decision["note"] == "The worker was lost after the swap."
     assert again.decision["reason"].startswith("First model beats the majority-class baseline")
     assert LiveModel.objects.get(project=labeled_blobs).version.training_run_id == run.pk
+
+
+def test_training_learns_the_reviewers_resolved_labels_over_the_experts(labeled_blobs, manager):
+    negative, positive = labeled_blobs.labels.order_by("order")[:2]
+    flipped = {negative.pk: positive, positive.pk: negative}
+    truth = {}
+    # The experts swapped the two labels on every training item; the audit labels stay right.
+    for annotation in Annotation.objects.filter(item__project=labeled_blobs, is_audit=False).select_related("item"):
+        truth[annotation.item_id] = annotation.label
+        annotation.label = flipped[annotation.label_id]
+        annotation.save(update_fields=["label"])
+    wrong = _run(labeled_blobs)
+    assert wrong.status != TrainingRun.Status.PROMOTED
+
+    for annotation in Annotation.objects.filter(item__project=labeled_blobs, is_audit=False).select_related("item"):
+        item_resolve(item=annotation.item, label=truth[annotation.item_id], user=manager)
+    run = _run(labeled_blobs)
+    assert run.status == TrainingRun.Status.PROMOTED, run.decision or run.error
+    assert run.label_snapshot_hash != wrong.label_snapshot_hash
+    assert LiveModel.objects.get(project=labeled_blobs).version.metrics["accuracy"] > 0.95
