@@ -1,7 +1,11 @@
-"""Django admin for projects, labels, items, annotations and imports."""
-from django.contrib import admin
+"""Django admin for projects, labels, items, annotations, imports, leases and queue scorings."""
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.urls import NoReverseMatch, reverse
 
-from .models import Annotation, AnnotationCorrection, ImportJob, Item, Label, Membership, Project
+from .models import (
+    Annotation, AnnotationCorrection, ImportJob, Item, ItemScore, Label, Lease, Membership, Project, QueueScoring,
+)
 from .selectors.labels import item_final_labels
 from .services.review import item_gold_set
 
@@ -24,6 +28,7 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [LabelInline, MembershipInline]
+    actions = ["export_annotations"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "kind", "instructions", "feature_names"]}),
         ("Queue", {"fields": ["query_strategy", "audit_share", "overlap", "lease_ttl_seconds", "show_suggestions"]}),
@@ -42,6 +47,24 @@ class ProjectAdmin(admin.ModelAdmin):
             {"fields": ["gate_alpha", "gate_min_gain", "gate_min_audit", "gate_min_audit_first", "gate_max_recall_drop"]},
         ),
     ]
+
+
+    @admin.action(description="Export annotations (JSONL)")
+    def export_annotations(self, request, queryset):
+        """Download one project's annotations through the REST export; it streams, so one project at a time."""
+        projects = list(queryset[:2])
+        if len(projects) != 1:
+            self.message_user(
+                request, "Export one project at a time: select a single project (each export is its own download).",
+                messages.WARNING,
+            )
+            return None
+        try:
+            url = reverse("api-project-export", args=[projects[0].pk])
+        except NoReverseMatch:
+            self.message_user(request, "The export API is not installed in this deployment.", messages.ERROR)
+            return None
+        return HttpResponseRedirect(f"{url}?format=jsonl")
 
 
 @admin.register(Label)
@@ -110,3 +133,38 @@ class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "project", "role"]
     list_filter = ["role", "project"]
     search_fields = ["user__username"]
+
+
+@admin.register(Lease)
+class LeaseAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "item", "user", "status", "is_audit", "model_version", "created_at", "expires_at"]
+    list_filter = ["status", "is_audit", "project"]
+    search_fields = ["user__username", "item__external_id"]
+    list_select_related = ["project", "item", "user"]
+    raw_id_fields = ["item", "user"]
+    readonly_fields = ["predicted_label", "predicted_confidence", "priority", "model_version"]
+
+
+@admin.register(QueueScoring)
+class QueueScoringAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "model_version", "strategy", "status", "items_scored", "items_total",
+                    "chunks_done", "chunks_total", "started_at", "finished_at"]
+    list_filter = ["status", "strategy", "project"]
+    list_select_related = ["project"]
+    readonly_fields = [f.name for f in QueueScoring._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # scorings are planned by the learner, never typed in
+
+
+@admin.register(ItemScore)
+class ItemScoreAdmin(admin.ModelAdmin):
+    """A derived table of millions of rows: searched by scoring or item id, never counted in full."""
+
+    list_display = ["id", "scoring_id", "item_id", "priority", "predicted_label_id", "confidence"]
+    search_fields = ["=scoring__id", "=item__id"]
+    readonly_fields = ["scoring", "item", "priority", "predicted_label", "confidence"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -40,6 +40,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
             "counts": selectors.project_counts(project),
             "labels": selectors.project_labels(project),
             "can_import": selectors.ROLE_RANK[role] >= selectors.ROLE_RANK["manager"],
+            "is_manager": selectors.ROLE_RANK[role] >= selectors.ROLE_RANK["manager"],
             "can_review": selectors.ROLE_RANK[role] >= selectors.ROLE_RANK["reviewer"],
         },
     )

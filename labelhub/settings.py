@@ -5,6 +5,8 @@ import environ
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from labelhub import __version__
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -162,6 +164,8 @@ LABELHUB_PREDICT_MAX_BATCH = env.int("PREDICT_MAX_BATCH", default=1000)
 LABELHUB_EXPERIMENT_ALPHA = env.float("EXPERIMENT_ALPHA", default=0.05)
 LABELHUB_EXPERIMENT_LOOKS = env.int("EXPERIMENT_LOOKS", default=4)
 LABELHUB_EXPERIMENT_MIN_GAIN = env.float("EXPERIMENT_MIN_GAIN", default=0.02)
+# Recorded on every model version for lineage; empty: `git describe` of the checkout, else the package version.
+LABELHUB_CODE_VERSION = env.str("CODE_VERSION", default="")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -175,7 +179,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "LabelHub API",
     "DESCRIPTION": "Human-in-the-loop labeling with active learning.",
-    "VERSION": "0.1.0",
+    "VERSION": __version__,
     "SERVE_INCLUDE_SCHEMA": False,
     "ENUM_NAME_OVERRIDES": {"ImportJobStatusEnum": "annotations.models.ImportJob.Status"},
     # Swagger UI and Redoc served from our static files (no CDN; the CSP allows only 'self').

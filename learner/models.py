@@ -44,6 +44,9 @@ class ModelVersion(models.Model):
     labels_used = models.PositiveIntegerField(default=0)
     metrics = models.JSONField(default=dict, blank=True)
     code_version = models.CharField(max_length=64, blank=True)
+    query_strategy = models.CharField(
+        max_length=20, blank=True, help_text="The project's query strategy when the version was trained (lineage)."
+    )
     training_run = models.OneToOneField(
         "TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="model_version"
     )
@@ -55,6 +58,20 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} v{self.number}"
+
+    @property
+    def hyperparameters_text(self) -> str:
+        """The pipeline's steps with all their parameters, e.g. ``scale: StandardScaler(copy=True, …)``."""
+        steps = []
+        for step, params in (self.hyperparameters or {}).items():
+            if isinstance(params, dict):
+                params = dict(params)
+                name = params.pop("class", "")
+                inner = ", ".join(f"{key}={value!r}" for key, value in sorted(params.items()))
+                steps.append(f"{step}: {name}({inner})")
+            else:
+                steps.append(f"{step}={params!r}")
+        return "; ".join(steps) or "none"
 
 
 class TrainingRun(models.Model):
@@ -124,6 +141,40 @@ class SwapHistory(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    @property
+    def promoter(self) -> str:
+        """Who or what made the version live, in words (reads ``actor``: select it with the swap)."""
+        actor = self.actor.get_username() if self.actor_id else None
+        if self.trigger == "rollback":
+            return f"rolled back by {actor or 'unknown'}"
+        if self.reason.startswith("Promoted by a manager"):
+            return f"{actor or 'a manager'}, promoting anyway"
+        if self.trigger == "ab-test":
+            return "the A/B experiment's rule"
+        trigger = dict(TrainingRun.Trigger.choices).get(self.trigger, self.trigger or "manual").lower()
+        return f"the gate, after a {trigger} retrain" + (f" requested by {actor}" if actor else "")
+
+
+class DriftCheck(models.Model):
+    """One drift measurement of a project's recent items against the live model's training-time items."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="drift_checks")
+    model_version = models.PositiveIntegerField(help_text="The live version the measurement was made for.")
+    evidence = models.JSONField(default=dict, help_text="PSI figures, sample sizes and the threshold.")
+    drifted = models.BooleanField(default=False, help_text="The largest PSI reached the project's threshold.")
+    training_run = models.ForeignKey(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The retrain this check asked for, if any.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="drift_check_latest")]
+
+    def __str__(self) -> str:
+        return f"drift check {self.pk} of {self.project_id} ({'drift' if self.drifted else 'stable'})"
 
 
 class Experiment(models.Model):

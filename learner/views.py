@@ -1,4 +1,4 @@
-"""The project's models and experiments pages: versions, runs, A/B tests and their decisions; retrain, swap, stop."""
+"""The project's models, dashboard and experiments pages: versions, runs, jobs, A/B tests; retrain, swap, stop."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -6,12 +6,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotations import selectors as annotation_selectors
+from annotations.models import ImportJob
 from labelhub.api import DomainError, NotFound
 
-from .models import Experiment, ModelVersion, SwapHistory, TrainingRun
+from . import charts, selectors
+from .models import Experiment, ModelVersion
 from .services import experiments as experiment_services
 from .services import models as model_services
 from .services import triggers
+
+# Days of labels the dashboard plots.
+DASHBOARD_DAYS = 30
 
 
 def _project(request: HttpRequest, project_id: int, min_role: str):
@@ -21,20 +26,159 @@ def _project(request: HttpRequest, project_id: int, min_role: str):
         raise Http404(exc.message) from exc
 
 
+def _is_manager(request: HttpRequest, project) -> bool:
+    role = getattr(project, "viewer_role", None) or annotation_selectors.membership_role(request.user, project)
+    return role is not None and annotation_selectors.ROLE_RANK[role] >= annotation_selectors.ROLE_RANK["manager"]
+
+
+def _label_names(project) -> dict[int, str]:
+    return {label.pk: label.name for label in annotation_selectors.project_labels(project)}
+
+
+def _per_class(version: ModelVersion, names: dict[int, str]) -> list[dict]:
+    """Precision, recall and support per class of the version's audit evaluation, in the model's class order."""
+    rows = []
+    for label_id, figures in (version.metrics.get("per_class") or {}).items():
+        row = {"label": names.get(int(label_id), f"label {label_id}"), **figures}
+        if not figures.get("support"):
+            # No audit item of this class: its recall is undefined, not zero.
+            row["recall"] = None
+            row["precision"] = figures["precision"] if figures["precision"] else None
+        rows.append(row)
+    return rows
+
+
 @login_required
 @require_GET
 def project_models(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Every version with status, trigger, metrics, lineage and who promoted it; the timeline and learning curve."""
     project = _project(request, project_id, "reviewer")
-    role = annotation_selectors.membership_role(request.user, project)
-    live = model_services.model_version_live(project.pk)
+    overview = selectors.model_versions_overview(project.pk)
+    live = overview["live"]
     return render(request, "learner/models.html", {
         "project": project,
-        "live": live,
-        "versions": ModelVersion.objects.filter(project=project).select_related("training_run"),
-        "runs": TrainingRun.objects.filter(project=project).select_related("requested_by")[:50],
-        "history": SwapHistory.objects.filter(project=project).select_related("from_version", "to_version", "actor")[:50],
-        "is_manager": annotation_selectors.ROLE_RANK[role] >= annotation_selectors.ROLE_RANK["manager"],
+        **overview,
+        "curve_svg": charts.learning_curve([row.version for row in overview["rows"]], live.pk if live else None),
+        "is_manager": _is_manager(request, project),
     })
+
+
+@login_required
+@require_GET
+def model_version_detail(request: HttpRequest, project_id: int, number: int) -> HttpResponse:
+    """One version: its evaluation with confusion matrix and per-class precision/recall, its gate decision and lineage."""
+    project = _project(request, project_id, "reviewer")
+    row = selectors.model_version_row(project.pk, number)
+    if row is None:
+        raise Http404(f"This project has no model version {number}.")
+    names = _label_names(project)
+    return render(request, "learner/model_version.html", {
+        "project": project,
+        "row": row,
+        "v": row.version,
+        "per_class": _per_class(row.version, names),
+        "confusion_svg": charts.confusion_matrix(row.version, names),
+        "is_manager": _is_manager(request, project),
+    })
+
+
+def _version_number(value: str | None, field: str) -> int:
+    try:
+        number = int(value or "")
+    except ValueError:
+        raise DomainError(f"Choose version {field} from the list (got {value!r}).") from None
+    if not 0 < number < 2**31:
+        raise DomainError(f"Version {field} must be a version number such as 1 or 2 (got {value!r}).")
+    return number
+
+
+@login_required
+@require_GET
+def model_versions_compare(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Two versions side by side: metrics, lineage, per-class precision/recall and confusion matrices."""
+    project = _project(request, project_id, "reviewer")
+    numbers = list(ModelVersion.objects.filter(project=project).order_by("-number").values_list("number", flat=True))
+    context = {"project": project, "numbers": numbers, "a": request.GET.get("a", ""), "b": request.GET.get("b", ""),
+               "is_manager": _is_manager(request, project)}
+    if "a" not in request.GET and "b" not in request.GET:
+        return render(request, "learner/compare.html", context)  # the form alone
+    try:
+        a, b = _version_number(request.GET.get("a"), "A"), _version_number(request.GET.get("b"), "B")
+        rows = [selectors.model_version_row(project.pk, n) for n in (a, b)]
+        for n, row in zip((a, b), rows):
+            if row is None:
+                raise DomainError(f"This project has no model version {n}.")
+    except DomainError as exc:
+        return render(request, "learner/compare.html", {**context, "error": exc.message}, status=400)
+    names = _label_names(project)
+    left, right = rows
+    per_class = []
+    left_classes = {r["label"]: r for r in _per_class(left.version, names)}
+    right_classes = {r["label"]: r for r in _per_class(right.version, names)}
+    for label in [*left_classes, *(k for k in right_classes if k not in left_classes)]:
+        la, rb = left_classes.get(label), right_classes.get(label)
+        delta = rb["recall"] - la["recall"] if la and rb and None not in (la["recall"], rb["recall"]) else None
+        per_class.append({"label": label, "a": la, "b": rb, "recall_delta": delta})
+    return render(request, "learner/compare.html", {
+        **context, "a": a, "b": b, "left": left, "right": right, "per_class": per_class,
+        "left_svg": charts.confusion_matrix(left.version, names),
+        "right_svg": charts.confusion_matrix(right.version, names),
+    })
+
+
+def _jobs(project) -> dict:
+    """The project's running imports, scorings and training runs, each with its progress in percent."""
+    imports = []
+    for job in annotation_selectors.import_jobs_active(project.pk):
+        progress = annotation_selectors.import_job_progress(job)
+        if job.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING):
+            percent = round(100 * progress["bytes"] / progress["total"]) if progress and progress["total"] else None
+            phase = "reading rows"
+        else:
+            percent = round(100 * job.features_done / job.features_total) if job.features_total else None
+            phase = "computing features"
+        imports.append({"job": job, "phase": phase, "percent": None if percent is None else min(100, percent)})
+    scorings = [
+        {"scoring": s, "percent": round(100 * s.items_scored / s.items_total) if s.items_total else None}
+        for s in annotation_selectors.scorings_running(project.pk)
+    ]
+    runs = []
+    for run in selectors.training_runs_active(project.pk):
+        done = selectors.STAGES.index(run.stage) if run.stage in selectors.STAGES else 0
+        runs.append({"run": run, "percent": round(100 * done / len(selectors.STAGES))})
+    return {"imports": imports, "scorings": scorings, "runs": runs, "running": bool(imports or scorings or runs)}
+
+
+@login_required
+@require_GET
+def project_dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Counts, labels per day per expert, queue freshness, drift, recent trigger decisions and running jobs."""
+    project = _project(request, project_id, "reviewer")
+    days, per_expert = annotation_selectors.labels_per_day(project.pk, days=DASHBOARD_DAYS)
+    live = model_services.model_version_live(project.pk)
+    scoring = annotation_selectors.queue_scoring_current(project.pk)
+    return render(request, "learner/dashboard.html", {
+        "project": project,
+        "counts": annotation_selectors.project_dashboard_counts(project.pk),
+        "per_day_svg": charts.labels_per_day(days, per_expert),
+        "per_expert_totals": {name: sum(counts) for name, counts in per_expert.items()},
+        "days": DASHBOARD_DAYS,
+        "live": live,
+        "scoring": scoring,
+        "scoring_stale": live is not None and (scoring is None or scoring.model_version != live.number),
+        "drift": selectors.drift_check_latest(project.pk),
+        "runs": selectors.training_runs_recent(project.pk),
+        "jobs": _jobs(project),
+        "is_manager": _is_manager(request, project),
+    })
+
+
+@login_required
+@require_GET
+def project_dashboard_jobs(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The running-jobs panel alone, which the dashboard polls while something runs."""
+    project = _project(request, project_id, "reviewer")
+    return render(request, "learner/_jobs.html", {"project": project, "jobs": _jobs(project)})
 
 
 @login_required
@@ -53,7 +197,10 @@ def project_retrain(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_POST
 def model_version_swap(request: HttpRequest, project_id: int, number: int, action: str) -> HttpResponse:
     project = _project(request, project_id, "manager")
-    version = get_object_or_404(ModelVersion, project=project, number=number)
+    version = ModelVersion.objects.filter(project=project, number=number).first()
+    if version is None:
+        messages.error(request, f"This project has no model version {number}.")
+        return redirect("project-models", project.pk)
     reason = request.POST.get("reason", "")[:1000]
     try:
         if action == "rollback":

@@ -1,6 +1,8 @@
-"""The login page, the project list and item media are reachable by the right people."""
+"""The login page, the project list, item media and the project page's links reach the right people."""
 import pytest
 from django.urls import reverse
+
+from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -24,3 +26,15 @@ def test_member_sees_own_project_only(client, text_project, tabular_project, ann
     assert "Wine" not in body
     assert client.get(reverse("project-detail", args=[tabular_project.pk])).status_code == 404
     assert client.get(reverse("project-detail", args=[text_project.pk])).status_code == 200
+
+
+def test_project_page_links_reviewers_to_the_dashboard_and_versions(client, text_project, annotator):
+    reviewer = UserFactory(username="reviewer")
+    MembershipFactory(project=text_project, user=reviewer, role="reviewer")
+    client.force_login(reviewer)
+    body = client.get(reverse("project-detail", args=[text_project.pk])).content.decode()
+    assert reverse("project-dashboard", args=[text_project.pk]) in body
+    assert reverse("project-models", args=[text_project.pk]) in body
+    client.force_login(annotator)
+    body = client.get(reverse("project-detail", args=[text_project.pk])).content.decode()
+    assert reverse("project-dashboard", args=[text_project.pk]) not in body

@@ -141,6 +141,10 @@ RULES: dict[str, Rule] = {
     # Models and experiments (learner/views.py, apis.py, experiment_apis.py)
     "project-models": Rule({"GET": REVIEWER}, project),
     "project-retrain": Rule({"POST": MANAGER}, project),
+    "model-version-detail": Rule({"GET": REVIEWER}, project_and(number=version)),
+    "model-versions-compare": Rule({"GET": REVIEWER}, project),
+    "project-dashboard": Rule({"GET": REVIEWER}, project),
+    "project-dashboard-jobs": Rule({"GET": REVIEWER}, project),
     "model-version-rollback": Rule({"POST": MANAGER}, project_and(number=version)),
     "model-version-promote": Rule({"POST": MANAGER}, project_and(number=version)),
     "project-experiments": Rule({"GET": MANAGER}, project),

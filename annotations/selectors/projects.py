@@ -1,7 +1,11 @@
 """Reads of projects, memberships and import jobs."""
+from datetime import date, datetime, time, timedelta
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from labelhub import rows
 from labelhub.api import NotFound
@@ -46,6 +50,7 @@ def project_get_for_user(user: AbstractBaseUser, project_id: int, *, min_role: s
     if project is None or role is None or ROLE_RANK[role] < ROLE_RANK[min_role]:
         # Not telling a stranger whether the project exists.
         raise NotFound("Project not found.")
+    project.viewer_role = role  # the role just read, so that a page need not ask again
     return project
 
 
@@ -62,6 +67,51 @@ def project_counts(project: Project) -> dict[str, int]:
         "labeled": items.filter(annotations__isnull=False).distinct().count(),
         "annotations": Annotation.objects.filter(item__project=project).count(),
     }
+
+
+def project_dashboard_counts(project_id: int) -> dict[str, int]:
+    """Pool, labeled, done and audit item counts and the annotation count of a project, in two statements."""
+    items = Item.objects.filter(project_id=project_id).aggregate(
+        pool=Count("pk"), done=Count("pk", filter=Q(queue_done=True))
+    )
+    annotations = Annotation.objects.filter(item__project_id=project_id).aggregate(
+        annotations=Count("pk"),
+        labeled=Count("item_id", distinct=True),
+        audit=Count("item_id", filter=Q(is_audit=True), distinct=True),
+    )
+    return {**items, **annotations}
+
+
+def labels_per_day(project_id: int, days: int = 30) -> tuple[list[date], dict[str, list[int]]]:
+    """The last ``days`` local days and, per expert (busiest first), their labels on each of those days."""
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    since = timezone.make_aware(datetime.combine(first, time.min))
+    rows = (
+        Annotation.objects.filter(item__project_id=project_id, created_at__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day", "annotator__username")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    calendar = [first + timedelta(days=i) for i in range(days)]
+    index = {day: i for i, day in enumerate(calendar)}
+    per_expert: dict[str, list[int]] = {}
+    for day, username, n in rows:
+        if day in index:
+            per_expert.setdefault(username, [0] * days)[index[day]] += n
+    return calendar, dict(sorted(per_expert.items(), key=lambda kv: (-sum(kv[1]), kv[0])))
+
+
+def import_jobs_active(project_id: int) -> QuerySet[ImportJob]:
+    """The project's imports still reading rows or computing features, oldest first."""
+    pending = [ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
+    return (
+        ImportJob.objects.filter(project_id=project_id)
+        .filter(Q(status__in=pending) | Q(features_status__in=pending))
+        .select_related("created_by")
+        .order_by("created_at")
+    )
 
 
 def import_jobs_recent(project: Project, limit: int = 10) -> QuerySet[ImportJob]:

@@ -48,6 +48,13 @@ def scoring_current(project_id: int) -> QueueScoring | None:
     )
 
 
+def scorings_running(project_id: int) -> list[QueueScoring]:
+    """The project's scorings still running, oldest first."""
+    return list(
+        QueueScoring.objects.filter(project_id=project_id, status=QueueScoring.Status.RUNNING).order_by("started_at")
+    )
+
+
 def scoring_get(scoring_id: int) -> QueueScoring | None:
     """The scoring with this id, or None if it is gone."""
     return QueueScoring.objects.filter(pk=scoring_id).first()

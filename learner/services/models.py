@@ -1,12 +1,15 @@
 """Model versions: artifacts through the storage API, loading with a hash check, the live pointer and swaps."""
 from __future__ import annotations
 
+import functools
 import hashlib
+import subprocess
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import skops.io as sio
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
@@ -54,6 +57,7 @@ def model_version_create(
     metrics: dict | None = None,
     training_run_id: int | None = None,
     code_version: str = "",
+    query_strategy: str = "",
 ) -> ModelVersion:
     """Store a fitted pipeline under a new, never-overwritten name and record it as a candidate."""
     payload = sio.dumps(pipeline)
@@ -68,7 +72,31 @@ def model_version_create(
             feature_space=feature_space, classes=classes, artifact_name=name, artifact_sha256=sha,
             label_snapshot_hash=label_snapshot_hash, labels_used=labels_used, metrics=metrics or {},
             training_run_id=training_run_id, code_version=code_version,
+            query_strategy=query_strategy,
         )
+
+
+@functools.cache
+def code_version() -> str:
+    """The code that trains models, for lineage: the setting, else `git describe` of the checkout, else the package version.
+
+    Read once per process: a worker keeps running the code it started with, whatever happens
+    to the checkout afterwards.
+    """
+    if settings.LABELHUB_CODE_VERSION:
+        return settings.LABELHUB_CODE_VERSION[:64]
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--tags", "--always", "--dirty"], cwd=settings.BASE_DIR,
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        described = ""  # no git or no checkout (a container image): the package version says enough
+    if described:
+        return f"git {described}"[:64]
+    from labelhub import __version__
+
+    return f"labelhub {__version__}"
 
 
 def _load(version: ModelVersion) -> Pipeline:
@@ -139,6 +167,8 @@ def model_version_promote(
 
 def model_version_rollback(*, version: ModelVersion, actor: AbstractBaseUser, reason: str = "") -> SwapHistory:
     """Make an earlier live version live again; recorded like any swap."""
+    if version.status == ModelVersion.Status.LIVE:
+        raise DomainError(f"Version {version.number} is already live.")
     if version.status != ModelVersion.Status.RETIRED:
         raise DomainError(
             f"Version {version.number} was never live, so there is nothing to roll back to; "

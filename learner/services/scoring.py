@@ -152,6 +152,16 @@ def score_pool_after_features(project_id: int, job_ids: Sequence[int]) -> bool:
     return True
 
 
+def score_pool_request(project_id: int) -> None:
+    """A person asked for the pool to be scored again: plan a new scoring after commit, even if one stands."""
+    newer_than = queue_selectors.scoring_latest_id(project_id)
+
+    def score_pool_send() -> None:
+        current_app.send_task(SCORE_TASK, args=[project_id, newer_than])
+
+    transaction.on_commit(score_pool_send, robust=True)
+
+
 def _counted(scoring_id: int) -> bool:
     scoring = queue_selectors.scoring_get(scoring_id)
     return scoring is not None and scoring.chunks_done >= scoring.chunks_total

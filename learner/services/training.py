@@ -16,7 +16,13 @@ from labelhub.celery import send_task_on_commit
 from learner.ml import evaluation, training
 from learner.models import ModelVersion, SwapHistory, TrainingRun
 from learner.selectors import pool_matrix, project_featurizer
-from learner.services.models import model_version_create, model_version_live, model_version_loaded, model_version_promote
+from learner.services.models import (
+    code_version,
+    model_version_create,
+    model_version_live,
+    model_version_loaded,
+    model_version_promote,
+)
 
 TRAIN_TASK = "learner.train_run"
 
@@ -145,7 +151,8 @@ def _pipeline(run: TrainingRun) -> None:
             project=project, pipeline=pipeline, classes=classes, feature_space=project_featurizer(project.pk).space,
             algorithm=" → ".join(type(step).__name__ for _, step in pipeline.steps),
             hyperparameters=training.hyperparameters(pipeline), label_snapshot_hash=snapshot.sha256,
-            labels_used=len(ids), training_run_id=run.pk,
+            labels_used=len(ids), training_run_id=run.pk, code_version=code_version(),
+            query_strategy=project.query_strategy,
         )
     with _Stage(run, "evaluate"):
         audit_ids_present, X_audit = pool_matrix(project.pk, item_ids=audit_ids)

@@ -11,7 +11,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from annotations.models import Annotation, Item, Project
 from annotations.selectors.labels import audit_predictions_latest
 from learner.ml import evaluation, training
-from learner.models import TrainingRun
+from learner.models import DriftCheck, TrainingRun
 from learner.selectors import pool_matrix
 from learner.services.models import model_version_live, model_version_loaded
 from learner.services.training import training_run_request
@@ -128,12 +128,14 @@ def drift_measure(project_id: int) -> dict | None:
     reference_ids = list(items.filter(created_at__lte=live.created_at).order_by("-pk").values_list("pk", flat=True)[:DRIFT_SAMPLE])
     recent_ids = list(items.filter(created_at__gt=live.created_at).order_by("-pk").values_list("pk", flat=True)[:DRIFT_SAMPLE])
     if len(reference_ids) < 50 or len(recent_ids) < 50:
-        return {"enough_data": False, "reference_n": len(reference_ids), "recent_n": len(recent_ids)}
+        return {"enough_data": False, "model_version": live.number, "reference_n": len(reference_ids),
+                "recent_n": len(recent_ids)}
     model = model_version_loaded(live).pipeline
     _, reference = pool_matrix(project_id, item_ids=sorted(reference_ids))
     _, recent = pool_matrix(project_id, item_ids=sorted(recent_ids))
     confidence = [training.proba_over(model, X, list(live.classes)).max(axis=1, keepdims=True) for X in (reference, recent)]
-    out = {"enough_data": True, "reference_n": len(reference_ids), "recent_n": len(recent_ids),
+    out = {"enough_data": True, "model_version": live.number, "reference_n": len(reference_ids),
+           "recent_n": len(recent_ids),
            "confidence_psi": float(evaluation.population_stability_index(*confidence)[0])}
     if isinstance(reference, np.ndarray):
         psi = evaluation.population_stability_index(reference, recent)
@@ -143,18 +145,25 @@ def drift_measure(project_id: int) -> dict | None:
 
 
 def drift_check(project_id: int) -> TrainingRun | None:
-    """Retrain when recent items drifted beyond the project's PSI threshold."""
+    """Record a drift measurement (kept for the dashboard); retrain when it is beyond the project's PSI threshold."""
     project = Project.objects.get(pk=project_id)
     if not project.drift_enabled:
         return None
     measured = drift_measure(project_id)
-    if not measured or not measured["enough_data"]:
-        return None
-    worst = max(measured["confidence_psi"], measured.get("max_feature_psi", 0.0))
-    if worst < project.drift_threshold:
+    if not measured:
         return None
     evidence = {**measured, "threshold": project.drift_threshold, "measured_at": timezone.now().isoformat()}
-    return training_run_request(project_id=project_id, trigger=TrainingRun.Trigger.DRIFT, evidence=evidence)
+    drifted = measured["enough_data"] and max(
+        measured["confidence_psi"], measured.get("max_feature_psi", 0.0)) >= project.drift_threshold
+    # Every measurement is kept, so that the dashboard shows the latest one even when it fired nothing.
+    check = DriftCheck.objects.create(project_id=project_id, model_version=measured["model_version"], evidence=evidence,
+                                      drifted=drifted)
+    if not drifted:
+        return None
+    run = training_run_request(project_id=project_id, trigger=TrainingRun.Trigger.DRIFT, evidence=evidence)
+    if run is not None:
+        DriftCheck.objects.filter(pk=check.pk).update(training_run=run)
+    return run
 
 
 def triggers_check_all() -> dict[str, int]:

@@ -33,6 +33,8 @@ def pages(project: Project) -> list[tuple[str, str]]:
         (reverse("label", args=[pk]), "#label-stage"),
         (reverse("project-import", args=[pk]), "main form"),
         (reverse("project-models", args=[pk]), "main"),
+        (reverse("project-dashboard", args=[pk]), "main"),
+        (reverse("model-versions-compare", args=[pk]), "main"),
         (reverse("project-experiments", args=[pk]), "main"),
         (reverse("review", args=[pk]), "main"),
         (reverse("agreement", args=[pk]), "main"),

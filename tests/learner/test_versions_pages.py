@@ -1,0 +1,272 @@
+"""The model versions page, a version's page, the compare view and the project dashboard, as their readers see them."""
+import re
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from annotations.models import ImportJob, QueueScoring
+from learner.models import DriftCheck, LiveModel, ModelVersion, TrainingRun
+from learner.services import triggers
+from learner.services.models import model_version_force_promote
+from learner.services.training import training_run_execute, training_run_request
+from tests.factories import AnnotationFactory, ItemFactory, MembershipFactory, UserFactory
+from tests.learner.conftest import blob_items
+
+pytestmark = pytest.mark.django_db
+
+
+def train(project, trigger="manual", **evidence) -> TrainingRun:
+    run = training_run_request(project_id=project.pk, trigger=trigger, evidence=evidence or {"note": "test"})
+    return training_run_execute(run.pk)
+
+
+@pytest.fixture
+def two_versions(labeled_blobs, manager):
+    """v1 promoted by the gate, v2 kept out by it and then promoted anyway by the manager: v1 is retired."""
+    train(labeled_blobs, "count", new_labels=200, every_n_labels=25)
+    train(labeled_blobs)
+    v2 = ModelVersion.objects.get(project=labeled_blobs, number=2)
+    model_version_force_promote(version=v2, actor=manager, reason="checked by hand")
+    return labeled_blobs
+
+
+@pytest.fixture
+def reviewer(labeled_blobs):
+    user = UserFactory(username="rita-reviewer")
+    MembershipFactory(project=labeled_blobs, user=user, role="reviewer")
+    return user
+
+
+def text_of(response) -> str:
+    """The page's visible text, tags removed and white space collapsed."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.content.decode()))
+
+
+def test_versions_page_shows_status_metrics_lineage_promoters_timeline_and_curve(client, two_versions, manager):
+    client.force_login(manager)
+    response = client.get(reverse("project-models", args=[two_versions.pk]))
+    assert response.status_code == 200
+    body, text = response.content.decode(), text_of(response)
+    assert "Live: v2" in text
+    assert 'id="version-2" data-status="live"' in body and 'id="version-1" data-status="retired"' in body
+    v1 = ModelVersion.objects.get(project=two_versions, number=1)
+    low, high = v1.metrics["accuracy_ci"]
+    assert f"{v1.metrics['accuracy']:.3f} 95% CI {low:.3f}–{high:.3f} · n = 80" in text
+    # Trigger and evidence, lineage recorded at training time, who made each version live.
+    assert "Label count new_labels: 200 · every_n_labels: 25" in text
+    assert v1.code_version and v1.code_version in text and v1.query_strategy == "margin"
+    assert v1.label_snapshot_hash[:10] in body
+    assert "the gate, after a label count retrain" in text
+    assert "manager, promoting anyway" in text
+    # Timeline, newest first: v2 live now, having replaced v1.
+    timeline = body[body.index('id="timeline"'):]
+    assert timeline.index("<strong>v2</strong>") < timeline.index("<strong>v1</strong>")
+    assert "now" in text_of(type("R", (), {"content": timeline.split("</tr>")[1].encode()})())
+    # The learning curve is an SVG with titled axes; a manager can roll back to v1.
+    assert "<svg" in body and ">labels used for training</text>" in body and ">audit accuracy</text>" in body
+    assert "Roll back to v1" in text
+    assert 'name="csrfmiddlewaretoken"' in body
+
+
+def test_version_page_shows_confusion_matrix_and_per_class_figures(client, two_versions, reviewer):
+    client.force_login(reviewer)
+    response = client.get(reverse("model-version-detail", args=[two_versions.pk, 1]))
+    assert response.status_code == 200
+    body, text = response.content.decode(), text_of(response)
+    v1 = ModelVersion.objects.get(project=two_versions, number=1)
+    first_class = v1.metrics["per_class"][str(v1.classes[0])]
+    assert f"class_0 {first_class['precision']:.3f} {first_class['recall']:.3f} {first_class['support']}" in text
+    assert "<svg" in body and ">predicted label</text>" in body and ">expert label</text>" in body
+    assert "First model beats the majority-class baseline" in text
+    # A reviewer sees no promote or roll back buttons.
+    assert "Roll back" not in text and "Promote anyway" not in text
+
+
+def test_compare_view_puts_two_versions_side_by_side(client, two_versions, reviewer):
+    client.force_login(reviewer)
+    response = client.get(reverse("model-versions-compare", args=[two_versions.pk]), {"a": "1", "b": "2"})
+    assert response.status_code == 200
+    body, text = response.content.decode(), text_of(response)
+    assert "Status Retired Live" in text
+    assert "v1 precision v1 recall v2 precision v2 recall Recall change" in text
+    assert body.count("<svg") == 2 and "predicted label" in body
+    assert '<option value="1" selected>' in body and '<option value="2" selected>' in body
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"a": "x", "b": "2"}, "Choose version A from the list (got &#x27;x&#x27;)."),
+    ({"a": "1", "b": "-3"}, "Version B must be a version number"),
+    ({"a": "1", "b": "99"}, "This project has no model version 99."),
+    ({"a": "1"}, "Choose version B from the list"),
+    ({"a": "1", "b": "99999999999999999999"}, "Version B must be a version number"),
+])
+def test_compare_with_a_bad_version_says_so(client, two_versions, reviewer, params, message):
+    client.force_login(reviewer)
+    response = client.get(reverse("model-versions-compare", args=[two_versions.pk]), params)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+
+
+def test_unknown_version_page_is_a_404_and_the_compare_form_opens_empty(client, two_versions, reviewer):
+    client.force_login(reviewer)
+    assert client.get(reverse("model-version-detail", args=[two_versions.pk, 7])).status_code == 404
+    empty = client.get(reverse("model-versions-compare", args=[two_versions.pk]))
+    assert empty.status_code == 200 and 'id="compare"' not in empty.content.decode()
+
+
+def test_reviewers_read_annotators_cannot_and_only_managers_swap(client, two_versions, reviewer):
+    annotator = UserFactory(username="ann")
+    MembershipFactory(project=two_versions, user=annotator, role="annotator")
+    client.force_login(annotator)
+    for name, args in [("project-models", []), ("model-version-detail", [1]), ("model-versions-compare", []),
+                       ("project-dashboard", []), ("project-dashboard-jobs", [])]:
+        assert client.get(reverse(name, args=[two_versions.pk, *args])).status_code == 404, name
+    client.force_login(reviewer)
+    assert client.get(reverse("project-dashboard", args=[two_versions.pk])).status_code == 200
+    assert client.post(reverse("model-version-rollback", args=[two_versions.pk, 1])).status_code == 404
+    assert LiveModel.objects.get(project=two_versions).version.number == 2
+
+
+def test_manager_rolls_back_from_the_versions_page(client, two_versions, manager):
+    client.force_login(manager)
+    response = client.post(reverse("model-version-rollback", args=[two_versions.pk, 1]), {"reason": "v2 misfires"},
+                           follow=True)
+    assert "Version 1 is live." in response.content.decode()
+    assert LiveModel.objects.get(project=two_versions).version.number == 1
+    text = text_of(response)
+    assert "Live: v1" in text and "rolled back by manager" in text and "v2 misfires" in text
+
+
+def queries_of(client, url) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url).status_code == 200
+    return len(captured)
+
+
+def test_versions_page_and_dashboard_queries_do_not_grow_with_versions_and_runs(
+    client, two_versions, reviewer, django_assert_num_queries
+):
+    client.force_login(reviewer)
+    models_url = reverse("project-models", args=[two_versions.pk])
+    dashboard_url = reverse("project-dashboard", args=[two_versions.pk])
+    # session, user, project with role, role, versions with runs, swaps with actors, live pointer, runs
+    with django_assert_num_queries(7):
+        client.get(models_url)
+    # session, user, project with role, item counts, label counts, labels per day, live version, scoring,
+    # drift check, recent runs with versions, active imports, running scorings, active runs
+    with django_assert_num_queries(13):
+        client.get(dashboard_url)
+    train(two_versions)
+    train(two_versions)
+    model_version_force_promote(version=ModelVersion.objects.get(project=two_versions, number=4),
+                                actor=reviewer, reason="more rows")
+    assert ModelVersion.objects.filter(project=two_versions).count() == 4
+    assert queries_of(client, models_url) == 7
+    assert queries_of(client, dashboard_url) == 13
+
+
+def test_dashboard_shows_counts_labels_per_day_freshness_drift_and_trigger_decisions(
+    client, two_versions, reviewer, manager
+):
+    # Two labels by a second expert yesterday, on new items.
+    expert = UserFactory(username="dr-ortiz")
+    label = two_versions.labels.first()
+    for item in ItemFactory.create_batch(2, project=two_versions, values=[0.0, 0.0], text=""):
+        annotation = AnnotationFactory(item=item, annotator=expert, label=label)
+        type(annotation).objects.filter(pk=annotation.pk).update(created_at=timezone.now() - timedelta(days=1))
+    QueueScoring.objects.create(project=two_versions, model_version=1, strategy="margin", status="complete",
+                                finished_at=timezone.now() - timedelta(minutes=5))
+    DriftCheck.objects.create(project=two_versions, model_version=2, drifted=False, evidence={
+        "enough_data": True, "reference_n": 200, "recent_n": 60, "confidence_psi": 0.031, "max_feature_psi": 0.084,
+        "max_feature": 1, "threshold": 0.2})
+    client.force_login(reviewer)
+    response = client.get(reverse("project-dashboard", args=[two_versions.pk]))
+    body, text = response.content.decode(), text_of(response)
+    assert "Pool 202 Labeled 202 Done" in text and "Audit items 80 Labels 202" in text
+    assert "<svg" in body and "Labels per day by expert" in body 
+    assert ">day</text>" in body and ">labels</text>" in body  # the axis titles
+    assert "manager 200, dr-ortiz 2" in text
+    # The queue still serves v1's ranking while v2 is live.
+    assert "Queue ranked by v1 (margin), scored 5 minutes ago" in text
+    assert "The live model v2 has not ranked the queue yet" in text
+    assert "Stable checked 0 minutes ago for v2" in text
+    assert "confidence PSI 0.031 · largest feature PSI 0.084 (feature 1) · threshold 0.2" in text
+    assert "Label count new_labels: 200 · every_n_labels: 25 Promoted · v1" in text
+    assert "Kept the champion · v2" in text and "Not measurably better than v1" in text
+    assert "Nothing is running." in text and 'hx-trigger="every' not in body
+
+
+def test_drift_check_records_its_measurement_even_when_nothing_fires(labeled_blobs):
+    train(labeled_blobs)
+    blob_items(labeled_blobs, np.random.default_rng(1), 200)  # like the training items
+    assert triggers.drift_check(labeled_blobs.pk) is None
+    check = DriftCheck.objects.get(project=labeled_blobs)
+    assert not check.drifted and check.training_run is None and check.model_version == 1
+    assert check.evidence["enough_data"] and check.evidence["recent_n"] == 200
+    assert check.evidence["threshold"] == labeled_blobs.drift_threshold
+
+
+def test_running_jobs_panel_polls_while_something_runs_and_stops_after(client, two_versions, reviewer):
+    ImportJob.objects.create(project=two_versions, filename="more.csv", status="done", features_status="running",
+                             features_total=40, features_done=10)
+    scoring = QueueScoring.objects.create(project=two_versions, model_version=2, strategy="margin",
+                                          chunks_total=4, chunks_done=1, items_total=1000, items_scored=250)
+    run = TrainingRun.objects.create(project=two_versions, trigger="manual", status="running", stage="evaluate")
+    client.force_login(reviewer)
+    url = reverse("project-dashboard-jobs", args=[two_versions.pk])
+    panel = client.get(url).content.decode()
+    assert f'hx-get="{url}" hx-trigger="every 2s"' in panel
+    assert "Import more.csv · computing features · 25%" in text_of(type("R", (), {"content": panel.encode()})())
+    assert 'progress max="100" value="25"' in panel  # features and scoring both a quarter done
+    assert "250 of 1000 items" in panel
+    assert "Training run" in panel and "Running: evaluate" in panel and 'value="40"' in panel
+
+    ImportJob.objects.update(features_status="done", features_done=40)
+    QueueScoring.objects.filter(pk=scoring.pk).update(status="complete", finished_at=timezone.now())
+    TrainingRun.objects.filter(pk=run.pk).update(status="failed")
+    done = client.get(url).content.decode()
+    assert "Nothing is running." in done and "hx-get" not in done and 'data-running="false"' in done
+
+
+def test_pages_of_a_project_without_models_or_labels_say_so(client, tabular_project, manager):
+    client.force_login(manager)
+    models = text_of(client.get(reverse("project-models", args=[tabular_project.pk])))
+    assert "No model is live yet" in models and "No model trained yet." in models
+    assert "no evaluated version yet" in models and "No version has been live yet." in models
+    dashboard = client.get(reverse("project-dashboard", args=[tabular_project.pk]))
+    text = text_of(dashboard)
+    assert "Pool 0 Labeled 0 Done 0 Audit items 0 Labels 0" in text
+    assert "The queue has not been ranked yet." in text and "No drift check yet: it starts once a model is live" in text
+    assert "no labels in this period" in text and "No training run yet." in text
+
+
+def test_swapping_to_a_version_that_does_not_exist_says_so(client, two_versions, manager):
+    client.force_login(manager)
+    response = client.post(reverse("model-version-rollback", args=[two_versions.pk, 42]), follow=True)
+    assert response.status_code == 200 and "This project has no model version 42." in response.content.decode()
+    promote_live = client.post(reverse("model-version-promote", args=[two_versions.pk, 2]), {"reason": "again"},
+                               follow=True)
+    assert "Version 2 is already live." in promote_live.content.decode()
+    assert LiveModel.objects.get(project=two_versions).version.number == 2
+
+
+def test_the_code_version_comes_from_the_setting_else_git_else_the_package(settings, monkeypatch):
+    from learner.services import models as model_services
+
+    model_services.code_version.cache_clear()
+    settings.LABELHUB_CODE_VERSION = "release-2026.12"
+    assert model_services.code_version() == "release-2026.12"
+    model_services.code_version.cache_clear()
+    settings.LABELHUB_CODE_VERSION = ""
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(model_services.subprocess, "run", no_git)
+    assert model_services.code_version() == "labelhub 0.1.0"
+    model_services.code_version.cache_clear()
