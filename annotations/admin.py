@@ -4,7 +4,16 @@ from django.http import HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 
 from .models import (
-    Annotation, AnnotationCorrection, ImportJob, Item, ItemScore, Label, Lease, Membership, Project, QueueScoring,
+    Annotation,
+    AnnotationCorrection,
+    ImportJob,
+    Item,
+    ItemScore,
+    Label,
+    Lease,
+    Membership,
+    Project,
+    QueueScoring,
 )
 from .selectors.labels import item_final_labels
 from .services.review import item_gold_set
