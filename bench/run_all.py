@@ -22,6 +22,9 @@ GOALS = {
     "freshness": {"total_s": "≤ 15"},
     "label_efficiency": {"n99": "≤ 240"},
     "predict_latency": {"single_p99_ms": "≤ 20", "batch_items_per_s": "≥ 20,000"},
+    "export_throughput": {
+        "jsonl_rows_per_s": "≥ 100,000", "csv_rows_per_s": "≥ 100,000", "first_byte_s": "≤ 1", "peak_rss_mb": "≤ 250",
+    },
 }
 
 
