@@ -1,7 +1,7 @@
 """REST URLs (under /api/)."""
 from django.urls import path
 
-from . import apis, review_apis
+from . import apis, project_apis, review_apis
 
 urlpatterns = [
     path("projects/<int:project_id>/imports", apis.ImportJobCreateApi.as_view(), name="api-import-create"),
@@ -14,6 +14,13 @@ urlpatterns = [
     path("leases/<str:lease_id>/skip", apis.LeaseSkipApi.as_view(), name="api-lease-skip"),
     path("leases/<str:lease_id>/release", apis.LeaseReleaseApi.as_view(), name="api-lease-release"),
     path("leases/<str:lease_id>/renew", apis.LeaseRenewApi.as_view(), name="api-lease-renew"),
+    path("projects", project_apis.ProjectListApi.as_view(), name="api-projects"),
+    path("projects/<int:project_id>", project_apis.ProjectDetailApi.as_view(), name="api-project"),
+    path("projects/<int:project_id>/labels", project_apis.LabelListApi.as_view(), name="api-labels"),
+    path("projects/<int:project_id>/labels/<int:label_id>", project_apis.LabelUpdateApi.as_view(), name="api-label"),
+    path("projects/<int:project_id>/items", project_apis.ItemListApi.as_view(), name="api-items"),
+    path("projects/<int:project_id>/annotations", project_apis.AnnotationListApi.as_view(), name="api-annotations"),
+    path("projects/<int:project_id>/export", project_apis.ProjectExportApi.as_view(), name="api-project-export"),
 ]
 
 # The review workflow (annotations/review_apis.py).

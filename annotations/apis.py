@@ -47,9 +47,15 @@ class ImportJobCreateApi(APIView):
         file = serializers.ListField(child=serializers.FileField(), allow_empty=False)
 
     JobsSerializer = inline_serializer("ImportJobList", {"jobs": ImportJobDetailApi.OutputSerializer(many=True)})
+    # A file that failed gives its jobs and why; a request without a usable file, field errors and no jobs.
+    FailedSerializer = inline_serializer("ImportJobFailed", {
+        "detail": serializers.CharField(),
+        "jobs": ImportJobDetailApi.OutputSerializer(many=True, required=False),
+        "errors": serializers.DictField(required=False, help_text="Field errors, by field (nested for lists)."),
+    })
 
     @extend_schema(
-        request={"multipart/form-data": InputSerializer}, responses={201: JobsSerializer, 400: JobsSerializer}
+        request={"multipart/form-data": InputSerializer}, responses={201: JobsSerializer, 400: FailedSerializer}
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = selectors.project_get_for_user(request.user, project_id, min_role="manager")
@@ -161,6 +167,8 @@ class QueueProgressApi(APIView):
     shows progress as often as it likes.
     """
 
+    throttle_scope = "queue"
+
     @extend_schema(responses=ProgressOutputSerializer)
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_get_for_user(request.user, project_id)
@@ -172,6 +180,8 @@ class QueueNextApi(APIView):
 
     Send the ids of leases the client already shows in ``exclude`` to get a further item to prefetch.
     """
+
+    throttle_scope = "queue"
 
     @extend_schema_serializer(component_name="QueueNext")
     class InputSerializer(serializers.Serializer):
@@ -194,6 +204,8 @@ class QueueNextApi(APIView):
 class QueueUndoApi(APIView):
     """Take back your latest label in the project and get its item leased to you again; 204 if there is none."""
 
+    throttle_scope = "queue"
+
     @extend_schema(request=None, responses={200: ServedOutputSerializer, 204: OpenApiResponse()})
     def post(self, request: Request, project_id: int) -> Response:
         project = selectors.project_get_for_user(request.user, project_id)
@@ -205,6 +217,8 @@ class QueueUndoApi(APIView):
 
 class LeaseSubmitApi(APIView):
     """Label the item of your lease: 201 the first time, 200 with the same label when repeated."""
+
+    throttle_scope = "queue"
 
     @extend_schema_serializer(component_name="LeaseSubmit")
     class InputSerializer(serializers.Serializer):
@@ -255,6 +269,8 @@ class LeaseStateOutputSerializer(serializers.Serializer):
 class LeaseSkipApi(APIView):
     """Skip the item of your lease: it is given back and never served to you again."""
 
+    throttle_scope = "queue"
+
     @extend_schema(request=None, responses=LeaseStateOutputSerializer)
     def post(self, request: Request, lease_id: str) -> Response:
         lease = services.lease_skip(lease_id=lease_id, user=request.user)
@@ -264,6 +280,8 @@ class LeaseSkipApi(APIView):
 class LeaseReleaseApi(APIView):
     """Give the item of your lease back unanswered (for instance when the page closes)."""
 
+    throttle_scope = "queue"
+
     @extend_schema(request=None, responses=LeaseStateOutputSerializer)
     def post(self, request: Request, lease_id: str) -> Response:
         lease = services.lease_release(lease_id=lease_id, user=request.user)
@@ -272,6 +290,8 @@ class LeaseReleaseApi(APIView):
 
 class LeaseRenewApi(APIView):
     """Keep the item of your lease reserved for another TTL; 409 if it expired and went to someone else."""
+
+    throttle_scope = "queue"
 
     @extend_schema(request=None, responses=LeaseStateOutputSerializer)
     def post(self, request: Request, lease_id: str) -> Response:

@@ -5,6 +5,7 @@ from . import label_views, review_views, views
 
 urlpatterns = [
     path("", views.project_list, name="home"),
+    path("account/api-token", views.api_token, name="api-token"),
     path("projects/<int:project_id>/", views.project_detail, name="project-detail"),
     path("items/<int:item_id>/<str:variant>", views.item_media, name="item-media"),
     path("projects/<int:project_id>/import", views.project_import, name="project-import"),

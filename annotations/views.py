@@ -3,6 +3,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -12,6 +13,7 @@ from labelhub.api import DomainError, NotFound
 from . import importing, selectors, services
 from .forms import ImportForm
 from .models import ImportJob, Item
+from .selectors import exports
 
 
 def _project_or_404(request: HttpRequest, project_id: int, min_role: str = "annotator"):
@@ -46,18 +48,37 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
     )
 
 
-@login_required
 @require_GET
-def item_media(request: HttpRequest, item_id: int, variant: str) -> FileResponse:
-    """Serve an item's image or thumbnail to members of its project only."""
+def item_media(request: HttpRequest, item_id: int, variant: str) -> HttpResponse:
+    """Serve an item's image or thumbnail to members of its project, or to a signed link from an export."""
+    signature = request.GET.get("sig")
+    signed = signature is not None and exports.item_image_signature_valid(item_id, signature)
+    if not signed and not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
     item = get_object_or_404(Item.objects.only("id", "project_id", "image", "thumbnail"), pk=item_id)
-    _project_or_404(request, item.project_id)
+    if not signed:
+        _project_or_404(request, item.project_id)
     field = item.thumbnail if variant == "thumbnail" and item.thumbnail else item.image
     if not field:
         raise Http404("This item has no image.")
     response = FileResponse(field.open("rb"), content_type="image/png")
     response["Cache-Control"] = "private, max-age=86400"
     return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_token(request: HttpRequest) -> HttpResponse:
+    """Show, create (or regenerate) and revoke the user's API token."""
+    if request.method == "POST":
+        if request.POST.get("action") == "revoke":
+            if services.api_token_revoke(user=request.user):
+                messages.success(request, "Your API token is revoked: requests that send it are refused from now on.")
+        else:
+            services.api_token_regenerate(user=request.user)
+            messages.success(request, "Your new API token is below; the previous one no longer works.")
+        return redirect("api-token")
+    return render(request, "annotations/api_token.html", {"token": selectors.api_token_get(request.user)})
 
 
 def _import_panel(job: ImportJob) -> dict[str, Any]:

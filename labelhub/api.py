@@ -1,8 +1,10 @@
-"""One DRF exception handler: domain errors become 4xx JSON with a clear message."""
+"""API plumbing: the exception handler (domain errors become 4xx JSON) and cursor pagination."""
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
-from rest_framework import status
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions, pagination, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -45,3 +47,63 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     elif response is not None and isinstance(response.data, list):
         response.data = {"detail": " ".join(str(m) for m in response.data)}
     return response
+
+
+class CursorPagination(pagination.CursorPagination):
+    """Opaque ``cursor`` links ordered by id: stable while rows are added, one indexed range scan per page."""
+
+    ordering = "id"
+    page_size_query_param = "page_size"
+    cursor_query_description = "The cursor of a page: take it from the previous page's next/previous link."
+
+    page_size = 100
+    max_page_size = 1000
+
+    def get_page_size(self, request) -> int:
+        # Read at request time, so that a deployment's (or a test's) settings apply.
+        self.page_size, self.max_page_size = settings.LABELHUB_API_PAGE_SIZE, settings.LABELHUB_API_MAX_PAGE_SIZE
+        return super().get_page_size(request)
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            # A cursor the client mangled is bad input, not a missing page.
+            raise exceptions.ValidationError({self.cursor_query_param: ["Invalid cursor."]}) from None
+
+
+ERROR_RESPONSES = {
+    "400": "Bad input: `detail` says why, `errors` names the fields.",
+    "401": "No or bad credentials.",
+    "403": "Not allowed to do this.",
+    "404": "Not found, or not yours to see.",
+    "429": "Too many requests: retry after the `Retry-After` header's seconds.",
+}
+
+
+def error_responses_hook(result: dict, generator, request, public) -> dict:
+    """drf-spectacular postprocessing hook: document the JSON error body on every operation."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = {
+        "type": "object",
+        "properties": {
+            "detail": {"type": "string", "description": "What went wrong, in a sentence."},
+            "errors": {"type": "object", "additionalProperties": {}, "description": "Field errors, by field."},
+        },
+        "required": ["detail"],
+    }
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for code, description in ERROR_RESPONSES.items():
+                operation.setdefault("responses", {}).setdefault(code, {"description": description, "content": error})
+    return result
+
+
+def api_not_found(request, exception=None):
+    """404 for URLs that match no route: JSON under /api/, the normal page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)

@@ -115,6 +115,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {
     "default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}"),
+    # API rate-limit counters; must be shared by every web process (Redis in production).
+    "throttle": env.cache("THROTTLE_CACHE_URL", default=env.str("CACHE_URL", default=f"filecache://{VAR_DIR / 'throttle'}")),
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -166,16 +168,37 @@ LABELHUB_EXPERIMENT_LOOKS = env.int("EXPERIMENT_LOOKS", default=4)
 LABELHUB_EXPERIMENT_MIN_GAIN = env.float("EXPERIMENT_MIN_GAIN", default=0.02)
 # Recorded on every model version for lineage; empty: `git describe` of the checkout, else the package version.
 LABELHUB_CODE_VERSION = env.str("CODE_VERSION", default="")
+# Export: items read per batch (server-side cursor fetch), lifetime of signed image links, and how far
+# before the export's start its "next since" cursor points (a label is timestamped before it commits).
+LABELHUB_EXPORT_BATCH = env.int("EXPORT_BATCH", default=2000)
+LABELHUB_EXPORT_URL_MAX_AGE = env.int("EXPORT_URL_MAX_AGE", default=7 * 24 * 3600)
+LABELHUB_EXPORT_SINCE_OVERLAP = env.int("EXPORT_SINCE_OVERLAP", default=60)
+# Absolute links in exports made by `manage.py export_labels` (the API uses the request's host).
+LABELHUB_SITE_URL = env.str("SITE_URL", default="").rstrip("/")
 
 REST_FRAMEWORK = {
+    # Token first: a request without credentials gets 401 with "WWW-Authenticate: Token", not a bare 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "labelhub.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "labelhub.api.exception_handler",
+    # One throttle per request: the view's scope (queue, predict, export) if it names one, else "user";
+    # anonymous callers by address. The queue's and predict's clients send many small requests each.
+    "DEFAULT_THROTTLE_CLASSES": ["labelhub.throttling.ScopedUserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("THROTTLE_ANON", default="60/min"),
+        "user": env.str("THROTTLE_USER", default="1200/min"),
+        "queue": env.str("THROTTLE_QUEUE", default="12000/min"),
+        "predict": env.str("THROTTLE_PREDICT", default="30000/min"),
+        "export": env.str("THROTTLE_EXPORT", default="60/hour"),
+    },
 }
+# Cursor-paginated lists (items, annotations): rows per page unless the client asks (page_size, at most the max).
+LABELHUB_API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=100)
+LABELHUB_API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=1000)
 SPECTACULAR_SETTINGS = {
     "TITLE": "LabelHub API",
     "DESCRIPTION": "Human-in-the-loop labeling with active learning.",
@@ -186,6 +209,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "labelhub.api.error_responses_hook"],
 }
 
 # Content-Security-Policy: scripts and styles only from our own static files, no inline script,

@@ -46,6 +46,8 @@ class PredictApi(APIView):
     The caller key (``caller``, else the user) keeps a caller on one arm of a split experiment.
     """
 
+    throttle_scope = "predict"
+
     @extend_schema_serializer(component_name="PredictRequest")
     class InputSerializer(serializers.Serializer):
         items = serializers.ListField(child=serializers.DictField(), required=False)
@@ -86,6 +88,8 @@ class PredictApi(APIView):
 
 class PredictionFeedbackApi(APIView):
     """Give the true label of a prediction (any member); it counts towards the experiment it belongs to."""
+
+    throttle_scope = "predict"
 
     @extend_schema_serializer(component_name="PredictionFeedbackRequest")
     class InputSerializer(serializers.Serializer):

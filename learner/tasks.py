@@ -4,6 +4,7 @@ from datetime import timedelta
 from celery import group, shared_task
 from django.utils import timezone
 
+from annotations.models import Project
 from learner import selectors
 from learner.services import experiments as experiment_services
 from learner.services import features as feature_services
@@ -114,3 +115,10 @@ def train_run(run_id: int) -> str:
 def training_runs_reap() -> dict[str, int]:
     """Fail runs whose worker was lost; send again the messages of runs queued too long."""
     return training_services.training_runs_reap()
+
+
+@shared_task(name="learner.schedule_sync", acks_late=True, time_limit=60, soft_time_limit=50)
+def schedule_sync(project_id: int) -> bool:
+    """Bring the project's retrain beat entry in step with its interval, after the project changed over the API."""
+    project = Project.objects.filter(pk=project_id).first()
+    return project is not None and triggers.schedule_sync(project) is not None

@@ -11,3 +11,9 @@ def test_openapi_schema_generates_and_validates_without_warnings(tmp_path):
     text = out.read_text()
     assert "/api/projects/{project_id}/queue/next:" in text
     assert "/api/projects/{project_id}/queue/progress:" in text
+    for path in ("/api/projects:", "/api/projects/{project_id}:", "/api/projects/{project_id}/labels:",
+                 "/api/projects/{project_id}/items:", "/api/projects/{project_id}/annotations:",
+                 "/api/projects/{project_id}/export:"):
+        assert path in text
+    # Every operation documents the JSON error body.
+    assert "$ref: '#/components/schemas/Error'" in text

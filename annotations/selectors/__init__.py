@@ -1,4 +1,5 @@
 """Reads of annotations' data, one module per subdomain; the only way other apps read labels and items."""
+from .listing import api_token_get
 from .projects import (
     ROLE_RANK,
     import_job_get_for_user,
@@ -46,6 +47,7 @@ from .scoring import (
 )
 
 __all__ = [
+    "api_token_get",
     "ROLE_RANK",
     "import_job_get_for_user",
     "import_job_progress",

@@ -9,6 +9,14 @@ from .imports import (
     import_jobs_submit,
     import_upload_check,
 )
+from .projects import (
+    api_token_regenerate,
+    api_token_revoke,
+    label_create,
+    label_update,
+    project_create,
+    project_update,
+)
 from .queue import (
     LABELS_ADDED_TASK,
     MAX_ACTIVE_LEASES,
@@ -47,6 +55,12 @@ __all__ = [
     "import_job_run",
     "import_jobs_submit",
     "import_upload_check",
+    "api_token_regenerate",
+    "api_token_revoke",
+    "label_create",
+    "label_update",
+    "project_create",
+    "project_update",
     "LABELS_ADDED_TASK",
     "MAX_ACTIVE_LEASES",
     "annotation_submit",

@@ -146,7 +146,7 @@ def test_api_import_is_for_managers_only(text_project, annotator, manager):
     )
     client = APIClient()
     url = reverse("api-import-create", args=[text_project.pk])
-    assert client.post(url, {"file": upload("good.csv", GOOD_CSV)}, format="multipart").status_code == 403
+    assert client.post(url, {"file": upload("good.csv", GOOD_CSV)}, format="multipart").status_code == 401
 
     client.force_authenticate(annotator)
     assert client.post(url, {"file": upload("good.csv", GOOD_CSV)}, format="multipart").status_code == 404

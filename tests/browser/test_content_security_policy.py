@@ -38,6 +38,7 @@ def pages(project: Project) -> list[tuple[str, str]]:
         (reverse("project-experiments", args=[pk]), "main"),
         (reverse("review", args=[pk]), "main"),
         (reverse("agreement", args=[pk]), "main"),
+        (reverse("api-token"), "main"),
         (reverse("api-docs"), ".swagger-ui .info"),
         (reverse("admin:index"), "#content"),
         (reverse("admin:annotations_project_changelist"), "#changelist"),

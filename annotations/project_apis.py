@@ -1,0 +1,294 @@
+"""REST endpoints of projects, labels, items, annotations and export: one view per operation."""
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labelhub.api import CursorPagination, NotFound
+
+from . import exporting, selectors, services
+from .apis import QueueItemOutputSerializer
+from .models import Annotation, Item, Label, Project
+from .selectors import exports, listing
+
+# Settings a manager may change; the kind and the feature columns are fixed by the project's data.
+PROJECT_SETTINGS = [
+    "name", "instructions", "query_strategy", "audit_share", "overlap", "lease_ttl_seconds", "show_suggestions",
+    "retrain_every_n_labels", "retrain_interval_minutes", "degradation_window", "degradation_floor",
+    "degradation_margin", "drift_enabled", "drift_threshold", "gate_alpha", "gate_min_gain", "gate_min_audit",
+    "gate_min_audit_first", "gate_max_recall_drop",
+]
+
+
+def _query(request: Request, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
+    """Validated query parameters (a plain dict: absent booleans stay absent instead of turning False)."""
+    serializer = serializer_class(data=request.query_params.dict())
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+# Projects
+
+
+@extend_schema_serializer(component_name="Project")
+class ProjectOutputSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField(help_text="Your role: annotator, reviewer, manager or admin (staff).")
+
+    class Meta:
+        model = Project
+        fields = ["id", "slug", "kind", "feature_names", *PROJECT_SETTINGS, "role", "created_at", "updated_at"]
+
+    def get_role(self, project: Project) -> str | None:
+        role = getattr(project, "role", None)
+        if role is None and "user" in self.context:
+            role = selectors.membership_role(self.context["user"], project)
+        return role
+
+
+class ProjectListApi(APIView):
+    """The projects you belong to (all of them for staff); staff create one with POST and manage it."""
+
+    @extend_schema_serializer(component_name="ProjectCreate")
+    class InputSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = Project
+            fields = ["name", "slug", "kind", *PROJECT_SETTINGS[1:]]
+
+    @extend_schema(responses=ProjectOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        projects = listing.project_list(request.user)
+        return Response(ProjectOutputSerializer(projects, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: ProjectOutputSerializer})
+    def post(self, request: Request) -> Response:
+        if not request.user.is_staff:
+            return Response({"detail": "Only staff create projects."}, status=status.HTTP_403_FORBIDDEN)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = services.project_create(user=request.user, **serializer.validated_data)
+        return Response(
+            ProjectOutputSerializer(project, context={"user": request.user}).data, status=status.HTTP_201_CREATED
+        )
+
+
+class ProjectDetailApi(APIView):
+    """One project and its settings (members); managers change settings with PATCH."""
+
+    @extend_schema_serializer(component_name="ProjectUpdate")
+    class InputSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = Project
+            fields = PROJECT_SETTINGS
+
+    @extend_schema(responses=ProjectOutputSerializer)
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_get_for_user(request.user, project_id)
+        return Response(ProjectOutputSerializer(project, context={"user": request.user}).data)
+
+    @extend_schema(request=InputSerializer, responses=ProjectOutputSerializer)
+    def patch(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_get_for_user(request.user, project_id, min_role="manager")
+        serializer = self.InputSerializer(project, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        project = services.project_update(project=project, **serializer.validated_data)
+        return Response(ProjectOutputSerializer(project, context={"user": request.user}).data)
+
+
+# Labels
+
+
+@extend_schema_serializer(component_name="Label")
+class LabelOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Label
+        fields = ["id", "name", "shortcut", "color", "order"]
+
+
+class LabelInputSerializer(serializers.ModelSerializer):
+    color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False, help_text="Hex colour, e.g. #4c78a8.")
+
+    class Meta:
+        model = Label
+        fields = ["name", "shortcut", "color", "order"]
+
+
+class LabelListApi(APIView):
+    """The project's labels in display order (members); managers add one with POST."""
+
+    @extend_schema_serializer(component_name="LabelCreate")
+    class InputSerializer(LabelInputSerializer):
+        pass
+
+    @extend_schema(responses=LabelOutputSerializer(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_get_for_user(request.user, project_id)
+        return Response(LabelOutputSerializer(listing.label_list(project), many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: LabelOutputSerializer})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_get_for_user(request.user, project_id, min_role="manager")
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        label = services.label_create(project=project, **serializer.validated_data)
+        return Response(LabelOutputSerializer(label).data, status=status.HTTP_201_CREATED)
+
+
+class LabelUpdateApi(APIView):
+    """Rename, recolour, reorder or re-key a label (managers)."""
+
+    @extend_schema_serializer(component_name="LabelUpdate")
+    class InputSerializer(LabelInputSerializer):
+        pass
+
+    @extend_schema(request=InputSerializer, responses=LabelOutputSerializer)
+    def patch(self, request: Request, project_id: int, label_id: int) -> Response:
+        project = selectors.project_get_for_user(request.user, project_id, min_role="manager")
+        label = listing.label_get(project, label_id)
+        if label is None:
+            raise NotFound("Label not found.")
+        serializer = self.InputSerializer(label, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        label = services.label_update(label=label, **serializer.validated_data)
+        return Response(LabelOutputSerializer(label).data)
+
+
+# Items and annotations: cursor-paginated (``next``/``previous`` links), so a client can walk millions of rows.
+
+
+@extend_schema_serializer(component_name="Item")
+class ItemOutputSerializer(QueueItemOutputSerializer):
+    label_count = serializers.IntegerField(help_text="Annotations stored for this item.")
+    resolved_label = serializers.CharField(allow_null=True, help_text="A reviewer's final label, if any.")
+    created_at = serializers.DateTimeField()
+
+    def to_representation(self, item: Item) -> dict[str, Any]:
+        data = super().to_representation(item)
+        data["label_count"] = item.label_count
+        data["resolved_label"] = item.resolved_label.name if item.resolved_label_id else None
+        data["created_at"] = serializers.DateTimeField().to_representation(item.created_at)
+        return data
+
+
+class ItemListApi(APIView):
+    """The project's items, by id, a page at a time (reviewers and up)."""
+
+    pagination_class = CursorPagination
+
+    @extend_schema(responses=ItemOutputSerializer(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(listing.item_list(project), request, view=self)
+        return paginator.get_paginated_response(ItemOutputSerializer(page, many=True, context={"project": project}).data)
+
+
+@extend_schema_serializer(component_name="Annotation")
+class AnnotationOutputSerializer(serializers.ModelSerializer):
+    external_id = serializers.CharField(source="item.external_id")
+    label = serializers.CharField(source="label.name")
+    annotator = serializers.CharField(source="annotator.get_username")
+    predicted_label = serializers.CharField(source="predicted_label.name", allow_null=True, default=None)
+    reviewed = serializers.SerializerMethodField(help_text="Whether a reviewer set the item's final label.")
+    resolved_label = serializers.CharField(source="item.resolved_label.name", allow_null=True, default=None)
+
+    class Meta:
+        model = Annotation
+        fields = ["id", "item_id", "external_id", "label_id", "label", "annotator", "source", "is_audit",
+                  "created_at", "updated_at", "time_spent_ms", "model_version", "predicted_label",
+                  "predicted_confidence", "reviewed", "resolved_label"]
+
+    def get_reviewed(self, annotation: Annotation) -> bool:
+        return annotation.item.resolved_label_id is not None
+
+
+class AnnotationListApi(APIView):
+    """The project's annotations, by id, a page at a time, filtered (reviewers and up)."""
+
+    pagination_class = CursorPagination
+
+    @extend_schema_serializer(component_name="AnnotationFilter")
+    class FilterSerializer(serializers.Serializer):
+        updated_since = serializers.DateTimeField(required=False, help_text="Annotations changed at or after this.")
+        annotator = serializers.CharField(required=False, max_length=150, help_text="The annotator's username.")
+        label = serializers.CharField(required=False, max_length=100, help_text="The label's name.")
+        reviewed = serializers.BooleanField(required=False, help_text="Whether a reviewer set the item's final label.")
+        audit = serializers.BooleanField(required=False, help_text="Audit labels (random draws) only, or none.")
+
+    @extend_schema(parameters=[FilterSerializer], responses=AnnotationOutputSerializer(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
+        filters = _query(request, self.FilterSerializer)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(listing.annotation_list(project, **filters), request, view=self)
+        return paginator.get_paginated_response(AnnotationOutputSerializer(page, many=True).data)
+
+
+# Export
+
+
+class _IgnoreFormatParameter(DefaultContentNegotiation):
+    """The export's ``format`` names the file format, not one of DRF's renderers."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class ProjectExportApi(APIView):
+    """Stream the project's labels as JSONL, CSV, JSON or Label Studio tasks (managers).
+
+    ``mode=final``: one row per item with its final label (a reviewer's, else the majority, ties to
+    the earliest label); ``mode=all``: every annotation. ``since`` keeps annotations changed at or
+    after it (final: items with such a change); the ``X-Export-Next-Since`` header is the value to
+    send next time. The export is one consistent snapshot on PostgreSQL. Images are signed links
+    that work without a session until they expire.
+    """
+
+    throttle_scope = "export"
+    content_negotiation_class = _IgnoreFormatParameter
+
+    @extend_schema_serializer(component_name="ExportQuery")
+    class InputSerializer(serializers.Serializer):
+        format = serializers.ChoiceField(choices=exporting.FORMATS, default="jsonl")
+        mode = serializers.ChoiceField(choices=exports.MODES, default="final")
+        since = serializers.DateTimeField(required=False, help_text="Only annotations changed at or after this.")
+        include_prediction = serializers.BooleanField(
+            default=False, help_text="Add the model version, predicted label and confidence recorded at labeling."
+        )
+        include_audit = serializers.BooleanField(default=False, help_text="Add whether a label is an audit label.")
+
+    @extend_schema(
+        parameters=[InputSerializer],
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="One JSON object a line."),
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="A header row, then one row each."),
+            (200, "application/json"): OpenApiResponse(
+                {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+                description="format=json: an array of rows; format=labelstudio: an array of Label Studio tasks.",
+            ),
+        },
+    )
+    def get(self, request: Request, project_id: int) -> StreamingHttpResponse:
+        project = selectors.project_get_for_user(request.user, project_id, min_role="manager")
+        query = _query(request, self.InputSerializer)
+        fmt = query.pop("format")
+        options = exports.ExportOptions(**query)
+        # Labels are timestamped just before they commit: the next pull starts a little before this one.
+        next_since = timezone.now() - timedelta(seconds=settings.LABELHUB_EXPORT_SINCE_OVERLAP)
+        chunks = exports.project_export(project, fmt, options, base_url=request.build_absolute_uri("/")[:-1])
+        response = StreamingHttpResponse(chunks, content_type=exporting.CONTENT_TYPES[fmt])
+        response["Content-Disposition"] = (
+            f'attachment; filename="{project.slug}-{options.mode}.{exporting.EXTENSIONS[fmt]}"'
+        )
+        response["X-Export-Next-Since"] = next_since.isoformat()
+        response["Cache-Control"] = "no-store"
+        response["X-Accel-Buffering"] = "no"  # let a proxy pass rows on as they come
+        return response

@@ -1,0 +1,52 @@
+"""The API's rate throttle (kept apart from labelhub.api: DRF imports it while its views module loads)."""
+from django.core.cache import caches
+from rest_framework import throttling
+
+
+class ScopedUserRateThrottle(throttling.SimpleRateThrottle):
+    """One rate per caller and scope: the view's ``throttle_scope`` (queue, predict, export) or "user".
+
+    Authenticated callers are counted by user id, anonymous ones by address (scope "anon"). A
+    fixed-window counter (one ``add``/``incr`` per request) rather than DRF's list of request
+    times, which a client at hundreds of requests a second would make the cache read and write
+    whole on every request; the price is that a burst straddling two windows may reach twice the rate.
+    """
+
+    def __init__(self) -> None:  # the rate depends on the view: allow_request sets it
+        self.wait_seconds: float | None = None
+
+    @property
+    def cache(self):
+        return caches["throttle"]
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.ident}
+
+    def allow_request(self, request, view) -> bool:
+        if request.user and request.user.is_authenticated:
+            self.scope = getattr(view, "throttle_scope", None) or "user"
+            self.ident = str(request.user.pk)
+        else:
+            self.scope, self.ident = "anon", self.get_ident(request)
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        if self.rate is None:
+            return True
+        now = self.timer()
+        window = int(now // self.duration)
+        key = f"{self.get_cache_key(request, view)}:{window}"
+        if self.cache.add(key, 1, self.duration + 1):
+            count = 1
+        else:
+            try:
+                count = self.cache.incr(key)
+            except ValueError:  # expired between add and incr
+                self.cache.add(key, 1, self.duration + 1)
+                count = 1
+        if count > self.num_requests:
+            self.wait_seconds = (window + 1) * self.duration - now
+            return False
+        return True
+
+    def wait(self) -> float | None:
+        return self.wait_seconds

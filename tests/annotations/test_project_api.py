@@ -1,0 +1,150 @@
+"""Projects, labels, items and annotations over REST: who may do what, cursor pages, filters, errors, tokens."""
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from annotations.models import Item, Membership, Project
+from tests.factories import AnnotationFactory, ItemFactory, MembershipFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_staff_create_projects_managers_update_them(text_project, manager, annotator):
+    staff = UserFactory(username="root", is_staff=True)
+    body = {"name": "Reviews", "slug": "reviews", "kind": "text", "overlap": 2}
+
+    assert client_for(manager).post(reverse("api-projects"), body, format="json").status_code == 403
+    created = client_for(staff).post(reverse("api-projects"), body, format="json")
+    assert created.status_code == 201 and created.json()["overlap"] == 2 and created.json()["role"] == "admin"
+    duplicate = client_for(staff).post(reverse("api-projects"), body, format="json")
+    assert duplicate.status_code == 400 and "slug" in duplicate.json()["errors"]
+
+    url = reverse("api-project", args=[text_project.pk])
+    assert client_for(annotator).patch(url, {"name": "x"}, format="json").status_code == 404
+    changed = client_for(manager).patch(url, {"name": "Sentiment v2", "audit_share": 0.2}, format="json")
+    assert changed.status_code == 200 and changed.json()["name"] == "Sentiment v2"
+    bad = client_for(manager).patch(url, {"audit_share": 3, "overlap": 0}, format="json")
+    assert bad.status_code == 400 and set(bad.json()["errors"]) == {"audit_share", "overlap"}
+
+
+def test_project_list_shows_only_my_projects_with_my_role(text_project, annotator):
+    Project.objects.create(name="Hidden", slug="hidden", kind="text")
+
+    rows = client_for(annotator).get(reverse("api-projects")).json()
+
+    assert [(row["slug"], row["role"]) for row in rows] == [("sentiment", "annotator")]
+
+
+def test_labels_list_create_update(text_project, manager, annotator):
+    url = reverse("api-labels", args=[text_project.pk])
+    assert [row["name"] for row in client_for(annotator).get(url).json()] == ["negative", "positive"]
+    assert client_for(annotator).post(url, {"name": "neutral"}, format="json").status_code == 404
+
+    created = client_for(manager).post(url, {"name": "neutral", "shortcut": "3", "color": "#aabbcc"}, format="json")
+    assert created.status_code == 201
+    duplicate = client_for(manager).post(url, {"name": "neutral"}, format="json")
+    assert duplicate.status_code == 400
+    bad_colour = client_for(manager).post(url, {"name": "other", "color": "red"}, format="json")
+    assert bad_colour.status_code == 400 and "color" in bad_colour.json()["errors"]
+
+    label_url = reverse("api-label", args=[text_project.pk, created.json()["id"]])
+    renamed = client_for(manager).patch(label_url, {"name": "mixed"}, format="json")
+    assert renamed.status_code == 200 and renamed.json()["name"] == "mixed"
+    taken = client_for(manager).patch(label_url, {"shortcut": "1"}, format="json")
+    assert taken.status_code == 400
+    assert client_for(manager).patch(reverse("api-label", args=[text_project.pk, 10**9]), {}).status_code == 404
+
+
+def test_items_are_walked_by_cursor_pages(text_project, manager, settings):
+    settings.LABELHUB_API_PAGE_SIZE = 2
+    for n in range(5):
+        ItemFactory(project=text_project, external_id=f"r{n}")
+    client = client_for(manager)
+
+    seen, url = [], reverse("api-items", args=[text_project.pk])
+    while url:
+        page = client.get(url).json()
+        seen += [row["external_id"] for row in page["results"]]
+        url = page["next"]
+
+    assert seen == [f"r{n}" for n in range(5)]
+    assert client.get(reverse("api-items", args=[text_project.pk]) + "?cursor=garbage").status_code == 400
+
+
+def test_annotations_filters_and_reviewer_access(text_project, manager, annotator):
+    negative, positive = text_project.labels.order_by("order")
+    reviewer = UserFactory(username="rev")
+    MembershipFactory(project=text_project, user=reviewer, role=Membership.Role.REVIEWER)
+    one, two = ItemFactory(project=text_project), ItemFactory(project=text_project)
+    AnnotationFactory(item=one, annotator=annotator, label=positive, is_audit=True)
+    AnnotationFactory(item=two, annotator=manager, label=negative)
+    Item.objects.filter(pk=two.pk).update(resolved_label=positive)
+    url = reverse("api-annotations", args=[text_project.pk])
+    client = client_for(reviewer)
+
+    def names(**params):
+        response = client.get(url, params)
+        assert response.status_code == 200, response.json()
+        return [row["annotator"] for row in response.json()["results"]]
+
+    assert names() == ["annotator", "manager"]
+    assert names(annotator="manager") == ["manager"]
+    assert names(label="positive") == ["annotator"]
+    assert names(reviewed="true") == ["manager"] and names(reviewed="false") == ["annotator"]
+    assert names(audit="true") == ["annotator"]
+    assert names(updated_since=(timezone.now() + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")) == []
+    bad = client.get(url, {"updated_since": "yesterday", "audit": "perhaps", "label": "nope"})
+    assert bad.status_code == 400 and set(bad.json()["errors"]) == {"updated_since", "audit"}
+    unknown = client.get(url, {"label": "nope"})
+    assert unknown.status_code == 400 and "label" in unknown.json()["errors"]
+    assert client_for(annotator).get(url).status_code == 404
+
+
+def test_token_page_creates_regenerates_and_revokes(client, annotator, text_project):
+    client.force_login(annotator)
+    assert "You have no API token" in client.get(reverse("api-token")).content.decode()
+
+    client.post(reverse("api-token"), {"action": "create"})
+    first = Token.objects.get(user=annotator).key
+    assert first in client.get(reverse("api-token")).content.decode()
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {first}")
+    assert api.get(reverse("api-project", args=[text_project.pk])).status_code == 200
+
+    client.post(reverse("api-token"), {"action": "regenerate"})
+    assert Token.objects.get(user=annotator).key != first
+    assert api.get(reverse("api-project", args=[text_project.pk])).status_code == 401
+
+    client.post(reverse("api-token"), {"action": "revoke"})
+    assert not Token.objects.filter(user=annotator).exists()
+
+
+def test_throttled_callers_get_a_json_429(text_project, annotator, settings, monkeypatch):
+    from labelhub.throttling import ScopedUserRateThrottle
+
+    monkeypatch.setitem(ScopedUserRateThrottle.THROTTLE_RATES, "user", "2/day")
+    client = client_for(annotator)
+    url = reverse("api-labels", args=[text_project.pk])
+    statuses = [client.get(url).status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 429]
+    throttled = client.get(url)
+    assert "throttled" in throttled.json()["detail"] and int(throttled["Retry-After"]) > 0
+    # The queue has its own, higher rate.
+    assert client.get(reverse("api-queue-progress", args=[text_project.pk])).status_code == 200
+
+
+def test_unknown_api_urls_answer_json_404(annotator):
+    response = client_for(annotator).get("/api/projects/-1/labels")
+
+    assert response.status_code == 404 and response.json() == {"detail": "Not found."}
