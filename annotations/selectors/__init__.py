@@ -19,6 +19,7 @@ from .queue import (
 )
 from .scoring import (
     import_items_unscored,
+    item_score_partitions,
     item_scores_top,
     labeled_item_ids,
     pool_unlabeled_item_ids,
@@ -27,6 +28,10 @@ from .scoring import (
     scoring_get,
     scoring_latest_id,
     scoring_newest_standing,
+    scoring_partition,
+    scorings_served,
+    scorings_served_without_rows,
+    scorings_stalled,
 )
 
 __all__ = [
@@ -45,6 +50,7 @@ __all__ = [
     "queue_scoring_current",
     "queue_scorings_complete",
     "import_items_unscored",
+    "item_score_partitions",
     "item_scores_top",
     "labeled_item_ids",
     "pool_unlabeled_item_ids",
@@ -53,4 +59,8 @@ __all__ = [
     "scoring_get",
     "scoring_latest_id",
     "scoring_newest_standing",
+    "scoring_partition",
+    "scorings_served",
+    "scorings_served_without_rows",
+    "scorings_stalled",
 ]
