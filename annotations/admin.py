@@ -8,7 +8,6 @@ from .models import (
     AnnotationCorrection,
     ImportJob,
     Item,
-    ItemScore,
     Label,
     Lease,
     Membership,
@@ -160,20 +159,9 @@ class QueueScoringAdmin(admin.ModelAdmin):
                     "chunks_done", "chunks_total", "started_at", "finished_at"]
     list_filter = ["status", "strategy", "project"]
     list_select_related = ["project"]
-    readonly_fields = [f.name for f in QueueScoring._meta.fields]
+    # The chunk bitmap and ranges are packed bytes for the workers, not for reading.
+    exclude = ["chunks_stored", "chunk_ranges"]
+    readonly_fields = [f.name for f in QueueScoring._meta.fields if f.name not in ("chunks_stored", "chunk_ranges")]
 
     def has_add_permission(self, request) -> bool:
         return False  # scorings are planned by the learner, never typed in
-
-
-@admin.register(ItemScore)
-class ItemScoreAdmin(admin.ModelAdmin):
-    """A derived table of millions of rows: searched by scoring or item id, never counted in full."""
-
-    list_display = ["id", "scoring_id", "item_id", "priority", "predicted_label_id", "confidence"]
-    search_fields = ["=scoring__id", "=item__id"]
-    readonly_fields = ["scoring", "item", "priority", "predicted_label", "confidence"]
-    show_full_result_count = False
-
-    def has_add_permission(self, request) -> bool:
-        return False

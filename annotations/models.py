@@ -365,6 +365,14 @@ class QueueScoring(models.Model):
     chunks_done = models.PositiveIntegerField(default=0)
     items_total = models.PositiveIntegerField(default=0)
     items_scored = models.PositiveIntegerField(default=0)
+    # The planned chunks' inclusive item id ranges as little-endian int64 (lo, hi) pairs (bytes, not
+    # JSON: the queue reads this row for every item it serves), and one bit per chunk set when its
+    # rows are stored: a redelivered chunk finds its bit set and stores nothing.
+    chunk_ranges = models.BinaryField(default=bytes, blank=True)
+    chunks_stored = models.BinaryField(default=bytes, blank=True)
+    progressed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a chunk was last stored, or its missing chunks were sent again."
+    )
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -378,15 +386,26 @@ class QueueScoring(models.Model):
 
 
 class ItemScore(models.Model):
-    """An item's queue priority and the model's suggestion under one scoring."""
+    """An item's queue priority and the model's suggestion under one scoring.
 
+    On PostgreSQL the table is partitioned by scoring (migration 0007): each scoring writes an
+    UNLOGGED partition of its own, indexed once after its last chunk, and dropped whole when a
+    newer scoring completes (annotations.services.scoring). Rows of scorings that have no
+    partition (made outside a planned scoring) land in the DEFAULT partition.
+    """
+
+    pk = models.CompositePrimaryKey("scoring", "item")
     # A derived, recomputable table written a million rows at a time: no database-level foreign
     # keys (their per-row checks and KEY SHARE locks on items cost more than the COPY itself) and
-    # no single-column indexes (the two composite ones below serve every read).
+    # no single-column indexes (the primary key and the queue-order index serve every read).
     scoring = models.ForeignKey(
         QueueScoring, on_delete=models.CASCADE, related_name="scores", db_constraint=False, db_index=False
     )
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="scores", db_constraint=False, db_index=False)
+    # DO_NOTHING: a deleted item's scores are never served (the queue joins items) and go with
+    # their scoring's partition; a cascade would scan every partition, which has no item-first index.
+    item = models.ForeignKey(
+        Item, on_delete=models.DO_NOTHING, related_name="scores", db_constraint=False, db_index=False
+    )
     priority = models.FloatField(help_text="Higher is asked sooner.")
     predicted_label = models.ForeignKey(
         Label, null=True, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
@@ -394,7 +413,4 @@ class ItemScore(models.Model):
     confidence = models.FloatField(null=True)
 
     class Meta:
-        indexes = [
-            models.Index(fields=["scoring", "-priority"], name="score_queue_order"),
-            models.Index(fields=["item", "scoring"], name="score_item"),
-        ]
+        indexes = [models.Index(fields=["scoring", "-priority", "item"], name="score_queue_order")]

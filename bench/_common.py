@@ -137,14 +137,16 @@ def self_peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def emit(name: str, figures: dict) -> None:
-    """Write the figures to bench/results/NAME.json and print them as the last stdout line."""
+def emit(name: str, figures: dict, *, save: bool = True) -> None:
+    """Print the figures as the last stdout line and (unless ``save`` is False, for a partial run)
+    write them to bench/results/NAME.json."""
     figures = {
         **figures,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "command": f"python bench/{name}.py" + (" --quick" if "--quick" in sys.argv else ""),
+        "command": " ".join(["python", f"bench/{name}.py", *sys.argv[1:]]),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    if save:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures))

@@ -7,7 +7,7 @@ worker process, then with two (each of concurrency 1, BLAS held to one thread). 
 serves 16 closed-loop clients with no think time, each leasing the next item and labeling it;
 then the same clients paced at 50 cycles/s in total. Duplicates are counted from the database
 afterwards: items labeled more often than the overlap allows, and items leased to two clients
-over overlapping spans of time.
+over overlapping spans of time. ``--scoring-only`` stops after the scoring figures.
 """
 from __future__ import annotations
 
@@ -209,11 +209,18 @@ def scoring_wait(project_id: int, model_version: int, started: float, timeout: f
     raise SystemExit(f"scoring by v{model_version} did not complete in {timeout:.0f} s")
 
 
-def vacuum() -> None:
-    """Settle the tables between timed runs, so that autovacuum does not start inside one."""
+def vacuum(*, features: bool = False) -> None:
+    """Settle the tables between timed runs, so that autovacuum does not start inside one.
+
+    ``features``: also the freshly written features (a million inserted rows would otherwise set
+    off autovacuum on them during the first timed scoring).
+    """
     from django.db import connection
 
     with connection.cursor() as cursor:
+        if features:
+            cursor.execute("VACUUM ANALYZE learner_featurevector")
+            cursor.execute("VACUUM ANALYZE annotations_item")
         cursor.execute("VACUUM ANALYZE annotations_itemscore")
         cursor.execute("VACUUM ANALYZE annotations_queuescoring")
 
@@ -368,6 +375,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a 50,000-item pool and short client runs")
     parser.add_argument("--pool", type=int, default=None)
+    parser.add_argument(
+        "--scoring-only", action="store_true",
+        help="only the scoring figures (no web clients); printed, not written to bench/results",
+    )
     args = parser.parse_args()
     pool_size = args.pool or (50_000 if args.quick else 1_000_000)
     closed_s, paced_s = (8.0, 8.0) if args.quick else (45.0, 30.0)
@@ -383,7 +394,7 @@ def main() -> None:
         ids, X = pool_create(project.pk, pool_size)
         print(f"pool of {pool_size:,} built in {time.perf_counter() - built:.1f} s", file=sys.stderr, flush=True)
         labeled, y_all = labels_create(ids, X, labels)
-        vacuum()
+        vacuum(features=True)
 
         figures: dict = {"pool_size": pool_size, "clients": CLIENTS}
         worker = start_worker(env, concurrency=1, queues="scoring", name="score1")
@@ -409,6 +420,9 @@ def main() -> None:
             for proc in workers:
                 stop(proc)
         vacuum()
+        if args.scoring_only:
+            emit("queue_latency", figures, save=False)
+            return
 
         port = free_port()
         web = gunicorn_start(env, port)

@@ -161,6 +161,10 @@ LABELHUB_MAX_FEATURES = env.int("MAX_FEATURES", default=4096)
 LABELHUB_ZIP_MAX_ENTRIES = env.int("ZIP_MAX_ENTRIES", default=200_000)
 LABELHUB_IMPORT_ERRORS_KEPT = 1000
 LABELHUB_FEATURE_CHUNK = env.int("FEATURE_CHUNK", default=5000)
+# Items per pool-scoring chunk task: large enough that a task's fixed cost (message, model
+# lookup, commit) is small beside its work, small enough that workers share a pool evenly and a
+# chunk's rows commit in well under a second.
+LABELHUB_SCORING_CHUNK = env.int("SCORING_CHUNK", default=20_000)
 # Items per /predict request; experiments evaluated on beat and after each outcome.
 LABELHUB_PREDICT_MAX_BATCH = env.int("PREDICT_MAX_BATCH", default=1000)
 LABELHUB_EXPERIMENT_ALPHA = env.float("EXPERIMENT_ALPHA", default=0.05)

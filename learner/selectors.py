@@ -8,6 +8,7 @@ import psycopg
 from django.conf import settings
 from django.db import connection
 from django.db.models import F, QuerySet
+from scipy import sparse
 
 from annotations.models import ImportJob, Item, Project
 from annotations.selectors import queue_done_item_ids
@@ -124,8 +125,30 @@ def pool_scorable_item_ids(project_id: int) -> np.ndarray:
     Read from the features' (project, item) index and the few done items, which is several times
     faster on a large pool than scanning the items themselves.
     """
+    if connection.vendor == "postgresql":
+        return _scorable_ids_aggregated(project_id)
     with_features = FeatureVector.objects.filter(project_id=project_id).order_by("item_id").values_list("item_id")
     ids = np.array([row[0] for row in _rows(with_features)], dtype=np.int64)
+    done = queue_done_item_ids(project_id)
+    return ids[~np.isin(ids, done, assume_unique=True)] if len(done) else ids
+
+
+def _scorable_ids_aggregated(project_id: int) -> np.ndarray:
+    """pool_scorable_item_ids on PostgreSQL: the ids as one byte string built by the server, read with numpy.
+
+    An index-only scan of the features' (project, item) index; the few done items are left out
+    here (a hashed NOT IN in the statement doubles its time), and no Python object is made per id.
+    """
+    q = connection.ops.quote_name
+    sql = (
+        f"SELECT string_agg(int8send(f.item_id), ''::bytea) FROM {q(FeatureVector._meta.db_table)} f"
+        " WHERE f.project_id = %s"
+    )
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, [project_id], binary=True)
+        stream = cursor.fetchone()[0]
+    ids = np.sort(np.frombuffer(stream or b"", dtype=">i8").astype(np.int64))
     done = queue_done_item_ids(project_id)
     return ids[~np.isin(ids, done, assume_unique=True)] if len(done) else ids
 
@@ -133,13 +156,16 @@ def pool_scorable_item_ids(project_id: int) -> np.ndarray:
 def pool_matrix_unlabeled(
     project_id: int, id_range: tuple[int, int], featurizer: Featurizer | None = None
 ) -> tuple[np.ndarray, Matrix]:
-    """Load the features of the project's items still in the queue with ids in the inclusive range; rows in id order.
+    """Load the features of the project's items still in the queue with ids in the inclusive range.
 
-    A range scan of the primary key, with the range's few done items left out afterwards: a
-    scoring chunk of 20,000 rows loads in a fifth of the time a join or a list of ids takes.
-    Items without features in the project's current space are left out.
+    Items without features in the project's current space are left out. On PostgreSQL the rows
+    come in one statement as three byte strings (ids, values, and for sparse rows their lengths
+    and column indices) concatenated by the server, read with numpy without a Python object per
+    row; rows are then in no particular order. Elsewhere, in id order through the ORM.
     """
     featurizer = featurizer or project_featurizer(project_id)
+    if connection.vendor == "postgresql":
+        return _chunk_matrix_aggregated(project_id, id_range, featurizer)
     lo, hi = id_range
     rows = _rows(
         FeatureVector.objects.filter(project_id=project_id, space=featurizer.space, pk__gte=lo, pk__lte=hi)
@@ -153,6 +179,46 @@ def pool_matrix_unlabeled(
     values = [row[1] for row in rows]
     indices = [row[2] for row in rows] if featurizer.sparse else None
     return ids, unpack(values, indices, featurizer.n_features)
+
+
+def _chunk_matrix_aggregated(project_id: int, id_range: tuple[int, int], featurizer: Featurizer) -> tuple[np.ndarray, Matrix]:
+    q = connection.ops.quote_name
+    fv, item = q(FeatureVector._meta.db_table), q(Item._meta.db_table)
+    sparse_columns = (
+        ", string_agg(int4send(length(f.\"values\")), ''::bytea), string_agg(COALESCE(f.indices, ''::bytea), ''::bytea)"
+        if featurizer.sparse else ""
+    )
+    # A range scan of the features' primary key; the range's done items (few, found through the
+    # labeled items' index) are left out by a hashed NOT IN. Each aggregate reads the rows in the
+    # same order, so the i-th id belongs to the i-th row of values.
+    sql = (
+        f"SELECT COUNT(*), string_agg(int8send(f.item_id), ''::bytea), string_agg(f.\"values\", ''::bytea){sparse_columns}"
+        f" FROM {fv} f WHERE f.project_id = %s AND f.space = %s AND f.item_id BETWEEN %s AND %s AND f.item_id NOT IN"
+        f" (SELECT i.id FROM {item} i WHERE i.project_id = %s AND i.label_count > 0 AND i.queue_done"
+        " AND i.id BETWEEN %s AND %s)"
+    )
+    lo, hi = id_range
+    connection.ensure_connection()
+    # A plain psycopg cursor on Django's connection (the same transaction) can ask for binary
+    # results, so the byte strings arrive as they are, without hex decoding.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, [project_id, featurizer.space, lo, hi, project_id, lo, hi], binary=True)
+        count, id_bytes, value_bytes, *sparse_parts = cursor.fetchone()
+    if not count:
+        return np.empty(0, dtype=np.int64), unpack([], [] if featurizer.sparse else None, featurizer.n_features)
+    ids = np.frombuffer(id_bytes, dtype=">i8").astype(np.int64)
+    data = np.frombuffer(value_bytes, dtype=np.float32)
+    if not featurizer.sparse:
+        if data.size != count * featurizer.n_features:
+            raise ValueError(f"stored feature rows do not have {featurizer.n_features} values each")
+        return ids, data.reshape(count, featurizer.n_features)
+    lengths, index_bytes = sparse_parts
+    indptr = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(np.frombuffer(lengths, dtype=">i4") // 4, out=indptr[1:])
+    columns = np.frombuffer(index_bytes, dtype=np.int32)
+    if indptr[-1] < np.iinfo(np.int32).max:
+        indptr = indptr.astype(np.int32)
+    return ids, sparse.csr_matrix((data, columns, indptr), shape=(count, featurizer.n_features))
 
 
 def model_version_by_number(project_id: int, number: int) -> ModelVersion:

@@ -53,14 +53,25 @@ def score_pool(project_id: int, newer_than: int | None = None) -> int:
     plan = scoring_services.score_pool_plan(project_id, newer_than=newer_than)
     if plan is None or not plan.ranges:
         return 0
-    group(score_chunk.si(project_id, plan.scoring_id, lo, hi) for lo, hi in plan.ranges).apply_async()
+    group(
+        score_chunk.si(project_id, plan.scoring_id, lo, hi, n) for n, (lo, hi) in enumerate(plan.ranges)
+    ).apply_async()
     return len(plan.ranges)
 
 
 @shared_task(name="learner.score_chunk", acks_late=True, time_limit=300, soft_time_limit=240)
-def score_chunk(project_id: int, scoring_id: int, lo: int, hi: int) -> int:
-    """Score the unlabeled items with ids in [lo, hi] under the scoring; the last chunk finishes the scoring."""
-    return scoring_services.score_chunk(project_id, scoring_id, (lo, hi))
+def score_chunk(project_id: int, scoring_id: int, lo: int, hi: int, chunk: int | None = None) -> int:
+    """Score the unlabeled items with ids in [lo, hi] (planned chunk ``chunk``); the last chunk finishes the scoring.
+
+    A message without ``chunk`` (sent before chunks were numbered) is matched to its chunk by range.
+    """
+    return scoring_services.score_chunk(project_id, scoring_id, (lo, hi), chunk)
+
+
+@shared_task(name="learner.score_pool_reconcile", acks_late=True, time_limit=300, soft_time_limit=240)
+def score_pool_reconcile() -> dict[str, int]:
+    """Send again the chunks of scorings that stopped progressing (lost worker); drop stale score partitions (beat)."""
+    return scoring_services.score_pool_reconcile()
 
 
 # The model lifecycle: triggers, the training run, and reconciliation on beat.

@@ -35,6 +35,7 @@ from .review import (
 )
 from .scoring import (
     import_items_unscored,
+    item_score_partitions,
     item_scores_top,
     labeled_item_ids,
     pool_unlabeled_item_ids,
@@ -44,6 +45,10 @@ from .scoring import (
     scoring_latest_id,
     scoring_newest_standing,
     scorings_running,
+    scoring_partition,
+    scorings_served,
+    scorings_served_without_rows,
+    scorings_stalled,
 )
 
 __all__ = [
@@ -76,6 +81,7 @@ __all__ = [
     "review_item_get_for_user",
     "review_items",
     "import_items_unscored",
+    "item_score_partitions",
     "item_scores_top",
     "labeled_item_ids",
     "pool_unlabeled_item_ids",
@@ -85,4 +91,8 @@ __all__ = [
     "scoring_latest_id",
     "scoring_newest_standing",
     "scorings_running",
+    "scoring_partition",
+    "scorings_served",
+    "scorings_served_without_rows",
+    "scorings_stalled",
 ]

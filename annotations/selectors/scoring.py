@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
+from django.db import connection
 from django.db.models import Exists, Max, OuterRef, Q
 
 from ..models import Annotation, Item, ItemScore, QueueScoring
@@ -91,3 +92,60 @@ def import_items_unscored(job_ids: Sequence[int], scoring_id: int) -> bool:
     """Whether any item of these import jobs still in the queue lacks a score under the scoring."""
     scored = ItemScore.objects.filter(scoring_id=scoring_id, item_id=OuterRef("pk"))
     return Item.objects.filter(import_job_id__in=job_ids, queue_done=False).filter(~Exists(scored)).exists()
+
+
+def scoring_partition(scoring_id: int) -> str:
+    """The name of the scoring's own partition of the item-score table (PostgreSQL)."""
+    return f"{ItemScore._meta.db_table}_s{int(scoring_id)}"
+
+
+def item_score_partitions() -> list[int]:
+    """Ids of the scorings that have a partition of their own (PostgreSQL; none elsewhere), ascending."""
+    if connection.vendor != "postgresql":
+        return []
+    prefix = f"{ItemScore._meta.db_table}_s"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+            [ItemScore._meta.db_table],
+        )
+        names = [row[0] for row in cursor.fetchall()]
+    return sorted(int(name[len(prefix):]) for name in names if name.startswith(prefix) and name[len(prefix):].isdigit())
+
+
+def scorings_served() -> dict[int, int]:
+    """Each project's served scoring (its newest complete one) by project id."""
+    served: dict[int, int] = {}
+    complete = QueueScoring.objects.filter(status=QueueScoring.Status.COMPLETE, finished_at__isnull=False)
+    for project_id, scoring_id in complete.order_by("project_id", "finished_at", "pk").values_list("project_id", "pk"):
+        served[project_id] = scoring_id  # the last one per project wins
+    return served
+
+
+def scorings_stalled(stalled_before: datetime) -> list[QueueScoring]:
+    """Running scorings with planned chunks that stored no chunk since ``stalled_before``."""
+    return list(
+        QueueScoring.objects.filter(status=QueueScoring.Status.RUNNING, chunks_total__gt=0)
+        .filter(Q(progressed_at__lt=stalled_before) | Q(progressed_at__isnull=True, started_at__lt=stalled_before))
+        .order_by("pk")
+    )
+
+
+def scorings_served_without_rows() -> list[tuple[int, int]]:
+    """(project, served scoring) pairs whose scoring has a partition with no rows although it scored items.
+
+    An UNLOGGED partition is emptied when the database recovers from a crash; the queue would
+    then serve only random items until the next scoring.
+    """
+    partitions = set(item_score_partitions())
+    gone = []
+    for project_id, scoring_id in sorted(scorings_served().items()):
+        if scoring_id not in partitions:
+            continue
+        if not QueueScoring.objects.filter(pk=scoring_id, items_scored__gt=0).exists():
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT EXISTS (SELECT 1 FROM "{scoring_partition(scoring_id)}")')
+            if not cursor.fetchone()[0]:
+                gone.append((project_id, scoring_id))
+    return gone

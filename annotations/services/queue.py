@@ -376,7 +376,13 @@ def annotation_submit_or_get(
     try:
         with transaction.atomic():
             lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-            label_count = rows.fetch_one(f'SELECT label_count FROM "{_ITEM}" WHERE id = %s{lock}', [lease.item_id])[0]
+            # The served scoring's id comes along, for the score delete below to name its partition.
+            label_count, served_scoring = rows.fetch_one(
+                f'SELECT label_count, (SELECT s.id FROM "{_SCORING}" s WHERE s.project_id = %s AND s.status = %s'
+                " AND s.finished_at IS NOT NULL ORDER BY s.finished_at DESC, s.id DESC LIMIT 1)"
+                f' FROM "{_ITEM}" WHERE id = %s{lock}',
+                [project.pk, QueueScoring.Status.COMPLETE, lease.item_id],
+            )
             submitted = rows.execute(
                 f'UPDATE "{_LEASE}" SET status = %s WHERE id = %s AND status = %s',
                 [Lease.Status.SUBMITTED, _lease_key(lease.pk), ACTIVE],
@@ -411,16 +417,15 @@ def annotation_submit_or_get(
             rows.execute(
                 f'UPDATE "{_ITEM}" SET label_count = %s, queue_done = %s WHERE id = %s', [label_count, done, lease.item_id]
             )
-            if done:
+            if done and served_scoring is not None:
                 # A done item is never asked again; without its score the priority walk of
                 # ``_scored_candidate`` does not step over every item labeled since the scoring.
                 # Its suggestion lives on in the annotation (model_version, predicted_*). Only the
-                # served scoring's row: older scorings' rows are being deleted by their successor.
+                # served scoring's row: older scorings' rows are being dropped by their successor.
+                # The scoring id goes in as a value, so that PostgreSQL plans (and locks) only that
+                # scoring's partition; a subquery would be planned against every partition.
                 rows.execute(
-                    f'DELETE FROM "{_SCORE}" WHERE item_id = %s AND scoring_id = (SELECT s.id FROM "{_SCORING}" s'
-                    " WHERE s.project_id = %s AND s.status = %s AND s.finished_at IS NOT NULL"
-                    " ORDER BY s.finished_at DESC, s.id DESC LIMIT 1)",
-                    [lease.item_id, project.pk, QueueScoring.Status.COMPLETE],
+                    f'DELETE FROM "{_SCORE}" WHERE scoring_id = %s AND item_id = %s', [served_scoring, lease.item_id]
                 )
             send_task_on_commit(LABELS_ADDED_TASK, [project.pk])
     except IntegrityError:

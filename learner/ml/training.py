@@ -81,3 +81,40 @@ def proba_fast(model: Pipeline, X: np.ndarray | sparse.spmatrix, classes: list[i
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=1, keepdims=True)
     return scores
+
+
+def proba_batch(model: Pipeline, X: np.ndarray | sparse.spmatrix, classes: list[int]) -> np.ndarray:
+    """``proba_over`` for scoring many rows at once: the scalers folded into the linear model.
+
+    For [StandardScaler] + LogisticRegression pipelines, ((X − mean) / scale) · Wᵀ + b equals
+    X · (W / scale)ᵀ + (b − (mean / scale) · Wᵀ): one product over the rows instead of a scaled
+    float64 copy of the whole matrix, and it works on sparse rows as they are. Anything else
+    goes through ``proba_over``.
+    """
+    steps = [step for _, step in model.steps]
+    clf = steps[-1]
+    if not isinstance(clf, LogisticRegression) or any(not isinstance(step, StandardScaler) for step in steps[:-1]):
+        return proba_over(model, X, classes)
+    weights = np.asarray(clf.coef_, dtype=np.float64)
+    intercept = np.asarray(clf.intercept_, dtype=np.float64)
+    for scaler in reversed(steps[:-1]):
+        scale = scaler.scale_ if scaler.with_std and scaler.scale_ is not None else np.ones(weights.shape[1])
+        mean = scaler.mean_ if scaler.with_mean and scaler.mean_ is not None else np.zeros(weights.shape[1])
+        weights = weights / scale
+        intercept = intercept - weights @ mean
+    scores = np.asarray(X @ weights.T, dtype=np.float64) + intercept
+    if scores.shape[1] == 1:  # binary: the positive class's logistic, as scikit-learn does
+        positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+        proba = np.column_stack([1.0 - positive, positive])
+    else:
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        proba = scores
+    if list(clf.classes_) == list(classes):
+        return proba
+    out = np.zeros((proba.shape[0], len(classes)), dtype=proba.dtype)
+    position = {c: i for i, c in enumerate(classes)}
+    for j, c in enumerate(clf.classes_):
+        out[:, position[int(c)]] = proba[:, j]
+    return out

@@ -6,29 +6,32 @@ version 0 is the seeding before any model exists: diverse items first, random or
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from annotations import selectors as queue_selectors
 from annotations import services as queue_services
 from annotations.models import Project, QueueScoring
-from annotations.services import PRIORITY_BOOST, ScoreColumns
+from annotations.services import PRIORITY_BOOST, ChunkStoredAlready, ScoreColumns, ScoringGone
 from learner import selectors
+from learner.ml.featurize import Featurizer
 from learner.ml.strategies import diverse_seed_order, queue_scores, ranked_batch_order
-from learner.ml.training import proba_over
+from learner.ml.training import proba_batch
+from learner.models import ModelVersion
 from learner.services.models import SCORE_TASK, model_version_live, model_version_loaded
+
+SCORE_CHUNK_TASK = "learner.score_chunk"
 
 logger = logging.getLogger(__name__)
 
-# Items per chunk task: big enough that per-task overhead is small, small enough that several
-# workers share a pool and a chunk's rows commit in well under a second.
-CHUNK_ITEMS = 20_000
 # The diversity-aware batch: how many items are ranked, and from how many of the most uncertain.
 BATCH_SIZE = 50
 SHORTLIST_FACTOR = 10
@@ -40,6 +43,9 @@ SEED_SAMPLE = 20_000
 # A running scoring older than this is presumed lost (a chunk message went missing) and is
 # planned again; younger, it stands in for a new request by the same version.
 SCORING_STALE_AFTER = timedelta(minutes=30)
+# A running scoring that stored no chunk for this long lost a chunk message (or its worker):
+# reconciliation sends its missing chunks again. Longer than a chunk task's time limit.
+SCORING_STALLED_AFTER = timedelta(minutes=10)
 
 
 class ScoringError(RuntimeError):
@@ -55,15 +61,16 @@ class ScoringPlan:
 
 
 def score_pool_plan(
-    project_id: int, *, newer_than: int | None = None, chunk_items: int = CHUNK_ITEMS
+    project_id: int, *, newer_than: int | None = None, chunk_items: int | None = None
 ) -> ScoringPlan | None:
     """Plan a scoring of the unlabeled pool by the live model (0: seeding); None if one already stands.
 
     The newest scoring stands for this request if it is by the live version and complete, or
     running and younger than SCORING_STALE_AFTER; with ``newer_than``, only one planned after
     that scoring id does. An empty pool gets a complete scoring with no chunks, so that the
-    queue shows it is up to date.
+    queue shows it is up to date. Chunks hold ``chunk_items`` items (LABELHUB_SCORING_CHUNK).
     """
+    chunk_items = chunk_items or settings.LABELHUB_SCORING_CHUNK
     version = model_version_live(project_id)
     number = version.number if version is not None else 0
     standing = queue_selectors.scoring_newest_standing(
@@ -79,7 +86,7 @@ def score_pool_plan(
         (int(ids[start]), int(ids[min(start + chunk_items, len(ids)) - 1])) for start in range(0, len(ids), chunk_items)
     ]
     scoring = queue_services.scoring_start(
-        project_id=project_id, model_version=number, strategy=strategy, chunks_total=len(ranges), items_total=len(ids)
+        project_id=project_id, model_version=number, strategy=strategy, chunk_ranges=ranges, items_total=len(ids)
     )
     if not ranges:
         queue_services.scoring_complete(scoring.pk)
@@ -88,40 +95,52 @@ def score_pool_plan(
     return ScoringPlan(scoring.pk, ranges)
 
 
-def score_chunk(project_id: int, scoring_id: int, id_range: tuple[int, int]) -> int:
-    """Score the unlabeled items with ids in the range and store their scores; return how many were scored.
+def score_chunk(project_id: int, scoring_id: int, id_range: tuple[int, int], chunk: int | None = None) -> int:
+    """Score the unlabeled items with ids in the range (planned chunk number ``chunk``) and store their scores.
 
-    The chunk's earlier rows are deleted in the same transaction, so a redelivered chunk stores
-    each row once and is counted once. The chunk that completes the scoring finishes it. Any
-    error fails the scoring; the queue keeps serving the previous one.
+    Returns how many items this call scored and stored: 0 for a chunk stored already by an
+    earlier delivery, which stores nothing twice and counts nothing twice. The chunk that
+    completes the scoring finishes it. Any error fails the scoring; the queue keeps serving the
+    previous one.
     """
     scoring = queue_selectors.scoring_get(scoring_id)
     if scoring is None or scoring.status == QueueScoring.Status.FAILED:
         return 0  # superseded or failed meanwhile: its rows would never be served
     try:
+        chunk = _chunk_number(scoring, id_range) if chunk is None else chunk
+        if queue_services.scoring_chunk_is_stored(scoring, chunk):
+            raise ChunkStoredAlready(f"chunk {chunk} of scoring {scoring_id} is stored already")
         columns = _score(project_id, scoring, id_range)
-        with transaction.atomic():
-            redelivered = queue_services.item_scores_clear(scoring_id, item_range=id_range) > 0
-            queue_services.item_scores_store(scoring_id, columns)
-            # A chunk that finds no items leaves no rows, so a redelivery of it (after commit,
-            # before the ack) counts it again: the scoring then completes one chunk early and the
-            # last chunk's rows arrive just after.
-            last = not redelivered and queue_services.scoring_chunk_done(scoring_id, len(columns))
-        if last or (redelivered and _counted(scoring_id)):
+        last = queue_services.item_scores_store_chunk(scoring_id, chunk, columns)
+    except ChunkStoredAlready:
+        # A redelivery: the earlier delivery may have stored the last chunk and then been lost
+        # before it finished the scoring, so finishing is checked again (it is safe to repeat).
+        if _counted(scoring_id):
             scoring_finish(project_id, scoring_id)
+        return 0
+    except ScoringGone:
+        return 0
     except Exception as exc:
         queue_services.scoring_fail(scoring_id, f"{type(exc).__name__}: {exc}")
         raise
+    if last:
+        try:
+            scoring_finish(project_id, scoring_id)
+        except Exception as exc:
+            queue_services.scoring_fail(scoring_id, f"{type(exc).__name__}: {exc}")
+            raise
     return len(columns)
 
 
 def scoring_finish(project_id: int, scoring_id: int) -> bool:
-    """Put the seeds (seeding) or the ranked batch (batch strategy) first, then complete the scoring.
+    """Index the scoring's rows, put the seeds (seeding) or the ranked batch (batch strategy) first, complete it.
 
-    Safe to run again: items already put first are left as they are.
+    Safe to run again: indexes are built once and items already put first are left as they are.
     """
     scoring = queue_selectors.scoring_get(scoring_id)
     if scoring is None or scoring.status != QueueScoring.Status.RUNNING:
+        return False
+    if not queue_services.item_scores_index(scoring_id):
         return False
     top = queue_selectors.item_scores_top(scoring_id, 1)
     if top and top[0][1] < PRIORITY_BOOST:
@@ -130,6 +149,40 @@ def scoring_finish(project_id: int, scoring_id: int) -> bool:
         elif scoring.strategy == Project.Strategy.BATCH:
             _rank_batch(project_id, scoring_id)
     return queue_services.scoring_complete(scoring_id)
+
+
+def score_pool_reconcile(stalled_before: datetime | None = None) -> dict[str, int]:
+    """Send again the missing chunks of running scorings that stopped progressing; drop scores left over.
+
+    A scoring stalled when no chunk of it was stored since ``stalled_before`` (default: now minus
+    SCORING_STALLED_AFTER): a chunk message or its worker was lost. Its chunks without stored
+    rows are sent again (redeliveries of chunks that did arrive meanwhile store nothing); one
+    whose chunks are all stored but was never finished gets one chunk sent again, which finishes
+    it. Then score partitions of scorings that are gone or older than their project's served
+    scoring are dropped, and a project whose served scoring lost its rows (an unlogged partition
+    emptied by a database crash) is scored again.
+    """
+    stalled_before = stalled_before or timezone.now() - SCORING_STALLED_AFTER
+    resent = 0
+    for scoring in queue_selectors.scorings_stalled(stalled_before):
+        ranges = queue_services.scoring_chunk_ranges(scoring)
+        missing = [n for n in range(len(ranges)) if not queue_services.scoring_chunk_is_stored(scoring, n)] or (
+            [len(ranges) - 1] if ranges else []
+        )
+        if not queue_services.scoring_progress_mark(scoring.pk, stalled_before):
+            continue  # progressed meanwhile, or another reconciliation got there first
+        for n in missing:
+            lo, hi = ranges[n]
+            _send_after_commit(SCORE_CHUNK_TASK, [scoring.project_id, scoring.pk, lo, hi, n])
+        logger.warning("Scoring %s stalled: sent %s of its chunks again", scoring.pk, len(missing))
+        resent += len(missing)
+    pruned = queue_services.item_scores_prune_stale()
+    rescored = 0
+    for project_id, current_id in queue_selectors.scorings_served_without_rows():
+        logger.warning("Project %s: served scoring %s lost its rows; scoring the pool again", project_id, current_id)
+        _send_after_commit(SCORE_TASK, [project_id, current_id])
+        rescored += 1
+    return {"chunks_resent": resent, "partitions_dropped": pruned, "rescored": rescored}
 
 
 def score_pool_after_features(project_id: int, job_ids: Sequence[int]) -> bool:
@@ -167,14 +220,49 @@ def _counted(scoring_id: int) -> bool:
     return scoring is not None and scoring.chunks_done >= scoring.chunks_total
 
 
+def _chunk_number(scoring: QueueScoring, id_range: tuple[int, int]) -> int:
+    """The planned chunk with this range (a message sent without its number)."""
+    for n, (lo, hi) in enumerate(queue_services.scoring_chunk_ranges(scoring)):
+        if (lo, hi) == tuple(id_range):
+            return n
+    raise ValueError(f"scoring {scoring.pk} planned no chunk {id_range}")
+
+
+def _send_after_commit(task: str, args: list) -> None:
+    def send() -> None:
+        current_app.send_task(task, args=args)
+
+    transaction.on_commit(send, robust=True)
+
+
+# What every chunk of one scoring looks up alike (the project's featurizer, the scoring's model
+# version), kept per process for the few scorings under way: two statements less per chunk.
+# Keyed with the start time too: SQLite may reuse a rolled-back scoring's id.
+_chunk_context: OrderedDict[tuple[int, datetime], tuple[Featurizer, ModelVersion | None]] = OrderedDict()
+_CHUNK_CONTEXT_SIZE = 8
+
+
+def _context(project_id: int, scoring: QueueScoring) -> tuple[Featurizer, ModelVersion | None]:
+    key = (scoring.pk, scoring.started_at)
+    context = _chunk_context.get(key)
+    if context is None:
+        featurizer = selectors.project_featurizer(project_id)
+        version = (
+            selectors.model_version_by_number(project_id, scoring.model_version) if scoring.model_version else None
+        )
+        context = _chunk_context[key] = (featurizer, version)
+        while len(_chunk_context) > _CHUNK_CONTEXT_SIZE:
+            _chunk_context.popitem(last=False)
+    return context
+
+
 def _score(project_id: int, scoring: QueueScoring, id_range: tuple[int, int]) -> ScoreColumns:
-    featurizer = selectors.project_featurizer(project_id)
+    featurizer, version = _context(project_id, scoring)
     ids, X = selectors.pool_matrix_unlabeled(project_id, id_range, featurizer)
-    # Seeded by scoring and chunk, so a redelivered chunk stores the same random draws.
+    # Seeded by scoring and chunk: the seeding's (and the random strategy's) draws differ between chunks.
     rng = np.random.default_rng([scoring.pk, id_range[0]])
     if scoring.model_version == 0:
         return ScoreColumns(ids, rng.random(len(ids)))
-    version = selectors.model_version_by_number(project_id, scoring.model_version)
     if version.feature_space != featurizer.space:
         raise ScoringError(
             f"v{version.number} was trained on features {version.feature_space!r}, the pool has {featurizer.space!r}"
@@ -182,7 +270,7 @@ def _score(project_id: int, scoring: QueueScoring, id_range: tuple[int, int]) ->
     if len(ids) == 0:
         return ScoreColumns(ids, np.empty(0), np.empty(0, dtype=np.int64), np.empty(0))
     loaded = model_version_loaded(version)
-    proba = proba_over(loaded.pipeline, X, list(loaded.classes))
+    proba = proba_batch(loaded.pipeline, X, list(loaded.classes))
     priorities, best, confidences = queue_scores(proba, scoring.strategy, rng)
     return ScoreColumns(ids, priorities, np.asarray(loaded.classes, dtype=np.int64)[best], confidences)
 

@@ -1,6 +1,7 @@
 """Faults with real processes: Redis restarted mid-session, a database connection dropped mid-import,
 a swap racing predictions. Each ends with no lost label, no half-imported file and one live model."""
 import io
+import os
 import shutil
 import signal
 import socket
@@ -250,3 +251,76 @@ def test_predictions_during_swaps_each_come_whole_from_one_version(tabular_proje
     assert all(len(numbers) == 1 and labels == expected[next(iter(numbers))] for numbers, labels in answers)
     assert {next(iter(numbers)) for numbers, _ in answers} == set(expected)
     assert LiveModel.objects.get(project=project).version_id == upside_down.pk
+
+
+# A worker process SIGKILLed in the middle of a scoring chunk
+
+
+def test_a_pool_process_killed_mid_chunk_leaves_a_complete_scoring_with_each_item_once(
+    celery_worker_process, second_celery_worker, tabular_project, monkeypatch
+):
+    from celery import current_app
+
+    from annotations import selectors as queue_selectors
+    from annotations.models import ItemScore, Project, QueueScoring
+    from learner.selectors import pool_matrix
+    from learner.services.features import features_compute_chunk
+    from learner.services.scoring import score_pool_plan
+    from tests.factories import ItemFactory
+    from tests.integration.test_training_worker_lost import pool_children
+
+    workers = [celery_worker_process, second_celery_worker]
+    columns = ["a", "b", "c"]
+    Project.objects.filter(pk=tabular_project.pk).update(feature_names=columns, query_strategy="margin")
+    rng = np.random.default_rng(9)
+    items = [ItemFactory(project=tabular_project, values=rng.normal(size=3).tolist()) for _ in range(1200)]
+    features_compute_chunk(tabular_project.pk, [item.pk for item in items])
+    _, X = pool_matrix(tabular_project.pk)
+    labels = list(tabular_project.labels.order_by("order"))
+    version = model_version_create(
+        project=tabular_project, pipeline=fit("tabular", X, np.array([labels[int(v)].pk for v in
+                                                                        np.digitize(X[:, 0], [-0.5, 0.5])])),
+        classes=[label.pk for label in labels], feature_space="tabular-v1:3", algorithm="logistic regression",
+        hyperparameters={}, label_snapshot_hash="kill", labels_used=len(X),
+    )
+    with monkeypatch.context() as patched:  # this test plans the chunks itself
+        patched.setattr(current_app, "send_task", lambda *args, **kwargs: None)
+        model_version_promote(version, reason="test")
+    plan = score_pool_plan(tabular_project.pk, chunk_items=300)
+    assert len(plan.ranges) == 4
+
+    # Hold the scoring's row: a chunk that has computed and copied its scores waits here, mid-transaction.
+    blocker = connections.create_connection("default")
+    blocker.set_autocommit(False)
+    with blocker.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {QueueScoring._meta.db_table} WHERE id = %s FOR UPDATE", [plan.scoring_id])
+    try:
+        for n, (lo, hi) in enumerate(plan.ranges):
+            celery_app.send_task("learner.score_chunk", args=[tabular_project.pk, plan.scoring_id, lo, hi, n])
+
+        def chunk_waiting() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query ILIKE %s", [f"%{QueueScoring._meta.db_table}%"],
+                )
+                return cursor.fetchone()[0] > 0
+
+        wait_for(chunk_waiting, what="a chunk to reach its count", worker=celery_worker_process, timeout=90)
+        for worker in workers:  # as the OOM killer would, whichever pool process holds the chunk
+            for child in pool_children(worker.process.pid):
+                os.kill(child, signal.SIGKILL)
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+    def complete() -> bool:
+        current = queue_selectors.scoring_current(tabular_project.pk)
+        return current is not None and current.pk == plan.scoring_id
+
+    wait_for(complete, what="the scoring to complete after the kill", worker=celery_worker_process, timeout=120)
+    scoring = queue_selectors.scoring_current(tabular_project.pk)
+    assert (scoring.chunks_done, scoring.items_scored) == (4, 1200)
+    assert ItemScore.objects.filter(scoring=scoring).count() == 1200
+    assert ItemScore.objects.filter(scoring=scoring).values("item").distinct().count() == 1200
+    assert all(worker.process.poll() is None for worker in workers), "the workers outlive their pool processes"

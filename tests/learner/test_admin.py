@@ -2,6 +2,7 @@
 import pytest
 from django.apps import apps
 from django.contrib import admin
+from django.db.models import CompositePrimaryKey
 from django.http import HttpResponse
 from django.urls import NoReverseMatch, path, reverse
 
@@ -41,7 +42,12 @@ def versions(labeled_blobs, manager):
 
 def test_every_model_has_an_admin_whose_list_and_pages_open(client, staff, versions):
     client.force_login(staff)
-    ours = [m for m in apps.get_models() if m._meta.app_label in ("annotations", "learner")]
+    # Django's admin cannot show a model with a composite primary key (ItemScore: scoring, item); its
+    # scorings are in the admin instead.
+    ours = [
+        m for m in apps.get_models()
+        if m._meta.app_label in ("annotations", "learner") and not isinstance(m._meta.pk, CompositePrimaryKey)
+    ]
     missing = [m.__name__ for m in ours if m not in admin.site._registry]
     assert missing == []
     for model in ours:
