@@ -18,7 +18,9 @@ def _example_env() -> dict[str, str]:
 
 
 def _manage(*args: str, **overrides: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")}
+    # Only what production would have: not the test run's settings, nor the browser tests' async-unsafe switch.
+    ignored = ("DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    env = {k: v for k, v in os.environ.items() if k not in ignored}
     env.update(_example_env())
     env.update({"DATABASE_URL": "sqlite:////tmp/labelhub-deploy-check.sqlite3", "CACHE_URL": "locmemcache://"})
     env.update(overrides)
