@@ -421,3 +421,18 @@ def test_large_projects_are_checked_chunk_by_chunk(text_project, manager, monkey
         "external_id 'r2' already exists with different content",
         "duplicate external_id in this file, first at row 2",
     ]
+
+
+def test_a_job_the_database_kept_from_running_is_failed_once_with_its_reason(text_project, manager, settings):
+    job = services.import_job_create(
+        project=text_project, user=manager, filename="rows.csv", fileobj=io.BytesIO(b"external_id,text\nr1,hello\n")
+    )
+    services.import_job_fail(job.pk, "The database connection was lost during the import; nothing was stored.")
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.FAILED
+    assert job.message.startswith("The database connection was lost")
+    assert Item.objects.count() == 0 and not job.upload
+
+    services.import_job_fail(job.pk, "a later message")  # a finished job keeps its outcome
+    job.refresh_from_db()
+    assert job.message.startswith("The database connection was lost")
