@@ -1,10 +1,12 @@
 """Shared plumbing for benchmarks: a throwaway PostgreSQL database, processes, RSS, results."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -99,6 +101,37 @@ def start_worker(env: dict, *, concurrency: int, queues: str = "default,scoring,
             raise RuntimeError(f"worker exited: {log_path.read_text()[-2000:]}")
         time.sleep(0.3)
     raise RuntimeError("worker did not become ready")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def gunicorn_start(env: dict, port: int, *, log_name: str = "gunicorn", boot_timeout: float = 60,
+                   request_timeout: int | None = None) -> subprocess.Popen:
+    """Start gunicorn (4 processes × 4 threads) on loopback and wait until it serves the login page."""
+    argv = [str(BIN / "gunicorn"), "labelhub.wsgi", "-w", "4", "--threads", "4", "-b", f"127.0.0.1:{port}"]
+    if request_timeout is not None:
+        argv += ["--timeout", str(request_timeout)]
+    proc = start(argv, env, log_name)
+    deadline = time.time() + boot_timeout
+    while time.time() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/accounts/login/")
+            if connection.getresponse().status == 200:
+                return proc
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            log = Path(f"/tmp/labelhub-bench-{log_name}.log").read_text()[-2000:]
+            raise RuntimeError(f"gunicorn exited: {log}")
+        time.sleep(0.3)
+    stop(proc)
+    raise RuntimeError("gunicorn did not start")
 
 
 def stop(proc: subprocess.Popen) -> None:

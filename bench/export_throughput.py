@@ -19,8 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import BIN, bench_environment, emit, start, stop, tree_peak_rss_mb
-from bench.queue_latency import free_port
+from bench._common import bench_environment, emit, free_port, gunicorn_start, stop, tree_peak_rss_mb
 
 EXPERTS = 4
 PER_ITEM = 2
@@ -86,29 +85,6 @@ def project_create(n_annotations: int):
     return project, token
 
 
-def gunicorn_start(env: dict, port: int):
-    """gunicorn as queue_latency starts it (4 processes × 4 threads), given longer to boot on a busy machine."""
-    proc = start(
-        [str(BIN / "gunicorn"), "labelhub.wsgi", "-w", "4", "--threads", "4", "-b", f"127.0.0.1:{port}",
-         "--timeout", "600"],
-        env, "gunicorn-export",
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/accounts/login/")
-            if connection.getresponse().status == 200:
-                return proc
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited: {Path('/tmp/labelhub-bench-gunicorn-export.log').read_text()[-2000:]}")
-        time.sleep(0.5)
-    stop(proc)
-    raise RuntimeError("gunicorn did not start")
-
-
 def export(port: int, token: str, path: str) -> tuple[int, float, float]:
     """Read one export to the end: (newline-terminated lines, seconds to the first body byte, total seconds)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
@@ -140,7 +116,7 @@ def main() -> None:
         project, token = project_create(n)
         port = free_port()
         env = {**env, "THROTTLE_EXPORT": "1000/hour"}
-        web = gunicorn_start(env, port)
+        web = gunicorn_start(env, port, log_name="gunicorn-export", boot_timeout=300, request_timeout=600)
         try:
             baseline = tree_peak_rss_mb(web.pid)  # the processes with the app loaded, before any export
             base = f"/api/projects/{project.pk}/export?mode=all"

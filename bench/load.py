@@ -20,9 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import BIN, bench_environment, emit, start, start_worker, stop  # noqa: E402
+from bench._common import BIN, bench_environment, emit, free_port, gunicorn_start, start, start_worker, stop  # noqa: E402
 from bench.queue_latency import (  # noqa: E402
-    duplicates, free_port, gunicorn_start, labels_create, model_create, pool_create, project_create, scoring_wait,
+    duplicates,
+    labels_create,
+    model_create,
+    pool_create,
+    project_create,
+    scoring_wait,
 )
 
 USERS = 16

@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import bench_environment, emit, stop  # noqa: E402
-from bench.queue_latency import free_port, gunicorn_start, percentile  # noqa: E402
+from bench._common import bench_environment, emit, free_port, gunicorn_start, stop  # noqa: E402
+from bench.queue_latency import percentile  # noqa: E402
 
 N_FEATURES = 64
 N_CLASSES = 3

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import socket
 import sys
 import threading
 import time
@@ -26,7 +25,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import BIN, bench_environment, emit, start, start_worker, stop  # noqa: E402
+from bench._common import (  # noqa: E402
+    bench_environment,
+    emit,
+    free_port,
+    gunicorn_start,
+    start_worker,
+    stop,
+)
 
 N_FEATURES = 64
 N_CLASSES = 3
@@ -343,32 +349,6 @@ def duplicates(project_id: int, overlap: int) -> int:
             {"project": project_id, "overlap": overlap},
         )
         return cursor.fetchone()[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def gunicorn_start(env: dict, port: int):
-    proc = start(
-        [str(BIN / "gunicorn"), "labelhub.wsgi", "-w", "4", "--threads", "4", "-b", f"127.0.0.1:{port}"],
-        env, "gunicorn",
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/accounts/login/")
-            if connection.getresponse().status == 200:
-                return proc
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited: {Path('/tmp/labelhub-bench-gunicorn.log').read_text()[-2000:]}")
-        time.sleep(0.3)
-    raise RuntimeError("gunicorn did not start")
 
 
 def main() -> None:
