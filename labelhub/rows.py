@@ -81,6 +81,20 @@ def insert(obj: M) -> M:
     return obj
 
 
+def insert_values(obj: models.Model, **sql_values: str) -> tuple[str, str, list[Any]]:
+    """What ``insert`` writes for a new instance, for an ``INSERT ... SELECT``: the column list, the
+    select list and its params. ``sql_values`` give some fields (by attname) as SQL expressions instead."""
+    _, fields = _insert_sql(type(obj), connection.vendor)
+    expressions, params = [], []
+    for field in fields:
+        if field.attname in sql_values:
+            expressions.append(sql_values[field.attname])
+        else:
+            expressions.append("%s")
+            params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+    return ", ".join(qn(field.column) for field in fields), ", ".join(expressions), params
+
+
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -27,17 +27,20 @@ def lease_get_for_user(
     user: AbstractBaseUser,
     *,
     related: tuple[str, ...] = ("project", "item", "predicted_label"),
+    served_scoring: bool = False,
 ) -> Lease:
     """Return the user's lease (with project, item and suggested label) while they may label there; else 404.
 
     Writes that need only the project pass ``related=("project",)``: fewer joined rows to build.
+    ``served_scoring`` (with such ``related``): also set ``lease.served_scoring_id``, the id of the
+    project's newest complete scoring as the same statement read it (None if there is none).
     """
     try:
         lease_uuid = lease_id if isinstance(lease_id, uuid.UUID) else uuid.UUID(str(lease_id))
     except ValueError:
         raise NotFound("Lease not found.") from None
     if set(related) <= {"project"}:
-        lease = _lease_row(lease_uuid, user, with_project=bool(related))
+        lease = _lease_row(lease_uuid, user, with_project=bool(related), served_scoring=served_scoring)
     else:
         leases = Lease.objects.filter(pk=lease_uuid, user=user)
         if related:  # select_related() with no names would follow every relation
@@ -51,13 +54,19 @@ def lease_get_for_user(
     return lease
 
 
-def _lease_row(lease_id: uuid.UUID, user: AbstractBaseUser, *, with_project: bool) -> Lease | None:
+def _lease_row(
+    lease_id: uuid.UUID, user: AbstractBaseUser, *, with_project: bool, served_scoring: bool = False
+) -> Lease | None:
     """The lease (and its project) in one statement: what every submit, skip and release reads first."""
     q = rows.qn
-    select, joins, params = rows.columns(Lease, "l"), "", [_db_uuid(lease_id), user.pk]
+    select, joins, params = rows.columns(Lease, "l"), "", []
     if with_project:
         select += f", {rows.columns(Project, 'p')}"
         joins = f" INNER JOIN {q(Project._meta.db_table)} p ON p.{q('id')} = l.{q('project_id')}"
+    if served_scoring:
+        select += f", ({_SCORING_CURRENT_ID.format(project='l.' + q('project_id'))})"
+        params.append(QueueScoring.Status.COMPLETE)
+    params += [_db_uuid(lease_id), user.pk]
     sql = f"SELECT {select} FROM {q(Lease._meta.db_table)} l{joins} WHERE l.{q('id')} = %s AND l.{q('user_id')} = %s"
     if not user.is_staff:
         sql += (
@@ -70,7 +79,9 @@ def _lease_row(lease_id: uuid.UUID, user: AbstractBaseUser, *, with_project: boo
         return None
     lease, end = rows.build(Lease, row)
     if with_project:
-        lease.project, _ = rows.build(Project, row, end)
+        lease.project, end = rows.build(Project, row, end)
+    if served_scoring:
+        lease.served_scoring_id = row[end]
     return lease
 
 
@@ -84,6 +95,13 @@ def queue_scorings_complete(project_id: int) -> QuerySet[QueueScoring]:
     return QueueScoring.objects.filter(
         project_id=project_id, status=QueueScoring.Status.COMPLETE, finished_at__isnull=False
     ).order_by("-finished_at", "-pk")
+
+
+# The id of a project's newest complete scoring, as a subquery on the project id's column.
+_SCORING_CURRENT_ID = (
+    f'SELECT s.id FROM "{QueueScoring._meta.db_table}" s WHERE s.project_id = {{project}} AND s.status = %s'
+    " AND s.finished_at IS NOT NULL ORDER BY s.finished_at DESC, s.id DESC LIMIT 1"
+)
 
 
 def queue_scoring_current(project_id: int) -> QueueScoring | None:

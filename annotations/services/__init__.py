@@ -18,6 +18,7 @@ from .projects import (
     project_update,
 )
 from .queue import (
+    LABELS_ADDED_COALESCE_SECONDS,
     LABELS_ADDED_TASK,
     MAX_ACTIVE_LEASES,
     annotation_submit,
@@ -71,6 +72,7 @@ __all__ = [
     "label_update",
     "project_create",
     "project_update",
+    "LABELS_ADDED_COALESCE_SECONDS",
     "LABELS_ADDED_TASK",
     "MAX_ACTIVE_LEASES",
     "annotation_submit",

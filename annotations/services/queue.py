@@ -18,9 +18,12 @@ from labelhub.api import Conflict, DomainError
 from labelhub.celery import send_task_on_commit
 
 from ..models import Annotation, Item, ItemScore, Label, Lease, Project, QueueScoring
-from ..selectors.queue import lease_get_for_user, project_labels_by_id, queue_scoring_current
+from ..selectors.queue import lease_get_for_user, queue_scoring_current
 
 LABELS_ADDED_TASK = "learner.labels_added"
+# A label's labels_added message goes out this many seconds after it, standing for every label
+# of the project committed meanwhile (the count trigger and experiments then see them all at once).
+LABELS_ADDED_COALESCE_SECONDS = 0.5
 # The page holds the item on screen plus one prefetched; one more absorbs a retried request.
 MAX_ACTIVE_LEASES = 3
 # Candidates tried per pass; a candidate fails its re-check only when a concurrent lease won it.
@@ -55,9 +58,10 @@ def _ttl(project: Project) -> timedelta:
 _ITEM, _LEASE = Item._meta.db_table, Lease._meta.db_table
 _ANNOTATION, _SCORE = Annotation._meta.db_table, ItemScore._meta.db_table
 _SCORING = QueueScoring._meta.db_table
-_ITEM_COLUMNS = ", ".join(f'i."{field.column}"' for field in Item._meta.concrete_fields)
+_LABEL = Label._meta.db_table
 
-ScoreRow = tuple[float | None, int | None, float | None]  # priority, predicted label id, confidence
+ScoreRow = tuple[float | None, Label | None, float | None]  # priority, predicted label, confidence
+
 
 
 def _at(moment: datetime) -> Any:
@@ -104,16 +108,30 @@ def _scored_candidate(
     scoring: QueueScoring, *, project: Project, user: AbstractBaseUser, now: datetime, tried: set[int],
     skip_locked: bool,
 ) -> tuple[Item, ScoreRow] | None:
-    """Lock and return the free item of highest priority in the scoring, with its score."""
+    """Lock and return the free item of highest priority in the scoring, with its score and suggested label."""
     conditions, params = _free_conditions(project=project, user=user, now=now, tried=tried)
     sql = (
-        f"SELECT {_ITEM_COLUMNS}, s.priority AS score_priority, s.predicted_label_id AS score_label_id,"
-        f' s.confidence AS score_confidence FROM "{_SCORE}" s INNER JOIN "{_ITEM}" i ON i.id = s.item_id'
+        f"SELECT s.priority, s.confidence, {rows.columns(Item, 'i')}, {rows.columns(Label, 'b')}"
+        f' FROM "{_SCORE}" s INNER JOIN "{_ITEM}" i ON i.id = s.item_id'
+        f' LEFT JOIN "{_LABEL}" b ON b.id = s.predicted_label_id'
         f" WHERE s.scoring_id = %s AND {conditions} ORDER BY s.priority DESC LIMIT 1{_lock_clause(skip_locked)}"
     )
-    for item in Item.objects.raw(sql, [scoring.pk, *params]):
-        return item, (item.score_priority, item.score_label_id, item.score_confidence)
-    return None
+    row = rows.fetch_one(sql, [scoring.pk, *params])
+    if row is None:
+        return None
+    item, end = rows.build(Item, row, 2)
+    label, _ = rows.build(Label, row, end)
+    return item, (row[0], label, row[1])
+
+
+def _score_of(scoring: QueueScoring, item: Item) -> ScoreRow | None:
+    """The item's score in the scoring, with its suggested label; None if the scoring has none for it."""
+    row = rows.fetch_one(
+        f"SELECT s.priority, s.confidence, {rows.columns(Label, 'b')} FROM \"{_SCORE}\" s"
+        f' LEFT JOIN "{_LABEL}" b ON b.id = s.predicted_label_id WHERE s.scoring_id = %s AND s.item_id = %s',
+        [scoring.pk, item.pk],
+    )
+    return None if row is None else (row[0], rows.build(Label, row, 2)[0], row[1])
 
 
 def _random_candidate(
@@ -127,11 +145,12 @@ def _random_candidate(
     ]
     for key_range, key_params in ranges:
         sql = (
-            f'SELECT {_ITEM_COLUMNS} FROM "{_ITEM}" i WHERE i.project_id = %s{key_range} AND {conditions}'
+            f'SELECT {rows.columns(Item, "i")} FROM "{_ITEM}" i WHERE i.project_id = %s{key_range} AND {conditions}'
             f" ORDER BY i.random_key LIMIT 1{_lock_clause(skip_locked)}"
         )
-        for item in Item.objects.raw(sql, [project.pk, *key_params, *params]):
-            return item
+        row = rows.fetch_one(sql, [project.pk, *key_params, *params])
+        if row is not None:
+            return rows.build(Item, row)[0]
     return None
 
 
@@ -193,11 +212,8 @@ def _lease_attempt(
             # Their own expired lease on the item gives way to the new one (one active per expert).
             rows.execute(f'UPDATE "{_LEASE}" SET status = %s WHERE id = %s', [Lease.Status.RELEASED, stale])
         if score is None and scoring is not None:
-            score = rows.fetch_one(
-                f'SELECT priority, predicted_label_id, confidence FROM "{_SCORE}" WHERE scoring_id = %s AND item_id = %s',
-                [scoring.pk, item.pk],
-            )
-        priority, label_id, confidence = score or (None, None, None)
+            score = _score_of(scoring, item)
+        priority, label, confidence = score or (None, None, None)
         lease = rows.insert(Lease(
             project=project,
             item=item,
@@ -206,7 +222,7 @@ def _lease_attempt(
             expires_at=timezone.now() + _ttl(project),
             model_version=scoring.model_version if scoring is not None else None,
             priority=priority,
-            predicted_label_id=label_id,
+            predicted_label=label,
             predicted_confidence=confidence,
         ))
         return lease
@@ -278,9 +294,6 @@ def queue_next(
     lease = _lease_new(project=project, user=user, now=now, audit=audit, scoring=queue_scoring_current(project.pk))
     if lease is not None:
         lease.project = project
-        lease.predicted_label = (
-            project_labels_by_id(project.pk).get(lease.predicted_label_id) if lease.predicted_label_id else None
-        )
     return lease
 
 
@@ -331,26 +344,81 @@ def lease_renew(*, lease_id: uuid.UUID | str, user: AbstractBaseUser) -> Lease:
     return lease
 
 
-def _label_for(project_id: int, label_id: int | None, label_name: str | None) -> Label:
+def _label_sql(project_id: int, label_id: int | None, label_name: str | None) -> tuple[str, list[Any]]:
+    """A subquery for the id of the project's label given by id and/or name (the lowest id matching both)."""
     if label_id is None and not label_name:
         raise DomainError("Choose a label: send label_id or label (its name).")
-    label = next(
-        (
-            label for _, label in sorted(project_labels_by_id(project_id).items())
-            if (label_id is None or label.pk == label_id) and (not label_name or label.name == label_name)
-        ),
-        None,
+    sql = (
+        f'(SELECT b2.id FROM "{_LABEL}" b2 WHERE b2.project_id = %s AND (%s OR b2.id = %s)'
+        " AND (%s OR b2.name = %s) ORDER BY b2.id LIMIT 1)"
     )
-    if label is None:
-        given = " / ".join(repr(v) for v in (label_id, label_name) if v is not None and v != "")
-        raise DomainError(f"{given} is not a label of this project.")
-    return label
+    return sql, [project_id, label_id is None, label_id, not label_name, label_name or ""]
+
+
+def _label_missing(label_id: int | None, label_name: str | None) -> DomainError:
+    given = " / ".join(repr(v) for v in (label_id, label_name) if v is not None and v != "")
+    return DomainError(f"{given} is not a label of this project.")
 
 
 def _submitted_annotation(lease: Lease) -> Annotation:
     annotation = Annotation.objects.select_related("label").filter(lease_id=lease.pk).first()
     if annotation is None:
         raise Conflict("The label submitted on this lease was removed.")
+    return annotation
+
+
+def _labels_added(project: Project) -> None:
+    send_task_on_commit(LABELS_ADDED_TASK, [project.pk], coalesce_seconds=LABELS_ADDED_COALESCE_SECONDS)
+
+
+def _submit_in_one_statement(
+    lease: Lease, user: AbstractBaseUser, label_sql: str, label_params: list[Any], time_spent_ms: int | None
+) -> Annotation | None:
+    """PostgreSQL, the usual submit: the lease active and unexpired, the label the project's. Stored in one
+    statement, atomic by itself (no round trips to begin and commit); None, with nothing written, otherwise.
+
+    The statement marks the lease submitted only while it is active, unexpired and the label
+    exists, and everything else hangs on that row: the annotation, the item's count (its row lock
+    serialises this with leasing the item, as the general path's lock does) and, once the item is
+    done, its score in the served scoring (whose id goes in as a value, so that only that
+    partition is planned and locked).
+    """
+    annotation = Annotation(
+        item_id=lease.item_id,
+        annotator=user,
+        source=Annotation.Source.QUEUE,
+        time_spent_ms=time_spent_ms,
+        is_audit=lease.is_audit,
+        model_version=lease.model_version,
+        predicted_label_id=lease.predicted_label_id,
+        predicted_confidence=lease.predicted_confidence,
+        lease=lease,
+    )
+    columns, values, value_params = rows.insert_values(annotation, label_id="up.label_id")
+    sql = (
+        f'WITH up AS (UPDATE "{_LEASE}" l SET status = %s FROM (SELECT {label_sql} AS label_id) b'
+        " WHERE l.id = %s AND l.status = %s AND l.expires_at > %s AND b.label_id IS NOT NULL RETURNING b.label_id),"
+        f' ins AS (INSERT INTO "{_ANNOTATION}" ({columns}) SELECT {values} FROM up RETURNING id, label_id),'
+        f' it AS (UPDATE "{_ITEM}" SET label_count = label_count + 1, queue_done = label_count + 1 >= %s'
+        " WHERE id = %s AND EXISTS (SELECT 1 FROM ins) RETURNING queue_done)"
+    )
+    params = [
+        Lease.Status.SUBMITTED, *label_params, _lease_key(lease.pk), ACTIVE, _at(timezone.now()),
+        *value_params, lease.project.overlap, lease.item_id,
+    ]
+    if lease.served_scoring_id is not None:
+        sql += (
+            f', del AS (DELETE FROM "{_SCORE}" WHERE scoring_id = %s AND item_id = %s'
+            " AND EXISTS (SELECT 1 FROM it WHERE it.queue_done))"
+        )
+        params += [lease.served_scoring_id, lease.item_id]
+    sql += f' SELECT ins.id, {rows.columns(Label, "b")} FROM ins INNER JOIN "{_LABEL}" b ON b.id = ins.label_id'
+    row = rows.fetch_one(sql, params)
+    if row is None:
+        return None
+    annotation.pk = row[0]
+    annotation.label = rows.build(Label, row, 1)[0]
+    annotation._state.adding, annotation._state.db = False, connection.alias
     return annotation
 
 
@@ -366,23 +434,34 @@ def annotation_submit_or_get(
 
     Returns the annotation and whether this call created it.
     """
-    lease = lease_get_for_user(lease_id, user, related=("project",))
+    lease = lease_get_for_user(lease_id, user, related=("project",), served_scoring=True)
     if lease.status == Lease.Status.SUBMITTED:
         return _submitted_annotation(lease), False
-    label = _label_for(lease.project_id, label_id, label_name)
+    label_sql, label_params = _label_sql(lease.project_id, label_id, label_name)
     if time_spent_ms is not None and not 0 <= time_spent_ms <= 2**31 - 1:
         raise DomainError("time_spent_ms must be a whole number of milliseconds from 0 to 2147483647.")
     project = lease.project
     try:
+        if connection.vendor == "postgresql" and lease.status == ACTIVE:
+            annotation = _submit_in_one_statement(lease, user, label_sql, label_params, time_spent_ms)
+            if annotation is not None:
+                _labels_added(project)
+                lease.status = Lease.Status.SUBMITTED
+                return annotation, True
         with transaction.atomic():
-            lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-            # The served scoring's id comes along, for the score delete below to name its partition.
-            label_count, served_scoring = rows.fetch_one(
-                f'SELECT label_count, (SELECT s.id FROM "{_SCORING}" s WHERE s.project_id = %s AND s.status = %s'
-                " AND s.finished_at IS NOT NULL ORDER BY s.finished_at DESC, s.id DESC LIMIT 1)"
-                f' FROM "{_ITEM}" WHERE id = %s{lock}',
-                [project.pk, QueueScoring.Status.COMPLETE, lease.item_id],
+            lock = " FOR UPDATE OF i" if connection.features.has_select_for_update else ""
+            # The served scoring's id comes along, for the score delete below to name its partition,
+            # and the label, so that one statement both locks the item and reads what is needed.
+            row = rows.fetch_one(
+                f'SELECT i.label_count, (SELECT s.id FROM "{_SCORING}" s WHERE s.project_id = %s AND s.status = %s'
+                f" AND s.finished_at IS NOT NULL ORDER BY s.finished_at DESC, s.id DESC LIMIT 1), {rows.columns(Label, 'b')}"
+                f' FROM "{_ITEM}" i LEFT JOIN "{_LABEL}" b ON b.id = {label_sql} WHERE i.id = %s{lock}',
+                [project.pk, QueueScoring.Status.COMPLETE, *label_params, lease.item_id],
             )
+            label_count, served_scoring = row[:2]
+            label = rows.build(Label, row, 2)[0]
+            if label is None:
+                raise _label_missing(label_id, label_name)
             submitted = rows.execute(
                 f'UPDATE "{_LEASE}" SET status = %s WHERE id = %s AND status = %s',
                 [Lease.Status.SUBMITTED, _lease_key(lease.pk), ACTIVE],
@@ -427,7 +506,7 @@ def annotation_submit_or_get(
                 rows.execute(
                     f'DELETE FROM "{_SCORE}" WHERE scoring_id = %s AND item_id = %s', [served_scoring, lease.item_id]
                 )
-            send_task_on_commit(LABELS_ADDED_TASK, [project.pk])
+            _labels_added(project)
     except IntegrityError:
         # Only (item, annotator) is unique here: this expert labeled the item by another route.
         raise Conflict("You have already labeled this item.") from None

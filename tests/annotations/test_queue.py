@@ -1,4 +1,5 @@
 """The labeling queue's services: what an expert is served next, leases, submits, skips and undo."""
+import time
 from datetime import timedelta
 
 import pytest
@@ -399,7 +400,30 @@ def test_submit_sends_labels_added_after_commit(project, annotator, monkeypatch,
         submit(lease, annotator, project)
         submit(lease, annotator, project)
     assert len(callbacks) == 1
+    time.sleep(services.LABELS_ADDED_COALESCE_SECONDS + 0.3)
     assert sent == [("learner.labels_added", [project.pk])]
+
+
+def test_labels_in_quick_succession_send_one_labels_added_after_the_last(
+    project, annotator, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    make_items(project, 3)
+    window = services.LABELS_ADDED_COALESCE_SECONDS
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(2):
+            submit(services.queue_next(project=project, user=annotator), annotator, project)
+    # Nothing yet: the message goes out when the window closes, and the task then counts both labels.
+    assert sent == []
+    time.sleep(window + 0.3)
+    assert sent == [("learner.labels_added", [project.pk])]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(services.queue_next(project=project, user=annotator), annotator, project)
+    time.sleep(window + 0.3)
+    assert len(sent) == 2 and Annotation.objects.filter(annotator=annotator).count() == 3
 
 
 def test_a_broker_outage_does_not_lose_the_label(project, annotator, monkeypatch, django_capture_on_commit_callbacks):

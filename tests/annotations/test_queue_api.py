@@ -7,6 +7,7 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from annotations import apis
 from annotations.models import Annotation, Item, ItemScore, Lease, Membership, QueueScoring
 from tests.factories import ItemFactory, MembershipFactory, UserFactory
 
@@ -137,6 +138,24 @@ def test_non_members_get_404_everywhere(text_project, annotator):
     assert APIClient().post(next_url(text_project)).status_code in (401, 403)
 
 
+def test_next_and_submit_answer_exactly_what_their_serializers_document(api, text_project):
+    item = ItemFactory(project=text_project, external_id="r1", text="Great film", metadata={"source": "imdb"})
+    positive = text_project.labels.get(name="positive")
+    score(text_project, item, 0.9, positive)
+
+    served = api.post(next_url(text_project), format="json").json()
+    lease = Lease.objects.select_related("item", "predicted_label").get()
+    suggestion = {"label_id": positive.pk, "label": "positive", "confidence": 0.62}
+    documented = apis.ServedOutputSerializer(
+        {"lease": lease, "item": lease.item, "suggestion": suggestion}, context={"project": text_project}
+    ).data
+    assert served == json.loads(json.dumps(documented))
+
+    stored = api.post(lease_url(lease.pk, "submit"), {"label": "positive"}, format="json").json()
+    annotation = Annotation.objects.select_related("label").get()
+    assert stored == json.loads(json.dumps(apis.LeaseSubmitApi.OutputSerializer(annotation).data))
+
+
 def test_submit_is_201_then_200_with_the_same_annotation(api, text_project):
     item = ItemFactory(project=text_project)
     lease_id = api.post(next_url(text_project)).json()["lease"]["id"]
@@ -255,13 +274,12 @@ def test_token_auth_works_and_next_keeps_to_a_few_queries(text_project, annotato
     token = Token.objects.create(user=annotator)
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
 
-    # Token, project with role; held leases, scoring, savepoint, candidate, re-check, insert, release;
-    # the suggested label.
-    with django_assert_max_num_queries(10):
+    # Token, project with role; held leases, scoring, savepoint, candidate with its suggested label,
+    # re-check, insert, release.
+    with django_assert_max_num_queries(9):
         response = client.post(next_url(text_project), format="json")
     assert response.status_code == 200
     lease_id = response.json()["lease"]["id"]
-    # Token; lease with membership, label, savepoint, item lock, lease update, insert, item update,
-    # score delete, release.
-    with django_assert_max_num_queries(10):
+    # Token; lease with membership and the served scoring; one statement storing the label.
+    with django_assert_max_num_queries(3):
         assert client.post(lease_url(lease_id, "submit"), {"label": "positive"}, format="json").status_code == 201
