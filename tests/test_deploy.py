@@ -1,8 +1,11 @@
 """Production settings pass Django's deployment checks, and secrets come only from the environment."""
+import http.client
 import os
 import secrets
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,3 +40,37 @@ def test_without_a_secret_key_production_refuses_to_start():
     result = _manage("check", SECRET_KEY="")
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_gunicorn_keeps_an_idle_connection_through_an_experts_pause(tmp_path):
+    """A client that pauses a few seconds between requests (an expert labeling) reuses its connection."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env.update({"DEBUG": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "VAR_DIR": str(tmp_path)})
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "labelhub.wsgi", "--threads", "2", "-b", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                connection.request("GET", "/accounts/login/")
+                first = connection.getresponse()
+                first.read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.2)
+        time.sleep(3)  # longer than gunicorn's default keep-alive (2 s)
+        connection.request("GET", "/accounts/login/")
+        second = connection.getresponse()
+        second.read()
+        assert (first.status, second.status) == (200, 200)
+        assert first.getheader("Connection", "").lower() != "close"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

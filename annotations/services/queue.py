@@ -454,7 +454,8 @@ def annotation_submit_or_get(
             # and the label, so that one statement both locks the item and reads what is needed.
             row = rows.fetch_one(
                 f'SELECT i.label_count, (SELECT s.id FROM "{_SCORING}" s WHERE s.project_id = %s AND s.status = %s'
-                f" AND s.finished_at IS NOT NULL ORDER BY s.finished_at DESC, s.id DESC LIMIT 1), {rows.columns(Label, 'b')}"
+                " AND s.finished_at IS NOT NULL ORDER BY s.finished_at DESC, s.id DESC LIMIT 1),"
+                f" {rows.columns(Label, 'b')}"
                 f' FROM "{_ITEM}" i LEFT JOIN "{_LABEL}" b ON b.id = {label_sql} WHERE i.id = %s{lock}',
                 [project.pk, QueueScoring.Status.COMPLETE, *label_params, lease.item_id],
             )
