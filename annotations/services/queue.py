@@ -154,28 +154,44 @@ def _random_candidate(
     return None
 
 
+def _item_check_sql(item: Item, *, user: AbstractBaseUser, now: datetime) -> tuple[str, list[Any]]:
+    """A row of the locked item: its label count, others' active leases on it, whether the user labeled it,
+    holds or skipped it, and the id of their expired lease on it (or NULL)."""
+    mine = f'FROM "{_LEASE}" l WHERE l.item_id = i.id AND l.user_id = %s'
+    sql = (
+        f'SELECT i.label_count, (SELECT COUNT(*) FROM "{_LEASE}" l WHERE l.item_id = i.id AND l.status = %s'
+        f" AND l.expires_at > %s AND l.user_id <> %s) AS others,"
+        f' EXISTS (SELECT 1 FROM "{_ANNOTATION}" a WHERE a.item_id = i.id AND a.annotator_id = %s) AS labeled,'
+        f" EXISTS (SELECT 1 {mine} AND (l.status = %s OR (l.status = %s AND l.expires_at > %s))) AS held,"
+        f" (SELECT l.id {mine} AND l.status = %s AND l.expires_at <= %s LIMIT 1) AS stale"
+        f' FROM "{_ITEM}" i WHERE i.id = %s'
+    )
+    at = _at(now)
+    return sql, [ACTIVE, at, user.pk, user.pk, user.pk, Lease.Status.SKIPPED, ACTIVE, at, user.pk, ACTIVE, at, item.pk]
+
+
 def _item_free(item: Item, *, project: Project, user: AbstractBaseUser, now: datetime) -> tuple[bool, Any]:
     """Whether the locked item may be leased to the user now, and their expired lease on it to retire (or None).
 
     A fresh statement under the item's lock sees every committed lease and label of the item.
     """
-    mine = f'FROM "{_LEASE}" l WHERE l.item_id = i.id AND l.user_id = %s'
-    sql = (
-        f'SELECT i.label_count, (SELECT COUNT(*) FROM "{_LEASE}" l WHERE l.item_id = i.id AND l.status = %s'
-        f" AND l.expires_at > %s AND l.user_id <> %s),"
-        f' EXISTS (SELECT 1 FROM "{_ANNOTATION}" a WHERE a.item_id = i.id AND a.annotator_id = %s),'
-        f" EXISTS (SELECT 1 {mine} AND (l.status = %s OR (l.status = %s AND l.expires_at > %s))),"
-        f" (SELECT l.id {mine} AND l.status = %s AND l.expires_at <= %s LIMIT 1)"
-        f' FROM "{_ITEM}" i WHERE i.id = %s'
-    )
-    at = _at(now)
-    params = [
-        ACTIVE, at, user.pk, user.pk, user.pk, Lease.Status.SKIPPED, ACTIVE, at, user.pk, ACTIVE, at, item.pk,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        label_count, others, labeled, held, stale = cursor.fetchone()
+    sql, params = _item_check_sql(item, user=user, now=now)
+    label_count, others, labeled, held, stale = rows.fetch_one(sql, params)
     return (not labeled and not held and label_count + others < project.overlap), stale
+
+
+def _lease_insert_if_free(lease: Lease, *, project: Project, user: AbstractBaseUser, now: datetime) -> tuple[bool, Any]:
+    """PostgreSQL: ``_item_free``'s check and the lease's insert in one statement; whether the item was
+    free and whether the lease went in (not if the user's own expired lease on it must be retired first)."""
+    check, check_params = _item_check_sql(lease.item, user=user, now=now)
+    columns, values, value_params = rows.insert_values(lease)
+    free = "NOT c.labeled AND NOT c.held AND c.label_count + c.others < %s"
+    row = rows.fetch_one(
+        f"WITH c AS ({check}), ins AS (INSERT INTO \"{_LEASE}\" ({columns}) SELECT {values} FROM c"
+        f" WHERE {free} AND c.stale IS NULL RETURNING 1) SELECT {free}, EXISTS (SELECT 1 FROM ins) FROM c",
+        [*check_params, *value_params, project.overlap, project.overlap],
+    )
+    return row[0], row[1]
 
 
 def _lease_attempt(
@@ -205,16 +221,10 @@ def _lease_attempt(
         if found is None:
             return None
         item, score = found
-        free, stale = _item_free(item, project=project, user=user, now=now)
-        if not free:
-            return item
-        if stale is not None:
-            # Their own expired lease on the item gives way to the new one (one active per expert).
-            rows.execute(f'UPDATE "{_LEASE}" SET status = %s WHERE id = %s', [Lease.Status.RELEASED, stale])
         if score is None and scoring is not None:
             score = _score_of(scoring, item)
         priority, label, confidence = score or (None, None, None)
-        lease = rows.insert(Lease(
+        lease = Lease(
             project=project,
             item=item,
             user=user,
@@ -224,8 +234,21 @@ def _lease_attempt(
             priority=priority,
             predicted_label=label,
             predicted_confidence=confidence,
-        ))
-        return lease
+        )
+        if connection.vendor == "postgresql":
+            free, inserted = _lease_insert_if_free(lease, project=project, user=user, now=now)
+            if inserted:
+                lease._state.adding, lease._state.db = False, connection.alias
+                return lease
+            if not free:
+                return item
+        free, stale = _item_free(item, project=project, user=user, now=now)
+        if not free:
+            return item
+        if stale is not None:
+            # Their own expired lease on the item gives way to the new one (one active per expert).
+            rows.execute(f'UPDATE "{_LEASE}" SET status = %s WHERE id = %s', [Lease.Status.RELEASED, stale])
+        return rows.insert(lease)
 
 
 def _lease_new(
