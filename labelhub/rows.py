@@ -12,13 +12,21 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, TypeVar
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 M = TypeVar("M", bound=models.Model)
 
 
+@cache
 def qn(name: str) -> str:
+    """The name quoted for the database (the app runs on one database, so the quoting never changes)."""
     return connection.ops.quote_name(name)
+
+
+def _db():
+    """The default database's connection itself: ``django.db.connection`` is a proxy that looks it up
+    on every attribute access, which the per-row loops below would pay for each value."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
 @cache
@@ -41,17 +49,18 @@ def _readers(model: type[models.Model], vendor: str) -> tuple[list[str], list[tu
 def build(model: type[M], row: Sequence[Any], start: int = 0) -> tuple[M | None, int]:
     """The instance whose ``columns`` start at ``row[start]`` (None if its key is NULL, as after a
     LEFT JOIN that found nothing), and the index just past them."""
-    attnames, readers = _readers(model, connection.vendor)
+    db = _db()
+    attnames, readers = _readers(model, db.vendor)
     end = start + len(attnames)
     values = []
     for value, (column, converters) in zip(row[start:end], readers, strict=True):
         for converter in converters:
-            value = converter(value, column, connection)
+            value = converter(value, column, db)
         values.append(value)
     pk_index = attnames.index(model._meta.pk.attname)
     if values[pk_index] is None:
         return None, end
-    return model.from_db(connection.alias, attnames, values), end
+    return model.from_db(db.alias, attnames, values), end
 
 
 @cache
@@ -69,40 +78,41 @@ def _insert_sql(model: type[models.Model], vendor: str) -> tuple[str, list[model
 
 def insert(obj: M) -> M:
     """INSERT a new instance as ``save()`` would (defaults, ``auto_now``), in one precompiled statement; no signals."""
-    meta = obj._meta
-    sql, fields = _insert_sql(type(obj), connection.vendor)
-    params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
-    with connection.cursor() as cursor:
+    meta, db = obj._meta, _db()
+    sql, fields = _insert_sql(type(obj), db.vendor)
+    params = [field.get_db_prep_save(field.pre_save(obj, True), db) for field in fields]
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         if meta.auto_field is not None:
             setattr(obj, meta.auto_field.attname, cursor.fetchone()[0])
     obj._state.adding = False
-    obj._state.db = connection.alias
+    obj._state.db = db.alias
     return obj
 
 
 def insert_values(obj: models.Model, **sql_values: str) -> tuple[str, str, list[Any]]:
     """What ``insert`` writes for a new instance, for an ``INSERT ... SELECT``: the column list, the
     select list and its params. ``sql_values`` give some fields (by attname) as SQL expressions instead."""
-    _, fields = _insert_sql(type(obj), connection.vendor)
+    db = _db()
+    _, fields = _insert_sql(type(obj), db.vendor)
     expressions, params = [], []
     for field in fields:
         if field.attname in sql_values:
             expressions.append(sql_values[field.attname])
         else:
             expressions.append("%s")
-            params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+            params.append(field.get_db_prep_save(field.pre_save(obj, True), db))
     return ", ".join(qn(field.column) for field in fields), ", ".join(expressions), params
 
 
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple | None:
-    with connection.cursor() as cursor:
+    with _db().cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
 
 
 def execute(sql: str, params: Sequence[Any]) -> int:
     """Run a write; the number of rows it touched."""
-    with connection.cursor() as cursor:
+    with _db().cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
