@@ -64,7 +64,7 @@ def _lease_row(
         select += f", {rows.columns(Project, 'p')}"
         joins = f" INNER JOIN {q(Project._meta.db_table)} p ON p.{q('id')} = l.{q('project_id')}"
     if served_scoring:
-        select += f", ({_SCORING_CURRENT_ID.format(project='l.' + q('project_id'))})"
+        select += f", ({SCORING_CURRENT_ID_SQL.format(project='l.' + q('project_id'))})"
         params.append(QueueScoring.Status.COMPLETE)
     params += [_db_uuid(lease_id), user.pk]
     sql = f"SELECT {select} FROM {q(Lease._meta.db_table)} l{joins} WHERE l.{q('id')} = %s AND l.{q('user_id')} = %s"
@@ -97,8 +97,9 @@ def queue_scorings_complete(project_id: int) -> QuerySet[QueueScoring]:
     ).order_by("-finished_at", "-pk")
 
 
-# The id of a project's newest complete scoring, as a subquery on the project id's column.
-_SCORING_CURRENT_ID = (
+# The id of a project's newest complete scoring, as a subquery on the project id (``{project}``, a
+# column or a placeholder) with one parameter, the complete status.
+SCORING_CURRENT_ID_SQL = (
     f'SELECT s.id FROM "{QueueScoring._meta.db_table}" s WHERE s.project_id = {{project}} AND s.status = %s'
     " AND s.finished_at IS NOT NULL ORDER BY s.finished_at DESC, s.id DESC LIMIT 1"
 )

@@ -18,7 +18,7 @@ from labelhub.api import Conflict, DomainError
 from labelhub.celery import send_task_on_commit
 
 from ..models import Annotation, Item, ItemScore, Label, Lease, Project, QueueScoring
-from ..selectors.queue import lease_get_for_user, queue_scoring_current
+from ..selectors.queue import SCORING_CURRENT_ID_SQL, lease_get_for_user
 
 LABELS_ADDED_TASK = "learner.labels_added"
 # A label's labels_added message goes out this many seconds after it, standing for every label
@@ -305,7 +305,7 @@ def queue_next(
     """
     excluded = _lease_ids(exclude)
     now = timezone.now()
-    held = _leases_held(project=project, user=user, now=now)
+    held, scoring = _leases_held_and_scoring(project=project, user=user, now=now)
     for lease in held:
         if lease.pk not in excluded and _renew_unexpired(lease, project):
             return lease
@@ -314,7 +314,7 @@ def queue_next(
             if _renew_unexpired(lease, project):
                 return lease
     audit = random.random() < project.audit_share
-    lease = _lease_new(project=project, user=user, now=now, audit=audit, scoring=queue_scoring_current(project.pk))
+    lease = _lease_new(project=project, user=user, now=now, audit=audit, scoring=scoring)
     if lease is not None:
         lease.project = project
     return lease
@@ -324,25 +324,34 @@ def _lease_key(lease_id: uuid.UUID) -> Any:
     return Lease._meta.pk.get_db_prep_value(lease_id, connection)
 
 
-def _leases_held(*, project: Project, user: AbstractBaseUser, now: datetime) -> list[Lease]:
-    """The user's active, unexpired leases in the project, oldest first, with their items and suggested labels."""
+def _leases_held_and_scoring(
+    *, project: Project, user: AbstractBaseUser, now: datetime
+) -> tuple[list[Lease], QueueScoring | None]:
+    """The user's active, unexpired leases in the project, oldest first, with their items and suggested
+    labels; and the scoring the queue serves from. One statement: a row per lease, or one row of
+    NULLs beside the scoring when the user holds none."""
     sql = (
-        f"SELECT {rows.columns(Lease, 'l')}, {rows.columns(Item, 'i')}, {rows.columns(Label, 'b')}"
-        f' FROM "{_LEASE}" l INNER JOIN "{_ITEM}" i ON i.id = l.item_id'
-        f' LEFT JOIN "{Label._meta.db_table}" b ON b.id = l.predicted_label_id'
-        " WHERE l.user_id = %s AND l.project_id = %s AND l.status = %s AND l.expires_at > %s"
+        f"SELECT {rows.columns(QueueScoring, 's')}, {rows.columns(Lease, 'l')}, {rows.columns(Item, 'i')},"
+        f" {rows.columns(Label, 'b')} FROM (SELECT 1 AS one) o"
+        f' LEFT JOIN "{_SCORING}" s ON s.id = ({SCORING_CURRENT_ID_SQL.format(project="%s")})'
+        f' LEFT JOIN "{_LEASE}" l ON l.user_id = %s AND l.project_id = %s AND l.status = %s AND l.expires_at > %s'
+        f' LEFT JOIN "{_ITEM}" i ON i.id = l.item_id'
+        f' LEFT JOIN "{_LABEL}" b ON b.id = l.predicted_label_id'
         " ORDER BY l.created_at"
     )
-    held = []
+    held, scoring = [], None
     with connection.cursor() as cursor:
-        cursor.execute(sql, [user.pk, project.pk, ACTIVE, _at(now)])
+        cursor.execute(sql, [project.pk, QueueScoring.Status.COMPLETE, user.pk, project.pk, ACTIVE, _at(now)])
         for row in cursor.fetchall():
-            lease, end = rows.build(Lease, row)
+            scoring, end = rows.build(QueueScoring, row)
+            lease, end = rows.build(Lease, row, end)
+            if lease is None:
+                continue
             lease.item, end = rows.build(Item, row, end)
             lease.predicted_label, _ = rows.build(Label, row, end)
             lease.project = project
             held.append(lease)
-    return held
+    return held, scoring
 
 
 def lease_renew(*, lease_id: uuid.UUID | str, user: AbstractBaseUser) -> Lease:

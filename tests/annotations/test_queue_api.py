@@ -274,9 +274,9 @@ def test_token_auth_works_and_next_keeps_to_a_few_queries(text_project, annotato
     token = Token.objects.create(user=annotator)
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
 
-    # Token, project with role; held leases, scoring, savepoint, candidate with its suggested label,
-    # re-check with insert, release.
-    with django_assert_max_num_queries(8):
+    # Token, project with role; held leases with the scoring, savepoint, candidate with its suggested
+    # label, re-check with insert, release.
+    with django_assert_max_num_queries(7):
         response = client.post(next_url(text_project), format="json")
     assert response.status_code == 200
     lease_id = response.json()["lease"]["id"]
