@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import psycopg
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
@@ -32,10 +33,13 @@ COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4,
 COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 
 ScoreRow = tuple[int, float, int | None, float | None]
-# A partition is created, and dropped, under an ACCESS EXCLUSIVE lock on the whole table; waiting
-# longer than this behind a long reader would stall every queue read queued behind the lock.
-PARTITION_LOCK_TIMEOUT_MS = 5_000
-PRUNE_LOCK_TIMEOUT_MS = 1_000
+# A partition is created, and dropped, under an ACCESS EXCLUSIVE lock on the whole table, and
+# every queue read arriving meanwhile waits behind that lock request. So each try waits at most a
+# moment for the lock, and gives way (backing off) while others hold the table.
+DDL_LOCK_TIMEOUT_MS = 100
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout expires
+PARTITION_CREATE_WAIT_S = 30  # then the scoring fails, and its task is retried
+PRUNE_WAIT_S = 2  # then the partition is left for the reconciliation task
 # Memory for building a partition's indexes: a million rows sort in memory with this.
 INDEX_BUILD_MEMORY = "256MB"
 
@@ -83,13 +87,33 @@ class ScoreColumns:
 def item_scores_partition_create(scoring_id: int) -> None:
     """Create the scoring's own UNLOGGED partition, in the caller's transaction (PostgreSQL)."""
     table, partition = ItemScore._meta.db_table, scoring_partition(scoring_id)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT_MS}ms'")
-        # A partition of this id can only be left over from a database whose sequences were reset.
-        cursor.execute(f'DROP TABLE IF EXISTS "{partition}"')
-        cursor.execute(
-            f'CREATE UNLOGGED TABLE "{partition}" PARTITION OF "{table}" FOR VALUES IN ({int(scoring_id)})'
-        )
+    _ddl_in_short_waits(
+        [
+            # A partition of this id can only be left over from a database whose sequences were reset.
+            f'DROP TABLE IF EXISTS "{partition}"',
+            f'CREATE UNLOGGED TABLE "{partition}" PARTITION OF "{table}" FOR VALUES IN ({int(scoring_id)})',
+        ],
+        within_s=PARTITION_CREATE_WAIT_S,
+    )
+
+
+def _ddl_in_short_waits(statements: list[str], *, within_s: float) -> None:
+    """Run the statements in a savepoint, each try waiting at most DDL_LOCK_TIMEOUT_MS for its locks,
+    trying again after a growing pause until ``within_s`` has passed; then raise the lock timeout."""
+    deadline = time.monotonic() + within_s
+    pause = 0.05
+    while True:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT_MS}ms'")
+                for statement in statements:
+                    cursor.execute(statement)
+            return
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 def scoring_chunk_ranges(scoring: QueueScoring) -> list[tuple[int, int]]:
@@ -323,9 +347,7 @@ def item_scores_prune(project_id: int, *, before: int) -> int:
 
 def _partition_drop(scoring_id: int) -> bool:
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL lock_timeout = '{PRUNE_LOCK_TIMEOUT_MS}ms'")
-            cursor.execute(f'DROP TABLE IF EXISTS "{scoring_partition(scoring_id)}"')
+        _ddl_in_short_waits([f'DROP TABLE IF EXISTS "{scoring_partition(scoring_id)}"'], within_s=PRUNE_WAIT_S)
         return True
     except DatabaseError as exc:
         logger.warning("Score partition of scoring %s not dropped now (%s); reconciliation retries", scoring_id, exc)

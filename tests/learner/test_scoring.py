@@ -1,8 +1,11 @@
 """Pool scoring: strategies over a live model, seeding before any model, chunks, storage, completion, reconciliation."""
+import threading
+import time
 from datetime import timedelta
 from types import SimpleNamespace
 
 import numpy as np
+import psycopg
 import pytest
 from celery import current_app
 from django.db import connection
@@ -15,6 +18,7 @@ from sklearn.datasets import make_blobs
 from annotations import selectors as queue_selectors
 from annotations import services as queue_services
 from annotations.models import Item, ItemScore, Project, QueueScoring
+from annotations.services import score_storage
 from learner import selectors
 from learner.ml.strategies import diverse_seed_order, ranked_batch_order, uncertainty
 from learner.ml.training import fit, proba_batch, proba_over
@@ -453,6 +457,42 @@ def test_each_scoring_has_a_partition_indexed_at_completion_and_dropped_when_a_n
     partitions = queue_selectors.item_score_partitions()
     assert second.scoring_id in partitions and first.scoring_id not in partitions
     assert ItemScore.objects.filter(scoring_id=second.scoring_id).count() == 30
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_long_reader_of_the_scores_delays_neither_completion_nor_the_queue_reads_behind_the_drop(xy_project):
+    """Dropping the older partition waits only moments for the table; while a long transaction holds
+    it, the partition is left for reconciliation instead of queueing every reader behind the drop."""
+    X, _ = blobs(20)
+    add_items(xy_project, X)
+    first = scoring.score_pool_plan(xy_project.pk, chunk_items=10)
+    score_all(xy_project, first)
+    second = scoring.score_pool_plan(xy_project.pk, newer_than=first.scoring_id, chunk_items=10)
+    conninfo = connection.get_connection_params()
+    conninfo.pop("cursor_factory", None)
+    waits, done = [], threading.Event()
+
+    def read_scores(conn) -> None:  # the queue's reads, one after another, until the scoring is done
+        while not done.is_set():
+            started = time.monotonic()
+            conn.execute("SELECT COUNT(*) FROM annotations_itemscore").fetchone()
+            waits.append(time.monotonic() - started)
+
+    with psycopg.connect(**conninfo) as long_reader, psycopg.connect(**conninfo, autocommit=True) as queue:
+        long_reader.execute("SELECT COUNT(*) FROM annotations_itemscore").fetchone()  # its transaction stays open
+        reader = threading.Thread(target=read_scores, args=(queue,))
+        started = time.monotonic()
+        reader.start()
+        score_all(xy_project, second)
+        finished = time.monotonic() - started
+        done.set()
+        reader.join(timeout=30)
+
+    assert queue_selectors.scoring_current(xy_project.pk).pk == second.scoring_id
+    assert first.scoring_id in queue_selectors.item_score_partitions()  # left for reconciliation
+    assert finished < score_storage.PRUNE_WAIT_S + 2
+    assert len(waits) > 10 and max(waits) < 0.5
 
 
 def test_a_chunk_delivered_twice_at_once_is_stored_and_counted_once(xy_project, monkeypatch):
