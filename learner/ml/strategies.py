@@ -79,6 +79,54 @@ def ranked_batch_order(
     return np.asarray(order, dtype=np.int64)
 
 
+def diverse_batch_order(
+    shortlist: np.ndarray | sparse.spmatrix, scores: np.ndarray, n_instances: int, random_state: int = 0
+) -> np.ndarray:
+    """Pick rows of a shortlist of the most uncertain rows that spread over it: one per cluster, most uncertain first.
+
+    Zhdanov's diverse mini-batch ("Diverse mini-batch Active Learning", 2019): k-means with k =
+    ``n_instances`` over the shortlist, each row weighted by its uncertainty, and of each cluster
+    the row closest to its centroid. The top of a ranking is full of near-duplicates (the same
+    confusion between two classes, over and over); a batch served before the next ranking then
+    asks the same question many times, which this avoids.
+    """
+    from sklearn.cluster import KMeans
+
+    n_rows = shortlist.shape[0]
+    k = min(n_instances, n_rows)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if k == n_rows:
+        return np.argsort(-scores, kind="stable").astype(np.int64)
+    X = _clusterable(shortlist, random_state)
+    # Uncertainties are non-negative; a weight of 0 would drop a fully confident row from k-means altogether.
+    weights = np.clip(scores, 1e-6, None)
+    kmeans = KMeans(n_clusters=k, n_init=1, random_state=random_state).fit(X, sample_weight=weights)
+    distances = kmeans.transform(X)
+    taken = np.zeros(n_rows, dtype=bool)
+    picks: list[int] = []
+    for cluster in range(k):
+        # The row closest to this centroid that no other cluster took (duplicate rows share a centroid).
+        for row in np.argsort(distances[:, cluster], kind="stable"):
+            if not taken[row]:
+                taken[row] = True
+                picks.append(int(row))
+                break
+    picks.sort(key=lambda row: (-scores[row], row))
+    return np.asarray(picks, dtype=np.int64)
+
+
+def _clusterable(X: np.ndarray | sparse.spmatrix, random_state: int) -> np.ndarray | sparse.spmatrix:
+    """The rows as k-means takes them: wide sparse rows randomly projected to a few hundred dense columns."""
+    from sklearn.random_projection import SparseRandomProjection
+
+    if sparse.issparse(X) and X.shape[1] > SEED_PROJECT_ABOVE:
+        projection = SparseRandomProjection(n_components=SEED_PROJECT_TO, dense_output=True, random_state=random_state)
+        return projection.fit_transform(X)
+    return X
+
+
 # Above this many columns, sparse rows are randomly projected before clustering: k-means
 # centroids over 2^18 hashed text columns would take ~100 MB.
 SEED_PROJECT_ABOVE = 1024
@@ -92,15 +140,12 @@ def diverse_seed_order(X: np.ndarray | sparse.spmatrix, n_seeds: int, random_sta
     before it, starting from the largest cluster's), so any first few already spread over the data.
     """
     from sklearn.cluster import MiniBatchKMeans
-    from sklearn.random_projection import SparseRandomProjection
 
     n_rows = X.shape[0]
     k = min(n_seeds, n_rows)
     if k <= 1:
         return np.arange(n_rows, dtype=np.int64)[:k]
-    if sparse.issparse(X) and X.shape[1] > SEED_PROJECT_ABOVE:
-        projection = SparseRandomProjection(n_components=SEED_PROJECT_TO, dense_output=True, random_state=random_state)
-        X = projection.fit_transform(X)
+    X = _clusterable(X, random_state)
     kmeans = MiniBatchKMeans(n_clusters=k, random_state=random_state, n_init=3, batch_size=2048)
     distances = kmeans.fit_transform(X)
     sizes = np.bincount(kmeans.labels_, minlength=k)

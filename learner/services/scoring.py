@@ -1,7 +1,9 @@
-"""Pool scoring: plan a scoring of the unlabeled pool, score its chunks with the live model, finish it.
+"""Pool scoring: plan a scoring of the unlabeled pool, score its chunks, finish it.
 
-Scores reach annotations' tables only through ``annotations.services``. A scoring by model
-version 0 is the seeding before any model exists: diverse items first, random order after them.
+Priorities come from the ranking model (``model_version_ranking``: the live model or a newer
+candidate the gate kept out only for want of evidence), suggestions from the live model. Scores
+reach annotations' tables only through ``annotations.services``. A scoring ranked by version 0
+is the seeding before any model exists: diverse items first, random order after them.
 """
 from __future__ import annotations
 
@@ -23,18 +25,21 @@ from annotations.models import Project, QueueScoring
 from annotations.services import PRIORITY_BOOST, ChunkStoredAlready, ScoreColumns, ScoringGone
 from learner import selectors
 from learner.ml.featurize import Featurizer
-from learner.ml.strategies import diverse_seed_order, queue_scores, ranked_batch_order
+from learner.ml.strategies import diverse_batch_order, diverse_seed_order, queue_scores, ranked_batch_order, uncertainty
 from learner.ml.training import proba_batch
 from learner.models import ModelVersion
-from learner.services.models import SCORE_TASK, model_version_live, model_version_loaded
+from learner.services.models import SCORE_TASK, model_version_live, model_version_loaded, model_version_ranking
 
 SCORE_CHUNK_TASK = "learner.score_chunk"
 
 logger = logging.getLogger(__name__)
 
 # The diversity-aware batch: how many items are ranked, and from how many of the most uncertain.
+# The uncertainty strategies' diverse batch is as long as the labels that trigger the next
+# retrain (and with it the next ranking), or BATCH_SIZE without a count trigger.
 BATCH_SIZE = 50
 SHORTLIST_FACTOR = 10
+UNCERTAINTY_STRATEGIES = (Project.Strategy.LEAST_CONFIDENT, Project.Strategy.MARGIN, Project.Strategy.ENTROPY)
 # Labeled items (most recent first) that the ranked batch keeps its distance from.
 REFERENCE_MAX = 20_000
 # Seeding: diverse items served first, chosen by k-means on a uniform sample of the pool.
@@ -63,9 +68,9 @@ class ScoringPlan:
 def score_pool_plan(
     project_id: int, *, newer_than: int | None = None, chunk_items: int | None = None
 ) -> ScoringPlan | None:
-    """Plan a scoring of the unlabeled pool by the live model (0: seeding); None if one already stands.
+    """Plan a scoring of the unlabeled pool by the live and ranking models (0: seeding); None if one already stands.
 
-    The newest scoring stands for this request if it is by the live version and complete, or
+    The newest scoring stands for this request if it is by the same two versions and complete, or
     running and younger than SCORING_STALE_AFTER; with ``newer_than``, only one planned after
     that scoring id does. An empty pool gets a complete scoring with no chunks, so that the
     queue shows it is up to date. Chunks hold ``chunk_items`` items (LABELHUB_SCORING_CHUNK).
@@ -73,25 +78,28 @@ def score_pool_plan(
     chunk_items = chunk_items or settings.LABELHUB_SCORING_CHUNK
     version = model_version_live(project_id)
     number = version.number if version is not None else 0
+    strategy = Project.objects.values_list("query_strategy", flat=True).get(pk=project_id)
+    ranker = model_version_ranking(project_id) if strategy != Project.Strategy.RANDOM else version
+    ranked_by = ranker.number if ranker is not None else 0
     standing = queue_selectors.scoring_newest_standing(
         project_id, running_since=timezone.now() - SCORING_STALE_AFTER, newer_than=newer_than or 0
     )
-    if standing is not None and standing.model_version == number:
-        logger.info("Project %s: scoring %s by v%s stands (%s); not planning another",
-                    project_id, standing.pk, number, standing.status)
+    if standing is not None and (standing.model_version, standing.ranking_version) == (number, ranked_by):
+        logger.info("Project %s: scoring %s by v%s (ranked by v%s) stands (%s); not planning another",
+                    project_id, standing.pk, number, ranked_by, standing.status)
         return None
-    strategy = Project.objects.values_list("query_strategy", flat=True).get(pk=project_id)
     ids = selectors.pool_scorable_item_ids(project_id)
     ranges = [
         (int(ids[start]), int(ids[min(start + chunk_items, len(ids)) - 1])) for start in range(0, len(ids), chunk_items)
     ]
     scoring = queue_services.scoring_start(
-        project_id=project_id, model_version=number, strategy=strategy, chunk_ranges=ranges, items_total=len(ids)
+        project_id=project_id, model_version=number, ranked_by=ranked_by, strategy=strategy, chunk_ranges=ranges,
+        items_total=len(ids),
     )
     if not ranges:
         queue_services.scoring_complete(scoring.pk)
-    logger.info("Project %s: scoring %s by v%s plans %s items in %s chunks", project_id, scoring.pk, number,
-                len(ids), len(ranges))
+    logger.info("Project %s: scoring %s by v%s (ranked by v%s) plans %s items in %s chunks", project_id, scoring.pk,
+                number, ranked_by, len(ids), len(ranges))
     return ScoringPlan(scoring.pk, ranges)
 
 
@@ -133,7 +141,7 @@ def score_chunk(project_id: int, scoring_id: int, id_range: tuple[int, int], chu
 
 
 def scoring_finish(project_id: int, scoring_id: int) -> bool:
-    """Index the scoring's rows, put the seeds (seeding) or the ranked batch (batch strategy) first, complete it.
+    """Index the scoring's rows, put the seeds (seeding) or a diverse batch of the most uncertain first, complete it.
 
     Safe to run again: indexes are built once and items already put first are left as they are.
     """
@@ -144,10 +152,12 @@ def scoring_finish(project_id: int, scoring_id: int) -> bool:
         return False
     top = queue_selectors.item_scores_top(scoring_id, 1)
     if top and top[0][1] < PRIORITY_BOOST:
-        if scoring.model_version == 0:
+        if scoring.ranking_version == 0:
             _seed(project_id, scoring_id)
         elif scoring.strategy == Project.Strategy.BATCH:
             _rank_batch(project_id, scoring_id)
+        elif scoring.strategy in UNCERTAINTY_STRATEGIES:
+            _diverse_batch(project_id, scoring)
     return queue_services.scoring_complete(scoring_id)
 
 
@@ -235,44 +245,56 @@ def _send_after_commit(task: str, args: list) -> None:
     transaction.on_commit(send, robust=True)
 
 
-# What every chunk of one scoring looks up alike (the project's featurizer, the scoring's model
-# version), kept per process for the few scorings under way: two statements less per chunk.
-# Keyed with the start time too: SQLite may reuse a rolled-back scoring's id.
-_chunk_context: OrderedDict[tuple[int, datetime], tuple[Featurizer, ModelVersion | None]] = OrderedDict()
+# What every chunk of one scoring looks up alike (the project's featurizer, the scoring's live
+# and ranking versions), kept per process for the few scorings under way: statements saved per
+# chunk. Keyed with the start time too: SQLite may reuse a rolled-back scoring's id.
+_ScoringContext = tuple[Featurizer, ModelVersion | None, ModelVersion | None]
+_chunk_context: OrderedDict[tuple[int, datetime], _ScoringContext] = OrderedDict()
 _CHUNK_CONTEXT_SIZE = 8
 
 
-def _context(project_id: int, scoring: QueueScoring) -> tuple[Featurizer, ModelVersion | None]:
+def _context(project_id: int, scoring: QueueScoring) -> _ScoringContext:
     key = (scoring.pk, scoring.started_at)
     context = _chunk_context.get(key)
     if context is None:
         featurizer = selectors.project_featurizer(project_id)
-        version = (
-            selectors.model_version_by_number(project_id, scoring.model_version) if scoring.model_version else None
-        )
-        context = _chunk_context[key] = (featurizer, version)
+        live = selectors.model_version_by_number(project_id, scoring.model_version) if scoring.model_version else None
+        ranker = live
+        if scoring.ranking_version != scoring.model_version:
+            ranker = (
+                selectors.model_version_by_number(project_id, scoring.ranking_version) if scoring.ranking_version else None
+            )
+        for version in (live, ranker):
+            if version is not None and version.feature_space != featurizer.space:
+                raise ScoringError(f"v{version.number} was trained on features {version.feature_space!r}, "
+                                   f"the pool has {featurizer.space!r}")
+        context = _chunk_context[key] = (featurizer, live, ranker)
         while len(_chunk_context) > _CHUNK_CONTEXT_SIZE:
             _chunk_context.popitem(last=False)
     return context
 
 
 def _score(project_id: int, scoring: QueueScoring, id_range: tuple[int, int]) -> ScoreColumns:
-    featurizer, version = _context(project_id, scoring)
+    featurizer, live, ranker = _context(project_id, scoring)
     ids, X = selectors.pool_matrix_unlabeled(project_id, id_range, featurizer)
     # Seeded by scoring and chunk: the seeding's (and the random strategy's) draws differ between chunks.
     rng = np.random.default_rng([scoring.pk, id_range[0]])
-    if scoring.model_version == 0:
+    if live is None and ranker is None:
         return ScoreColumns(ids, rng.random(len(ids)))
-    if version.feature_space != featurizer.space:
-        raise ScoringError(
-            f"v{version.number} was trained on features {version.feature_space!r}, the pool has {featurizer.space!r}"
-        )
     if len(ids) == 0:
         return ScoreColumns(ids, np.empty(0), np.empty(0, dtype=np.int64), np.empty(0))
-    loaded = model_version_loaded(version)
-    proba = proba_batch(loaded.pipeline, X, list(loaded.classes))
-    priorities, best, confidences = queue_scores(proba, scoring.strategy, rng)
-    return ScoreColumns(ids, priorities, np.asarray(loaded.classes, dtype=np.int64)[best], confidences)
+    suggested = None
+    if live is not None:
+        loaded = model_version_loaded(live)
+        proba = proba_batch(loaded.pipeline, X, list(loaded.classes))
+        priorities, best, confidences = queue_scores(proba, scoring.strategy, rng)
+        suggested = (np.asarray(loaded.classes, dtype=np.int64)[best], confidences)
+    if ranker is not None and ranker != live:
+        loaded = model_version_loaded(ranker)
+        priorities = uncertainty(proba_batch(loaded.pipeline, X, list(loaded.classes)), scoring.strategy, rng)
+    if suggested is None:
+        return ScoreColumns(ids, priorities)  # no live model yet: nothing to suggest
+    return ScoreColumns(ids, priorities, *suggested)
 
 
 def _seed(project_id: int, scoring_id: int) -> None:
@@ -281,6 +303,23 @@ def _seed(project_id: int, scoring_id: int) -> None:
     ids, X = selectors.pool_matrix(project_id, sample)
     seeds = ids[diverse_seed_order(X, SEED_COUNT)] if len(ids) else ids
     queue_services.item_scores_reprioritise(scoring_id, seeds.tolist())
+
+
+def _diverse_batch(project_id: int, scoring: QueueScoring) -> None:
+    # The items served until the next retrain re-ranks the queue come from one ranking: spread
+    # them over the most uncertain, in the ranking model's own input space (its scaling).
+    every = Project.objects.values_list("retrain_every_n_labels", flat=True).get(pk=project_id)
+    size = every or BATCH_SIZE
+    shortlist = dict(queue_selectors.item_scores_top(scoring.pk, size * SHORTLIST_FACTOR))
+    ids, X = selectors.pool_matrix(project_id, list(shortlist))
+    if not len(ids):
+        return
+    _, _, ranker = _context(project_id, scoring)
+    steps = model_version_loaded(ranker).pipeline.steps[:-1]
+    for _, step in steps:
+        X = step.transform(X)
+    order = diverse_batch_order(X, np.array([shortlist[i] for i in ids.tolist()]), size)
+    queue_services.item_scores_reprioritise(scoring.pk, ids[order].tolist())
 
 
 def _rank_batch(project_id: int, scoring_id: int) -> None:

@@ -17,6 +17,7 @@ from learner.ml import evaluation, training
 from learner.models import ModelVersion, SwapHistory, TrainingRun
 from learner.selectors import pool_matrix, project_featurizer
 from learner.services.models import (
+    SCORE_TASK,
     code_version,
     model_version_create,
     model_version_live,
@@ -180,6 +181,9 @@ def _pipeline(run: TrainingRun) -> None:
     else:
         ModelVersion.objects.filter(pk=candidate.pk).update(status=ModelVersion.Status.REJECTED)
         _finish(run, TrainingRun.Status.KEPT_CHAMPION)
+        if not decision["worse"]:
+            # Not shown worse: it ranks the queue from now on (model_version_ranking), the live model still suggests.
+            send_task_on_commit(SCORE_TASK, [project.pk])
 
 
 def _majority(y: np.ndarray) -> int:
@@ -203,6 +207,8 @@ def gate(
     one-sided exact McNemar test at ``gate_alpha``. Against the champion, a class vetoes when
     even the lower (1 − α) confidence bound of its recall drop exceeds ``gate_max_recall_drop``.
     The first model needs ``gate_min_audit_first`` audit labels, a challenger ``gate_min_audit``.
+    ``worse`` says whether the same tests, the other way round, found the candidate worse than
+    what it was compared with (or a class vetoed it); a candidate that is not may rank the queue.
     """
     n = len(y_audit)
     alpha = project.gate_alpha
@@ -212,14 +218,15 @@ def gate(
             "max_recall_drop": project.gate_max_recall_drop}
     if n < min_audit or n == 0:
         what = "the first model" if first else "a challenger"
-        return {**base, "promote": False,
+        return {**base, "promote": False, "worse": False,
                 "reason": f"Audit set too small: {n} audit labels, {min_audit} needed for {what}; kept the champion."}
     if first:
         baseline = np.full(n, majority)
         test = evaluation.mcnemar_exact(y_audit, baseline, candidate_pred)
         ok = test.p_value < alpha and test.gain >= project.gate_min_gain
+        worse = evaluation.mcnemar_exact(y_audit, candidate_pred, baseline).p_value < alpha
         verdict = "beats" if ok else "does not beat"
-        return {**base, "promote": ok, "test": test.as_dict(), "baseline_label": majority,
+        return {**base, "promote": ok, "worse": worse, "test": test.as_dict(), "baseline_label": majority,
                 "reason": f"First model {verdict} the majority-class baseline on {n} audit items "
                           f"(gain {test.gain:+.3f}, exact McNemar p = {test.p_value:.4f}, α = {alpha})."}
     test = evaluation.mcnemar_exact(y_audit, champion_pred, candidate_pred)
@@ -227,6 +234,7 @@ def gate(
     figures = {**base, "test": test.as_dict(), "champion": champion.number,
                "recall_drops": {label: drop.as_dict() for label, drop in drops.items()}}
     vetoes = {label: drop for label, drop in drops.items() if drop.lower_bound > project.gate_max_recall_drop}
+    figures["worse"] = bool(vetoes) or evaluation.mcnemar_exact(y_audit, candidate_pred, champion_pred).p_value < alpha
     if vetoes:
         label, worst = max(vetoes.items(), key=lambda kv: kv[1].lower_bound)
         return {**figures, "promote": False,

@@ -412,3 +412,22 @@ def test_the_fragments_take_the_csrf_header_the_script_sends(text_project, items
     )
     assert response.status_code == 200
     assert Annotation.objects.filter(item=lease.item, annotator=annotator).exists()
+
+
+def test_the_page_says_when_a_newer_candidate_ranks_the_queue_and_whose_suggestion_is_shown(
+    expert_client, text_project, items
+):
+    scoring = QueueScoring.objects.create(
+        project=text_project, model_version=4, ranked_by=6, strategy=Project.Strategy.MARGIN,
+        status=QueueScoring.Status.COMPLETE, finished_at=timezone.now() - timedelta(minutes=5),
+    )
+    negative = text_project.labels.get(name="negative")
+    for rank, item in enumerate(items):
+        scoring.scores.create(item=item, priority=10 - rank, predicted_label=negative, confidence=0.61)
+    text_project.audit_share = 0.0
+    text_project.save()
+
+    body = expert_client.get(_url("label", text_project)).content.decode()
+
+    assert "61% confident" in body and "model v4" in body  # the suggestion is the live model's
+    assert "Queue ranked by model <strong>v6</strong> (margin) · suggestions by the live model v4 · scored" in body

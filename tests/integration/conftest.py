@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from amqp.exceptions import ChannelError
 from django.conf import settings as django_settings
 
 from labelhub.celery import app
@@ -122,6 +123,40 @@ def celery_worker_process(django_db_setup, integration_storage, tmp_path_factory
         yield worker
     finally:
         _stop(worker.process)
+
+
+@pytest.fixture(autouse=True)
+def _worker_idle_before_teardown(request) -> Iterator[None]:
+    """A test with the session's worker ends once the worker has nothing left to do, before its rows are
+    flushed: follow-up tasks (a rescoring a retrain asked for) would otherwise race the flush."""
+    if "celery_worker_process" not in request.fixturenames:
+        yield
+        return
+    # Set up the database before this fixture completes, so that it is torn down (flushed) after it.
+    request.getfixturevalue("_django_db_helper")
+    worker = request.getfixturevalue("celery_worker_process")
+    yield
+    deadline = time.monotonic() + 120
+    while not _worker_idle():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the Celery worker was still busy two minutes after the test:\n{worker.log_tail()}")
+        time.sleep(0.2)
+
+
+def _worker_idle() -> bool:
+    """No message waits in a queue, and the workers hold none (running, prefetched or scheduled)."""
+    with app.connection_for_write() as connection:
+        for queue in QUEUES:
+            try:
+                if connection.default_channel.queue_declare(queue, passive=True).message_count:
+                    return False
+            except ChannelError:  # Redis keeps no empty queue: nothing waits in it
+                continue
+    inspect = app.control.inspect(timeout=1.0)
+    for held in (inspect.active(), inspect.reserved(), inspect.scheduled()):
+        if held is None or any(held.values()):
+            return False
+    return True
 
 
 @pytest.fixture(scope="session")

@@ -17,18 +17,27 @@ from sklearn.datasets import make_blobs
 
 from annotations import selectors as queue_selectors
 from annotations import services as queue_services
-from annotations.models import Item, ItemScore, Project, QueueScoring
+from annotations.models import Annotation, Item, ItemScore, Membership, Project, QueueScoring
 from annotations.services import score_storage
 from learner import selectors
-from learner.ml.strategies import diverse_seed_order, ranked_batch_order, uncertainty
+from learner.ml.strategies import diverse_batch_order, diverse_seed_order, ranked_batch_order, uncertainty
 from learner.ml.training import fit, proba_batch, proba_over
+from learner.models import TrainingRun
 from learner.services import models as model_services
 from learner.services import scoring
 from learner.services.features import features_compute_chunk
-from learner.services.models import model_version_create, model_version_promote
+from learner.services.models import (
+    model_version_create,
+    model_version_force_promote,
+    model_version_loaded,
+    model_version_promote,
+    model_version_ranking,
+)
+from learner.services.training import training_run_execute, training_run_request
 from learner.tasks import score_chunk as score_chunk_task
 from learner.tasks import score_pool as score_pool_task
-from tests.factories import AnnotationFactory, ItemFactory
+from tests.factories import AnnotationFactory, ItemFactory, UserFactory
+from tests.learner.conftest import blob_items
 
 CENTRES = [(0.0, 0.0), (12.0, 0.0), (0.0, 12.0)]
 
@@ -164,10 +173,15 @@ def test_priorities_are_the_strategys_uncertainty_of_the_live_model(xy_project, 
     assert sorted(stored) == ids.tolist()
     # Scoring computes in float64 with the scaler folded into the model; scikit-learn scales
     # float32 rows in float32, hence the absolute tolerance.
-    assert [stored[i][0] for i in ids.tolist()] == pytest.approx(uncertainty(proba, strategy).tolist(), abs=1e-6)
+    expected = dict(zip(ids.tolist(), uncertainty(proba, strategy).tolist()))
+    batch = [i for i in ids.tolist() if stored[i][0] >= queue_services.PRIORITY_BOOST]
+    rest = [i for i in ids.tolist() if stored[i][0] < queue_services.PRIORITY_BOOST]
+    assert [stored[i][0] for i in rest] == pytest.approx([expected[i] for i in rest], abs=1e-6)
     assert [stored[i][1] for i in ids.tolist()] == [version.classes[j] for j in proba.argmax(axis=1)]
     assert [stored[i][2] for i in ids.tolist()] == pytest.approx(proba.max(axis=1).tolist(), abs=1e-6)
-    assert ranking(current.pk)[0] == ids[np.argmax(uncertainty(proba, strategy))]
+    # A diverse batch as long as the labels to the next retrain comes first, its most uncertain item first.
+    assert len(batch) == xy_project.retrain_every_n_labels
+    assert ranking(current.pk)[: len(batch)] == sorted(batch, key=lambda i: -expected[i])
 
 
 def test_random_strategy_keeps_the_models_suggestions(xy_project, eager_celery):
@@ -210,6 +224,76 @@ def test_the_batch_strategy_ranks_a_diverse_shortlist_first(xy_project, manager,
     # Past the batch, the uncertainty order holds.
     rest = [least_confident[ids.tolist().index(i)] for i in served[6:]]
     assert rest == sorted(rest, reverse=True)
+
+
+def test_a_diverse_batch_spreads_over_the_uncertain_clusters_before_taking_a_second_from_one():
+    # Four clusters of uncertain rows; the most uncertain ten all sit in the first one.
+    X, blob = make_blobs(n_samples=200, centers=[(0, 0), (20, 0), (0, 20), (20, 20)], cluster_std=1.0, random_state=5)
+    scores = np.where(blob == 0, 0.9, 0.5) + np.random.default_rng(5).random(200) * 0.05
+
+    order = diverse_batch_order(X, scores, 4)
+
+    assert set(blob[np.argsort(-scores)[:10]].tolist()) == {0}
+    assert set(blob[order].tolist()) == {0, 1, 2, 3}
+    assert scores[order].tolist() == sorted(scores[order].tolist(), reverse=True)  # most uncertain first
+    assert len(set(diverse_batch_order(X, scores, 40).tolist())) == 40
+
+
+def _train(project) -> TrainingRun:
+    run = training_run_request(project_id=project.pk, trigger="manual", evidence={"by": "test"})
+    return training_run_execute(run.pk)
+
+
+def test_a_candidate_kept_only_for_want_of_audit_labels_ranks_the_queue_and_the_live_model_suggests(
+    labeled_blobs, manager, eager_celery
+):
+    assert _train(labeled_blobs).status == "promoted"
+    live = model_version_ranking(labeled_blobs.pk)
+    labeled_blobs.gate_min_audit = 500  # no challenger can go live now
+    labeled_blobs.save()
+    negative, positive = labeled_blobs.labels.order_by("order")[:2]
+    rng = np.random.default_rng(11)
+    for i, item in enumerate(blob_items(labeled_blobs, rng, 40, shift=1.0)):  # more labels, so a different model
+        AnnotationFactory(item=item, annotator=manager, label=positive if i % 2 else negative)
+        Item.objects.filter(pk=item.pk).update(label_count=1, queue_done=True)
+    pool = blob_items(labeled_blobs, rng, 60)
+
+    kept = _train(labeled_blobs)
+    score_pool_task.delay(labeled_blobs.pk)  # what the kept run sends after commit
+
+    assert kept.status == "kept" and kept.decision["worse"] is False
+    candidate = kept.model_version
+    current = queue_selectors.scoring_current(labeled_blobs.pk)
+    assert (current.model_version, current.ranking_version) == (live.number, candidate.number)
+    ids, X = selectors.pool_matrix(labeled_blobs.pk, [item.pk for item in pool])
+    stored = scores_of(current.pk)
+    live_proba = proba_over(model_version_loaded(live).pipeline, X, live.classes)
+    ranking_proba = proba_over(model_version_loaded(candidate).pipeline, X, candidate.classes)
+    # Suggestions (and what a label records as predicted) stay the live model's.
+    assert [stored[i][1] for i in ids.tolist()] == [live.classes[j] for j in live_proba.argmax(axis=1)]
+    assert [stored[i][2] for i in ids.tolist()] == pytest.approx(live_proba.max(axis=1).tolist(), abs=1e-6)
+    rest = [k for k, i in enumerate(ids.tolist()) if stored[i][0] < queue_services.PRIORITY_BOOST]
+    margin = uncertainty(ranking_proba, "margin")
+    assert [stored[ids[k]][0] for k in rest] == pytest.approx(margin[rest].tolist(), abs=1e-6)
+    assert not np.allclose(margin[rest], uncertainty(live_proba, "margin")[rest], atol=1e-3)
+    expert = UserFactory()
+    Membership.objects.create(project=labeled_blobs, user=expert, role=Membership.Role.ANNOTATOR)
+    lease = queue_services.queue_next(project=labeled_blobs, user=expert)
+    assert lease.model_version == live.number
+
+    # A candidate the gate finds worse ranks nothing: the previous ranking model stays.
+    labeled_blobs.gate_min_audit = 30
+    labeled_blobs.save()
+    coin = np.random.default_rng(0)
+    for annotation in Annotation.objects.filter(item__project=labeled_blobs, is_audit=False):
+        annotation.label = (negative, positive)[int(coin.integers(0, 2))]
+        annotation.save(update_fields=["label"])
+    worse = _train(labeled_blobs)
+    assert worse.status == "kept" and worse.decision["worse"] is True, worse.decision
+    assert model_version_ranking(labeled_blobs.pk) == candidate
+    # A swap sets aside the candidates trained before it: the new live model ranks.
+    promoted = model_version_force_promote(version=worse.model_version, actor=manager, reason="test").to_version
+    assert model_version_ranking(labeled_blobs.pk) == promoted
 
 
 def test_ranked_batch_order_is_modals_ranked_batch():

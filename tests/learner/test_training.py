@@ -53,6 +53,7 @@ def test_a_worse_candidate_is_rejected_and_the_champion_stays(labeled_blobs):
 
     assert run.status == TrainingRun.Status.KEPT_CHAMPION
     assert "kept" in run.decision["reason"].lower()
+    assert run.decision["worse"] is True  # so it does not rank the queue either
     assert LiveModel.objects.get(project=labeled_blobs).version_id == live_before
     assert run.model_version.status == ModelVersion.Status.REJECTED
     assert SwapHistory.objects.filter(project=labeled_blobs).count() == 1
@@ -76,6 +77,7 @@ def test_too_small_an_audit_set_keeps_the_champion_and_says_so(labeled_blobs):
     assert run.decision["reason"] == (
         "Audit set too small: 80 audit labels, 500 needed for a challenger; kept the champion."
     )
+    assert run.decision["worse"] is False  # no evidence either way: it may rank the queue
 
 
 def test_the_first_model_goes_live_on_a_handful_of_audit_labels_when_clearly_better(labeled_blobs):
