@@ -42,6 +42,25 @@ def test_without_a_secret_key_production_refuses_to_start():
     assert "SECRET_KEY must be set" in result.stderr
 
 
+def test_a_web_process_loads_no_training_or_plotting_library():
+    """scikit-learn, SciPy's statistics, matplotlib, skops and modAL cost a web process about 150 MB: they are
+    imported where a model is trained, loaded or drawn, not when the app and every view are loaded."""
+    code = (
+        "import sys; from django.core.wsgi import get_wsgi_application; get_wsgi_application(); "
+        "from django.urls import get_resolver; get_resolver().url_patterns; "
+        "print(' '.join(sorted({name.split('.')[0] for name in sys.modules} & "
+        "{'sklearn', 'matplotlib', 'skops', 'modAL', 'pandas'} | ({'scipy.stats'} & set(sys.modules)))))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "DJANGO_SETTINGS_MODULE")}
+    env.update(_example_env())
+    env.update({"DATABASE_URL": "sqlite:////tmp/labelhub-deploy-check.sqlite3", "CACHE_URL": "locmemcache://",
+                "SECRET_KEY": secrets.token_urlsafe(50), "DJANGO_SETTINGS_MODULE": "labelhub.settings"})
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == []
+
+
 def test_gunicorn_keeps_an_idle_connection_through_an_experts_pause(tmp_path):
     """A client that pauses a few seconds between requests (an expert labeling) reuses its connection."""
     with socket.socket() as probe:

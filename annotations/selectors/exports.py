@@ -85,12 +85,17 @@ def _ts(column: str) -> str:
     return column
 
 
-def _sql(project: Project, options: ExportOptions, *, item_range: bool) -> tuple[str, list]:
-    """The export's one statement: items joined to their annotations and annotators, ordered by item then annotation."""
+def _sql(project: Project, options: ExportOptions, *, item_range: bool, select: str = "",
+         select_params: tuple = ()) -> tuple[str, list]:
+    """The export's one statement: items joined to their annotations and annotators, ordered by item then annotation.
+
+    ``select`` replaces the row layout of ``export_rows`` by other expressions over the aliases
+    i (item), a (annotation) and u (annotator), with ``select_params`` for its placeholders.
+    """
     q = connection.ops.quote_name
     item, annotation, user = q(Item._meta.db_table), q(Annotation._meta.db_table), q(get_user_model()._meta.db_table)
     since = connection.ops.adapt_datetimefield_value(options.since) if options.since is not None else None
-    params: list = []
+    params: list = list(select_params)
     if options.mode == "all":
         join = f"INNER JOIN {annotation} a ON a.item_id = i.id"
         if since is not None:
@@ -112,11 +117,13 @@ def _sql(project: Project, options: ExportOptions, *, item_range: bool) -> tuple
             params += [since, since]
     if item_range:
         where += " AND i.id >= %s AND i.id <= %s"
-    sql = (
-        f"SELECT i.id, i.external_id, i.text, CAST(i.{q('values')} AS TEXT), i.image, CAST(i.metadata AS TEXT),"
+    select = select or (
+        f"i.id, i.external_id, i.text, CAST(i.{q('values')} AS TEXT), i.image, CAST(i.metadata AS TEXT),"
         f" i.resolved_label_id, a.id, u.{q('username')}, a.label_id, a.source, a.is_audit, {_ts('a.created_at')},"
         f" {_ts('a.updated_at')}, a.time_spent_ms, a.model_version, a.predicted_label_id, a.predicted_confidence"
-        f" FROM {item} i {join} LEFT JOIN {user} u ON u.id = a.annotator_id"
+    )
+    sql = (
+        f"SELECT {select} FROM {item} i {join} LEFT JOIN {user} u ON u.id = a.annotator_id"
         f" WHERE {where} ORDER BY i.id, a.id"
     )
     return sql, params
@@ -158,9 +165,13 @@ def _snapshot_rows(sql: str, params: list, batch: int) -> Iterator[list[tuple]]:
             if outermost:
                 # Must be the transaction's first statement; inside a caller's transaction, that one governs.
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            # The text form of timestamps that _ts() relies on, for this transaction only.
+            # The text forms of timestamps that _ts() relies on, and of floats (shortest exact) that
+            # export_sql relies on, for this transaction only.
             cursor.execute("SET LOCAL TimeZone = 'UTC'")
             cursor.execute("SET LOCAL DateStyle = 'ISO'")
+            cursor.execute("SET LOCAL extra_float_digits = 1")
+            # Compiling a big export's expressions took longer than reading the first rows without it.
+            cursor.execute("SET LOCAL jit = off")
         with connection.connection.cursor(name=f"export_{uuid.uuid4().hex}") as cursor:
             cursor.itersize = batch
             cursor.execute(sql, params)
@@ -236,12 +247,19 @@ def item_image_signature_valid(item_id: int, signature: str) -> bool:
 def project_export(
     project: Project, fmt: str, options: ExportOptions, *, base_url: str = "", batch: int | None = None
 ) -> Iterator[str]:
-    """The project's export as text chunks in ``fmt`` (jsonl, csv, json, labelstudio); lazy: nothing is read until iterated."""
+    """The project's export as text chunks in ``fmt`` (jsonl, csv, json, labelstudio); lazy: nothing is read until iterated.
+
+    On PostgreSQL, mode all as JSONL, CSV or JSON of a text or tabular project is written by the
+    database itself (``export_sql``), the same bytes at several times the speed.
+    """
     from .. import exporting
     from ..models import Label
+    from . import export_sql
 
     if fmt not in exporting.FORMATS:
         raise ValueError(f"Unknown export format {fmt!r}.")
+    if options.mode not in MODES:
+        raise ValueError(f"Unknown export mode {options.mode!r}.")
     ctx = exporting.ExportContext(
         kind=project.kind,
         label_names=dict(Label.objects.filter(project=project).values_list("id", "name")),
@@ -249,4 +267,6 @@ def project_export(
         image_url=lambda item_id: item_image_url_signed(item_id, base_url),
         options=options,
     )
+    if export_sql.supported(project, fmt, options):
+        return export_sql.project_export_sql(project, fmt, ctx, batch or settings.LABELHUB_EXPORT_BATCH)
     return exporting.write(fmt, export_rows(project, options, batch=batch), ctx)

@@ -5,7 +5,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+# scipy.stats is imported in the functions that use it: web processes import this module through
+# the services, and most never compute a test.
 
 PAIRED = "mcnemar"
 TWO_PROPORTIONS = "two_proportions"
@@ -13,6 +15,8 @@ TWO_PROPORTIONS = "two_proportions"
 
 def wilson(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """The Wilson score interval of a proportion."""
+    from scipy import stats
+
     if n <= 0:
         return 0.0, 1.0
     z = stats.norm.ppf(0.5 + confidence / 2)
@@ -31,6 +35,8 @@ def mcnemar_exact(b: int, c: int) -> float:
     ``b``: pairs only the challenger got right; ``c``: pairs only the champion got right.
     Under the null each discordant pair is a fair coin, so p = P(Binomial(b + c, 1/2) >= b).
     """
+    from scipy import stats
+
     if b + c == 0:
         return 1.0
     return float(stats.binom.sf(b - 1, b + c, 0.5))
@@ -38,6 +44,8 @@ def mcnemar_exact(b: int, c: int) -> float:
 
 def two_proportions(correct_a: int, n_a: int, correct_b: int, n_b: int) -> float:
     """One-sided pooled z-test p-value that arm b (challenger) is more accurate than arm a (champion)."""
+    from scipy import stats
+
     if n_a == 0 or n_b == 0:
         return 1.0
     pooled = (correct_a + correct_b) / (n_a + n_b)
@@ -66,6 +74,8 @@ def sample_size(
     Paired (McNemar, normal approximation of Connor 1987): n = (z_a·√ψ + z_b·√(ψ − δ²))² / δ², ψ the
     discordant share. Split: Fleiss' two-proportion size per arm, scaled to the total over both arms.
     """
+    from scipy import stats
+
     delta = max(min_gain, 1e-3)
     z_a = stats.norm.isf(look_alpha(alpha, looks))
     z_b = stats.norm.ppf(power)

@@ -4,12 +4,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import beta, binomtest
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
+
+# scipy.stats and scikit-learn's metrics are imported in the functions that use them: a web
+# process imports this module through the services without ever evaluating a model here.
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a proportion; (0, 1) when there are no trials."""
+    from scipy.stats import binomtest
+
     if n == 0:
         return 0.0, 1.0
     ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
@@ -18,6 +21,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
 
 def evaluate(y_true: np.ndarray, proba: np.ndarray, classes: list[int]) -> dict:
     """Accuracy (with its Wilson interval), macro-F1, per-class precision/recall, confusion matrix, log-loss."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
+
     y_true = np.asarray(y_true)
     n = len(y_true)
     if n == 0:
@@ -61,6 +66,8 @@ class McNemar:
 
 def mcnemar_exact(y_true: np.ndarray, champion_pred: np.ndarray, candidate_pred: np.ndarray) -> McNemar:
     """One-sided exact McNemar (binomial on the discordant pairs) that the candidate is better."""
+    from scipy.stats import binomtest
+
     champion_ok = np.asarray(champion_pred) == np.asarray(y_true)
     candidate_ok = np.asarray(candidate_pred) == np.asarray(y_true)
     b = int((champion_ok & ~candidate_ok).sum())
@@ -96,6 +103,8 @@ def recall_drops(
     1 − confidence, and it stays below any useful bound when a class has a handful of items, so a
     single miss among two items (a point drop of 50 %) is not taken for evidence.
     """
+    from scipy.stats import beta
+
     y_true, champion_pred, candidate_pred = (np.asarray(a) for a in (y_true, champion_pred, candidate_pred))
     out = {}
     for label in classes:

@@ -8,7 +8,6 @@ from typing import BinaryIO, Protocol
 import numpy as np
 from PIL import Image
 from scipy import sparse
-from sklearn.feature_extraction.text import HashingVectorizer
 
 Matrix = np.ndarray | sparse.csr_matrix
 PackedRow = tuple[bytes, bytes | None]
@@ -36,6 +35,9 @@ class TextFeaturizer:
     sparse = True
 
     def __init__(self) -> None:
+        # Imported here: a web process imports this module but builds a text featurizer only to predict.
+        from sklearn.feature_extraction.text import HashingVectorizer
+
         self._vectorizer = HashingVectorizer(
             analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b",
             n_features=self.n_features, alternate_sign=False, norm="l2", dtype=np.float32,

@@ -6,21 +6,19 @@ and axis names are searchable and scale with the page's font.
 """
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
-from matplotlib.backends.backend_svg import FigureCanvasSVG
-from matplotlib.figure import Figure
 
-# Set once for the process rather than in rc_context(), which swaps global state and so is not safe
-# in a threaded web server. Both keys only affect SVG output, which only this module writes.
-matplotlib.rcParams["svg.fonttype"] = "none"
-matplotlib.rcParams["svg.hashsalt"] = "labelhub"  # stable element ids: the same data gives the same SVG
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 COLOURS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d", "#ff9da6",
            "#bab0ac"]
 
@@ -29,8 +27,21 @@ COLOURS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#e
 STYLE_VERSION = 2
 
 
+@functools.cache
+def _matplotlib() -> None:
+    """Import matplotlib on the first plot (a web process that draws none saves its memory) and set it up once."""
+    import matplotlib
+
+    # Set once for the process rather than in rc_context(), which swaps global state and so is not safe
+    # in a threaded web server. Both keys only affect SVG output, which only this module writes.
+    matplotlib.rcParams["svg.fonttype"] = "none"
+    matplotlib.rcParams["svg.hashsalt"] = "labelhub"  # stable element ids: the same data gives the same SVG
+
+
 def _svg(figure: Figure) -> str:
     """Render a figure as an inline ``<svg>`` element (no XML prolog, no fixed pixel size)."""
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+
     buffer = io.StringIO()
     FigureCanvasSVG(figure).print_svg(buffer, metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
@@ -45,6 +56,9 @@ def _svg(figure: Figure) -> str:
 
 
 def _figure(width: float, height: float) -> Figure:
+    _matplotlib()
+    from matplotlib.figure import Figure
+
     # The object API needs no display and leaves pyplot's global state alone (thread-safe in a web process).
     return Figure(figsize=(width, height), dpi=72, layout="constrained")
 

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import numpy as np
-from modAL.uncertainty import _proba_entropy, _proba_margin, _proba_uncertainty
 from scipy import sparse
-from sklearn.metrics.pairwise import euclidean_distances, pairwise_distances, pairwise_distances_argmin_min
+
+# modAL and scikit-learn are imported in the functions that use them: a web process that only
+# imports this module (through the services) does not pay their import time and memory.
 
 STRATEGIES = ("least_confident", "margin", "entropy", "random", "batch")
 
 
 def uncertainty(proba: np.ndarray, strategy: str, rng: np.random.Generator | None = None) -> np.ndarray:
     """Return one priority per row of ``proba``: higher means ask an expert sooner."""
+    from modAL.uncertainty import _proba_entropy, _proba_margin, _proba_uncertainty
+
     proba = np.asarray(proba, dtype=np.float64)
     if strategy in ("least_confident", "batch"):
         return _proba_uncertainty(proba)
@@ -49,6 +52,8 @@ def ranked_batch_order(
     Without labeled rows it starts, as modAL does, from the row closest on average to the others
     (and, unlike modAL, never picks that row twice).
     """
+    from sklearn.metrics.pairwise import euclidean_distances, pairwise_distances, pairwise_distances_argmin_min
+
     n_rows = shortlist.shape[0]
     n = min(n_instances, n_rows)
     if n <= 0:
@@ -140,6 +145,7 @@ def diverse_seed_order(X: np.ndarray | sparse.spmatrix, n_seeds: int, random_sta
     before it, starting from the largest cluster's), so any first few already spread over the data.
     """
     from sklearn.cluster import MiniBatchKMeans
+    from sklearn.metrics.pairwise import euclidean_distances
 
     n_rows = X.shape[0]
     k = min(n_seeds, n_rows)

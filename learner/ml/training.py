@@ -1,11 +1,16 @@
 """Candidate models per project kind: scikit-learn pipelines, fitting, and probability vectors."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import sparse
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+# scikit-learn is imported where a model is built or inspected: a web process that never trains
+# or predicts does not pay its import time and memory.
 
 
 class TrainingError(ValueError):
@@ -14,6 +19,10 @@ class TrainingError(ValueError):
 
 def make_pipeline(kind: str) -> Pipeline:
     """Return an unfitted pipeline suited to the project kind."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     if kind == "text":
         # Hashed n-grams are already L2-normalised and sparse: no scaling, a linear model.
         return Pipeline([("clf", LogisticRegression(C=10.0, max_iter=2000))])
@@ -55,6 +64,9 @@ def proba_fast(model: Pipeline, X: np.ndarray | sparse.spmatrix, classes: list[i
     Covers [StandardScaler] + LogisticRegression, the pipelines ``make_pipeline`` builds; anything
     else, or classes in another order, goes through ``proba_over``.
     """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     steps = [step for _, step in model.steps]
     clf = steps[-1]
     if (
@@ -91,6 +103,9 @@ def proba_batch(model: Pipeline, X: np.ndarray | sparse.spmatrix, classes: list[
     float64 copy of the whole matrix, and it works on sparse rows as they are. Anything else
     goes through ``proba_over``.
     """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     steps = [step for _, step in model.steps]
     clf = steps[-1]
     if not isinstance(clf, LogisticRegression) or any(not isinstance(step, StandardScaler) for step in steps[:-1]):

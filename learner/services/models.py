@@ -7,20 +7,22 @@ import subprocess
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import skops.io as sio
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import transaction
 from django.db.models import Max
-from sklearn.pipeline import Pipeline
 
 from annotations.models import Project
 from labelhub.api import DomainError
 from labelhub.celery import send_task_on_commit
 from learner.models import LiveModel, ModelVersion, SwapHistory, TrainingRun
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 SCORE_TASK = "learner.score_pool"
 _CACHE_SIZE = 8
@@ -60,6 +62,8 @@ def model_version_create(
     query_strategy: str = "",
 ) -> ModelVersion:
     """Store a fitted pipeline under a new, never-overwritten name and record it as a candidate."""
+    import skops.io as sio  # with scikit-learn: only where a model is written or read
+
     payload = sio.dumps(pipeline)
     sha = hashlib.sha256(payload).hexdigest()
     with transaction.atomic():
@@ -107,6 +111,8 @@ def _load(version: ModelVersion) -> Pipeline:
         raise ArtifactError(f"model file {version.artifact_name} is missing") from exc
     if hashlib.sha256(payload).hexdigest() != version.artifact_sha256:
         raise ArtifactError(f"model file {version.artifact_name} does not match its recorded sha256")
+    import skops.io as sio
+
     untrusted = sio.get_untrusted_types(data=payload)
     if untrusted:
         # skops trusts scikit-learn's and numpy's own types; anything else was not written by us.
