@@ -4,6 +4,7 @@ import os
 import threading
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labelhub.settings")
 
@@ -12,6 +13,14 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 logger = logging.getLogger(__name__)
+
+
+@worker_init.connect
+def _import_machine_learning(**kwargs) -> None:
+    """Workers train, score and evaluate: import that stack once, in the main process before the pool forks."""
+    from learner.ml import import_stack
+
+    import_stack()
 
 
 def send_task_on_commit(name: str, args: list, *, coalesce_seconds: float = 0) -> None:
