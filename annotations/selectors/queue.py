@@ -13,7 +13,7 @@ from django.utils import timezone
 from labelhub import rows
 from labelhub.api import NotFound
 
-from ..models import Annotation, Item, Label, Lease, Membership, Project, QueueScoring
+from ..models import Annotation, Item, Lease, Membership, Project, QueueScoring
 
 # Progress counts at or above these sizes are cached for a while (see _count_cached).
 POOL_CACHED_FROM = 50_000
@@ -107,27 +107,13 @@ SCORING_CURRENT_ID_SQL = (
 
 def queue_scoring_current(project_id: int) -> QueueScoring | None:
     """The project's newest complete scoring, which the queue serves from, or None."""
-    q = rows.qn
-    # queue_scorings_complete(project_id).first(), written out: it runs twice per item served.
+    # queue_scorings_complete(project_id).first(), written out as the queue's statements read it.
     row = rows.fetch_one(
-        f"SELECT {rows.columns(QueueScoring, 's')} FROM {q(QueueScoring._meta.db_table)} s"
-        f" WHERE s.{q('project_id')} = %s AND s.{q('status')} = %s AND s.{q('finished_at')} IS NOT NULL"
-        f" ORDER BY s.{q('finished_at')} DESC, s.{q('id')} DESC LIMIT 1",
+        f"SELECT {rows.columns(QueueScoring, 'c')} FROM {rows.qn(QueueScoring._meta.db_table)} c"
+        f" WHERE c.id = ({SCORING_CURRENT_ID_SQL.format(project='%s')})",
         [project_id, QueueScoring.Status.COMPLETE],
     )
     return rows.build(QueueScoring, row)[0] if row else None
-
-
-def project_labels_by_id(project_id: int) -> dict[int, Label]:
-    """The project's labels by id, in one statement."""
-    q = rows.qn
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {rows.columns(Label, 'b')} FROM {q(Label._meta.db_table)} b WHERE b.{q('project_id')} = %s",
-            [project_id],
-        )
-        labels = [rows.build(Label, row)[0] for row in cursor.fetchall()]
-    return {label.pk: label for label in labels}
 
 
 def _local_midnight() -> datetime:

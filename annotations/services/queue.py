@@ -180,7 +180,9 @@ def _item_free(item: Item, *, project: Project, user: AbstractBaseUser, now: dat
     return (not labeled and not held and label_count + others < project.overlap), stale
 
 
-def _lease_insert_if_free(lease: Lease, *, project: Project, user: AbstractBaseUser, now: datetime) -> tuple[bool, Any]:
+def _lease_insert_if_free(
+    lease: Lease, *, project: Project, user: AbstractBaseUser, now: datetime
+) -> tuple[bool, bool]:
     """PostgreSQL: ``_item_free``'s check and the lease's insert in one statement; whether the item was
     free and whether the lease went in (not if the user's own expired lease on it must be retired first)."""
     check, check_params = _item_check_sql(lease.item, user=user, now=now)
@@ -485,9 +487,7 @@ def annotation_submit_or_get(
             # The served scoring's id comes along, for the score delete below to name its partition,
             # and the label, so that one statement both locks the item and reads what is needed.
             row = rows.fetch_one(
-                f'SELECT i.label_count, (SELECT s.id FROM "{_SCORING}" s WHERE s.project_id = %s AND s.status = %s'
-                " AND s.finished_at IS NOT NULL ORDER BY s.finished_at DESC, s.id DESC LIMIT 1),"
-                f" {rows.columns(Label, 'b')}"
+                f"SELECT i.label_count, ({SCORING_CURRENT_ID_SQL.format(project='%s')}), {rows.columns(Label, 'b')}"
                 f' FROM "{_ITEM}" i LEFT JOIN "{_LABEL}" b ON b.id = {label_sql} WHERE i.id = %s{lock}',
                 [project.pk, QueueScoring.Status.COMPLETE, *label_params, lease.item_id],
             )
