@@ -8,6 +8,7 @@ is the seeding before any model exists: diverse items first, random order after 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -148,8 +149,10 @@ def scoring_finish(project_id: int, scoring_id: int) -> bool:
     scoring = queue_selectors.scoring_get(scoring_id)
     if scoring is None or scoring.status != QueueScoring.Status.RUNNING:
         return False
+    started = time.perf_counter()
     if not queue_services.item_scores_index(scoring_id):
         return False
+    indexed = time.perf_counter()
     top = queue_selectors.item_scores_top(scoring_id, 1)
     if top and top[0][1] < PRIORITY_BOOST:
         if scoring.ranking_version == 0:
@@ -158,7 +161,11 @@ def scoring_finish(project_id: int, scoring_id: int) -> bool:
             _rank_batch(project_id, scoring_id)
         elif scoring.strategy in UNCERTAINTY_STRATEGIES:
             _diverse_batch(project_id, scoring)
-    return queue_services.scoring_complete(scoring_id)
+    ordered = time.perf_counter()
+    completed = queue_services.scoring_complete(scoring_id)
+    logger.info("Project %s: scoring %s finished (indexes %.2f s, top of the queue %.2f s, completion %.2f s)",
+                project_id, scoring_id, indexed - started, ordered - indexed, time.perf_counter() - ordered)
+    return completed
 
 
 def score_pool_reconcile(stalled_before: datetime | None = None) -> dict[str, int]:
