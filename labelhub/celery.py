@@ -45,8 +45,8 @@ def send_task_on_commit(name: str, args: list, *, coalesce_seconds: float = 0) -
 
 
 class _Coalescer:
-    """Per process, one delayed message for many calls: a project whose experts label hundreds of items
-    a second sends one message a second instead of one per label.
+    """Per process, one delayed message for many calls: a project whose experts label a hundred items
+    a second sends a couple of messages a second instead of one per label.
 
     The first call arms a timer; calls while it is armed add nothing; when it fires, the message
     goes out and the next call arms a new one. The task therefore runs after every call it stands
