@@ -405,6 +405,21 @@ def _labels_added(project: Project) -> None:
     send_task_on_commit(LABELS_ADDED_TASK, [project.pk], coalesce_seconds=LABELS_ADDED_COALESCE_SECONDS)
 
 
+def _queue_annotation(lease: Lease, user: AbstractBaseUser, time_spent_ms: int | None) -> Annotation:
+    """The (unsaved, label-less) annotation a submit on the lease stores, with the suggestion the lease carried."""
+    return Annotation(
+        item_id=lease.item_id,
+        annotator=user,
+        source=Annotation.Source.QUEUE,
+        time_spent_ms=time_spent_ms,
+        is_audit=lease.is_audit,
+        model_version=lease.model_version,
+        predicted_label_id=lease.predicted_label_id,
+        predicted_confidence=lease.predicted_confidence,
+        lease=lease,
+    )
+
+
 def _submit_in_one_statement(
     lease: Lease, user: AbstractBaseUser, label_sql: str, label_params: list[Any], time_spent_ms: int | None
 ) -> Annotation | None:
@@ -417,17 +432,7 @@ def _submit_in_one_statement(
     done, its score in the served scoring (whose id goes in as a value, so that only that
     partition is planned and locked).
     """
-    annotation = Annotation(
-        item_id=lease.item_id,
-        annotator=user,
-        source=Annotation.Source.QUEUE,
-        time_spent_ms=time_spent_ms,
-        is_audit=lease.is_audit,
-        model_version=lease.model_version,
-        predicted_label_id=lease.predicted_label_id,
-        predicted_confidence=lease.predicted_confidence,
-        lease=lease,
-    )
+    annotation = _queue_annotation(lease, user, time_spent_ms)
     columns, values, value_params = rows.insert_values(annotation, label_id="up.label_id")
     sql = (
         f'WITH up AS (UPDATE "{_LEASE}" l SET status = %s FROM (SELECT {label_sql} AS label_id) b'
@@ -512,18 +517,9 @@ def annotation_submit_or_get(
                 others = Lease.objects.filter(item_id=lease.item_id, status=ACTIVE, expires_at__gt=now).exclude(user=user)
                 if label_count + others.count() >= project.overlap:
                     raise Conflict(EXPIRED_TAKEN)
-            annotation = rows.insert(Annotation(
-                item_id=lease.item_id,
-                annotator=user,
-                label=label,
-                source=Annotation.Source.QUEUE,
-                time_spent_ms=time_spent_ms,
-                is_audit=lease.is_audit,
-                model_version=lease.model_version,
-                predicted_label_id=lease.predicted_label_id,
-                predicted_confidence=lease.predicted_confidence,
-                lease=lease,
-            ))
+            annotation = _queue_annotation(lease, user, time_spent_ms)
+            annotation.label = label
+            rows.insert(annotation)
             label_count += 1
             done = label_count >= project.overlap
             rows.execute(
