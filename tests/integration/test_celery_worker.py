@@ -65,3 +65,51 @@ def test_an_import_sends_its_feature_job_to_the_worker_after_commit(celery_worke
     ids, matrix = pool_matrix(text_project.pk)
     assert list(ids) == list(text_project.items.order_by("pk").values_list("pk", flat=True))
     assert matrix.shape[0] == 40 and matrix.nnz > 0
+
+
+def test_the_worker_keeps_its_database_session_between_tasks_and_replaces_one_that_was_cut(
+    celery_worker_process, tabular_project
+):
+    from django.db import connection
+
+    from annotations import selectors as queue_selectors
+    from learner.services.features import features_compute_chunk
+
+    Project.objects.filter(pk=tabular_project.pk).update(feature_names=["x", "y"])
+    rng = np.random.default_rng(3)
+    items = [ItemFactory(project=tabular_project, values=rng.normal(size=2).tolist()) for _ in range(30)]
+    features_compute_chunk(tabular_project.pk, [item.pk for item in items])
+
+    def scored_again() -> int:
+        """Ask the worker for a new scoring of the pool and wait until it is served; return its id."""
+        latest = queue_selectors.scoring_latest_id(tabular_project.pk)
+        app.send_task("learner.score_pool", args=[tabular_project.pk, latest])
+
+        def served() -> bool:
+            current = queue_selectors.scoring_current(tabular_project.pk)
+            return current is not None and current.pk > latest
+
+        wait_for(served, what="the pool to be scored", worker=celery_worker_process)
+        return queue_selectors.scoring_current(tabular_project.pk).pk
+
+    def worker_sessions() -> set[int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend'",
+                [connection.settings_dict["NAME"]],
+            )
+            return {row[0] for row in cursor.fetchall()}
+
+    scored_again()
+    sessions = worker_sessions()
+    assert sessions, "the worker holds no database session between tasks"
+    scored_again()
+    assert worker_sessions() == sessions  # the same session served the next task
+
+    with connection.cursor() as cursor:
+        for pid in sessions:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    scored_again()  # a task after the cut gets a new session, and its work done
+    assert worker_sessions().isdisjoint(sessions)
+    assert "OperationalError" not in celery_worker_process.log_tail(200_000)
