@@ -379,6 +379,10 @@ class QueueScoring(models.Model):
     progressed_at = models.DateTimeField(
         null=True, blank=True, help_text="When a chunk was last stored, or its missing chunks were sent again."
     )
+    head_floor = models.FloatField(
+        null=True, blank=True,
+        help_text="Set while only the head of a large pool (priorities from here up) is indexed for the queue.",
+    )
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -165,6 +165,9 @@ LABELHUB_FEATURE_CHUNK = env.int("FEATURE_CHUNK", default=5000)
 # lookup, commit) is small beside its work, small enough that workers share a pool evenly and a
 # chunk's rows commit in well under a second.
 LABELHUB_SCORING_CHUNK = env.int("SCORING_CHUNK", default=20_000)
+# A scoring of a larger pool is served as soon as its head, about this many of the highest
+# priorities, is indexed; the queue's index over the whole pool is built in the background.
+LABELHUB_SCORING_HEAD = env.int("SCORING_HEAD", default=50_000)
 # Items per /predict request; experiments evaluated on beat and after each outcome.
 LABELHUB_PREDICT_MAX_BATCH = env.int("PREDICT_MAX_BATCH", default=1000)
 LABELHUB_EXPERIMENT_ALPHA = env.float("EXPERIMENT_ALPHA", default=0.05)

@@ -1,5 +1,5 @@
 """Reads of learner's data: items needing features, pools as one matrix, and what the versions page and dashboard show."""
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -119,38 +119,50 @@ def _rows(queryset: QuerySet) -> list[tuple]:
         return cursor.fetchall()
 
 
-def pool_scorable_item_ids(project_id: int) -> np.ndarray:
-    """Ids of the project's items that have features and are still in the queue, ascending.
+def pool_scorable_count(project_id: int) -> int:
+    """How many of the project's items have features and are still in the queue."""
+    with_features = FeatureVector.objects.filter(project_id=project_id).count()
+    done = Item.objects.filter(project_id=project_id, label_count__gt=0, queue_done=True, features__isnull=False)
+    return with_features - done.count()
 
-    Read from the features' (project, item) index and the few done items, which is several times
-    faster on a large pool than scanning the items themselves.
+
+def pool_scorable_id_slices(project_id: int, slice_items: int) -> Iterator[np.ndarray]:
+    """The ids of the project's items that have features and are still in the queue, ascending, a slice at a time.
+
+    Each slice is one index range scan of the features' (project, item) index over the next
+    ``slice_items`` ids, less the done items among them, so that a caller can act on the first
+    ids before the last are read (a pool's chunks are sent while it is still being planned).
     """
-    if connection.vendor == "postgresql":
-        return _scorable_ids_aggregated(project_id)
-    with_features = FeatureVector.objects.filter(project_id=project_id).order_by("item_id").values_list("item_id")
-    ids = np.array([row[0] for row in _rows(with_features)], dtype=np.int64)
     done = queue_done_item_ids(project_id)
-    return ids[~np.isin(ids, done, assume_unique=True)] if len(done) else ids
+    after = 0
+    while True:
+        ids = _feature_ids_after(project_id, after, slice_items)
+        if not len(ids):
+            return
+        after = int(ids[-1])
+        if len(done):
+            ids = ids[~np.isin(ids, done, assume_unique=True)]
+        if len(ids):
+            yield ids
 
 
-def _scorable_ids_aggregated(project_id: int) -> np.ndarray:
-    """pool_scorable_item_ids on PostgreSQL: the ids as one byte string built by the server, read with numpy.
-
-    An index-only scan of the features' (project, item) index; the few done items are left out
-    here (a hashed NOT IN in the statement doubles its time), and no Python object is made per id.
-    """
-    q = connection.ops.quote_name
+def _feature_ids_after(project_id: int, after: int, limit: int) -> np.ndarray:
+    """Up to ``limit`` ids of the project's items with features above ``after``, ascending."""
+    if connection.vendor != "postgresql":
+        ids = FeatureVector.objects.filter(project_id=project_id, pk__gt=after).order_by("pk")
+        return np.array(list(ids.values_list("pk", flat=True)[:limit]), dtype=np.int64)
+    features = connection.ops.quote_name(FeatureVector._meta.db_table)
+    # On PostgreSQL the ids come as one byte string built by the server and read with numpy,
+    # without a Python object per id.
     sql = (
-        f"SELECT string_agg(int8send(f.item_id), ''::bytea) FROM {q(FeatureVector._meta.db_table)} f"
-        " WHERE f.project_id = %s"
+        f"SELECT string_agg(int8send(s.item_id), ''::bytea) FROM (SELECT f.item_id FROM {features} f"
+        " WHERE f.project_id = %s AND f.item_id > %s ORDER BY f.item_id LIMIT %s) s"
     )
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, [project_id], binary=True)
+        cursor.execute(sql, [project_id, after, limit], binary=True)
         stream = cursor.fetchone()[0]
-    ids = np.sort(np.frombuffer(stream or b"", dtype=">i8").astype(np.int64))
-    done = queue_done_item_ids(project_id)
-    return ids[~np.isin(ids, done, assume_unique=True)] if len(done) else ids
+    return np.sort(np.frombuffer(stream or b"", dtype=">i8").astype(np.int64))
 
 
 def pool_matrix_unlabeled(

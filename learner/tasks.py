@@ -45,18 +45,16 @@ def features_reconcile() -> int:
 
 @shared_task(name="learner.score_pool", acks_late=True, time_limit=300, soft_time_limit=240)
 def score_pool(project_id: int, newer_than: int | None = None) -> int:
-    """Plan a scoring of the unlabeled pool by the live model and dispatch one chunk task per id range.
+    """Plan a scoring of the unlabeled pool by the live model, sending each chunk's task as soon as its range is known.
 
     ``newer_than``: only a scoring planned after this scoring id stands in for this request.
     Returns the number of chunks dispatched (0 when another scoring stands in).
     """
-    plan = scoring_services.score_pool_plan(project_id, newer_than=newer_than)
-    if plan is None or not plan.ranges:
-        return 0
-    group(
-        score_chunk.si(project_id, plan.scoring_id, lo, hi, n) for n, (lo, hi) in enumerate(plan.ranges)
-    ).apply_async()
-    return len(plan.ranges)
+    def send(scoring_id: int, chunk: int, lo: int, hi: int) -> None:
+        score_chunk.apply_async(args=[project_id, scoring_id, lo, hi, chunk])
+
+    plan = scoring_services.score_pool_plan(project_id, newer_than=newer_than, send=send)
+    return len(plan.ranges) if plan is not None else 0
 
 
 @shared_task(name="learner.score_chunk", acks_late=True, time_limit=300, soft_time_limit=240)
@@ -66,6 +64,12 @@ def score_chunk(project_id: int, scoring_id: int, lo: int, hi: int, chunk: int |
     A message without ``chunk`` (sent before chunks were numbered) is matched to its chunk by range.
     """
     return scoring_services.score_chunk(project_id, scoring_id, (lo, hi), chunk)
+
+
+@shared_task(name="learner.score_index_rest", acks_late=True, time_limit=1800, soft_time_limit=1740)
+def score_index_rest(scoring_id: int) -> bool:
+    """Index the whole pool of a scoring the queue serves from its head, without blocking the queue."""
+    return scoring_services.scoring_index_rest(scoring_id)
 
 
 @shared_task(name="learner.score_pool_reconcile", acks_late=True, time_limit=300, soft_time_limit=240)

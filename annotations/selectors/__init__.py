@@ -47,6 +47,7 @@ from .scoring import (
     scorings_running,
     scoring_partition,
     scorings_served,
+    scorings_served_from_head,
     scorings_served_without_rows,
     scorings_stalled,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "scorings_running",
     "scoring_partition",
     "scorings_served",
+    "scorings_served_from_head",
     "scorings_served_without_rows",
     "scorings_stalled",
 ]

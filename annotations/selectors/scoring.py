@@ -6,7 +6,8 @@ from datetime import datetime
 
 import numpy as np
 from django.db import connection
-from django.db.models import Exists, Max, OuterRef, Q
+from django.db.models import BooleanField, Exists, Max, OuterRef, Q
+from django.db.models.expressions import RawSQL
 
 from ..models import Annotation, Item, ItemScore, QueueScoring
 
@@ -80,12 +81,19 @@ def scoring_newest_standing(project_id: int, *, running_since: datetime, newer_t
 
 
 def item_scores_top(scoring_id: int, n: int) -> list[tuple[int, float]]:
-    """The scoring's ``n`` highest-priority (item_id, priority) pairs, highest first."""
-    return list(
-        ItemScore.objects.filter(scoring_id=scoring_id).order_by("-priority", "item_id").values_list(
+    """The scoring's ``n`` highest-priority (item_id, priority) pairs, highest first.
+
+    Read from the head (and its index) while only the head is indexed, unless it holds fewer.
+    """
+    scores = ItemScore.objects.filter(scoring_id=scoring_id).order_by("-priority", "item_id")
+    floor = QueueScoring.objects.filter(pk=scoring_id).values_list("head_floor", flat=True).first()
+    if floor is not None:
+        top = list(scores.filter(RawSQL(head_at_least(floor), [], output_field=BooleanField())).values_list(
             "item_id", "priority"
-        )[:n]
-    )
+        )[:n])
+        if len(top) == n:
+            return top
+    return list(scores.values_list("item_id", "priority")[:n])
 
 
 def import_items_unscored(job_ids: Sequence[int], scoring_id: int) -> bool:
@@ -113,6 +121,19 @@ def item_score_partitions() -> list[int]:
     return sorted(int(name[len(prefix):]) for name in names if name.startswith(prefix) and name[len(prefix):].isdigit())
 
 
+def head_at_least(floor: float) -> str:
+    """The head's condition with the floor as a literal (float8, written so that it reads back exactly):
+    the planner uses the partial index only for a query whose condition it can prove implies it."""
+    return f"priority >= float8 '{float(floor)!r}'"
+
+
+def head_condition(scoring: QueueScoring, alias: str) -> str:
+    """The SQL condition on ``alias``.priority keeping the scoring's head, or "" if the whole pool is indexed."""
+    if scoring.head_floor is None:
+        return ""
+    return f"{alias}.{head_at_least(scoring.head_floor)}"
+
+
 def scorings_served() -> dict[int, int]:
     """Each project's served scoring (its newest complete one) by project id."""
     served: dict[int, int] = {}
@@ -128,6 +149,16 @@ def scorings_stalled(stalled_before: datetime) -> list[QueueScoring]:
         QueueScoring.objects.filter(status=QueueScoring.Status.RUNNING, chunks_total__gt=0)
         .filter(Q(progressed_at__lt=stalled_before) | Q(progressed_at__isnull=True, started_at__lt=stalled_before))
         .order_by("pk")
+    )
+
+
+def scorings_served_from_head(finished_before: datetime) -> list[int]:
+    """Served scorings, complete before ``finished_before``, whose queue index still covers only their head."""
+    served = scorings_served()
+    return sorted(
+        QueueScoring.objects.filter(
+            pk__in=served.values(), head_floor__isnull=False, finished_at__lt=finished_before
+        ).values_list("pk", flat=True)
     )
 
 

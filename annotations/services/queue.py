@@ -19,6 +19,7 @@ from labelhub.celery import send_task_on_commit
 
 from ..models import Annotation, Item, ItemScore, Label, Lease, Project, QueueScoring
 from ..selectors.queue import SCORING_CURRENT_ID_SQL, lease_get_for_user
+from ..selectors.scoring import head_condition
 
 LABELS_ADDED_TASK = "learner.labels_added"
 # A label's labels_added message goes out this many seconds after it, standing for every label
@@ -108,16 +109,25 @@ def _scored_candidate(
     scoring: QueueScoring, *, project: Project, user: AbstractBaseUser, now: datetime, tried: set[int],
     skip_locked: bool,
 ) -> tuple[Item, ScoreRow] | None:
-    """Lock and return the free item of highest priority in the scoring, with its score and suggested label."""
+    """Lock and return the free item of highest priority in the scoring, with its score and suggested label.
+
+    While only the scoring's head is indexed (a large pool just scored), the head is walked
+    first, and the rest of the pool only once no item of the head is free.
+    """
     conditions, params = _free_conditions(project=project, user=user, now=now, tried=tried)
-    sql = (
-        f"SELECT s.priority, s.confidence, {rows.columns(Item, 'i')}, {rows.columns(Label, 'b')}"
-        f' FROM "{_SCORE}" s INNER JOIN "{_ITEM}" i ON i.id = s.item_id'
-        f' LEFT JOIN "{_LABEL}" b ON b.id = s.predicted_label_id'
-        f" WHERE s.scoring_id = %s AND {conditions} ORDER BY s.priority DESC LIMIT 1{_lock_clause(skip_locked)}"
-    )
-    row = rows.fetch_one(sql, [scoring.pk, *params])
-    if row is None:
+    head = head_condition(scoring, "s")
+    for within in ([f"{head} AND "] if head else []) + [""]:
+        sql = (
+            f"SELECT s.priority, s.confidence, {rows.columns(Item, 'i')}, {rows.columns(Label, 'b')}"
+            f' FROM "{_SCORE}" s INNER JOIN "{_ITEM}" i ON i.id = s.item_id'
+            f' LEFT JOIN "{_LABEL}" b ON b.id = s.predicted_label_id'
+            f" WHERE {within}s.scoring_id = %s AND {conditions} ORDER BY s.priority DESC LIMIT 1"
+            f"{_lock_clause(skip_locked)}"
+        )
+        row = rows.fetch_one(sql, [scoring.pk, *params])
+        if row is not None:
+            break
+    else:
         return None
     item, end = rows.build(Item, row, 2)
     label, _ = rows.build(Label, row, end)

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import psycopg
+from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from ..models import ItemScore, QueueScoring
-from ..selectors.scoring import item_score_partitions, scoring_partition, scorings_served
+from ..selectors.scoring import head_at_least, item_score_partitions, scoring_partition, scorings_served
 
 _SCORING = QueueScoring._meta.db_table
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ PARTITION_CREATE_WAIT_S = 30  # then the scoring fails, and its task is retried
 PRUNE_WAIT_S = 2  # then the partition is left for the reconciliation task
 # Memory for building a partition's indexes: a million rows sort in memory with this.
 INDEX_BUILD_MEMORY = "256MB"
+# Pages of a partition read to estimate the floor of its head (a few tens of thousands of rows).
+HEAD_SAMPLE_PAGES = 200
 
 
 class ChunkStoredAlready(Exception):
@@ -260,22 +263,23 @@ def item_scores_index(scoring_id: int) -> bool:
     """Index the scoring's partition once its chunks are stored; False if the scoring is no longer running.
 
     Built once over the whole partition, which is several times cheaper than keeping the
-    indexes up to date row by row while the chunks are copied in. Outside a transaction the two
-    indexes are built at once on two connections (the priority sort is the longer one); inside
-    one (tests), one after the other. Safe to run again.
+    indexes up to date row by row while the chunks are copied in. The queue needs two: by item,
+    and by priority. Sorting a large pool by priority is the longest part of a scoring's finish,
+    while the queue serves only its top for a long while: so a pool of more than
+    LABELHUB_SCORING_HEAD items gets a partial index over its head instead (priorities from a
+    floor estimated on a sample, recorded on the scoring as ``head_floor`` in the same
+    transaction), and item_scores_index_rest indexes the whole pool once the scoring is served.
+    Outside a transaction the item index is built at once on a second connection; inside one
+    (tests), one after the other. Safe to run again.
     """
     if connection.vendor != "postgresql":
         return QueueScoring.objects.filter(pk=scoring_id, status=QueueScoring.Status.RUNNING).exists()
     partition = scoring_partition(scoring_id)
-    statements = [
-        f'CREATE UNIQUE INDEX IF NOT EXISTS "{partition}_item" ON "{partition}" (item_id)',
-        # Priority alone: the queue walks it highest first; ties (rare) need no index order.
-        f'CREATE INDEX IF NOT EXISTS "{partition}_queue" ON "{partition}" (priority DESC)',
-    ]
-    alongside = None if connection.in_atomic_block else _IndexBuild(statements.pop())
+    by_item = f'CREATE UNIQUE INDEX IF NOT EXISTS "{partition}_item" ON "{partition}" (item_id)'
+    alongside = None if connection.in_atomic_block else _IndexBuild(by_item)
     with transaction.atomic(), connection.cursor() as cursor:
         # The scoring's row lock makes a concurrent finisher of the same scoring wait, then find the indexes built.
-        cursor.execute(f"SELECT status FROM {_SCORING} WHERE id = %s FOR NO KEY UPDATE", [scoring_id])
+        cursor.execute(f"SELECT status, items_scored FROM {_SCORING} WHERE id = %s FOR NO KEY UPDATE", [scoring_id])
         row = cursor.fetchone()
         if row is None or row[0] != QueueScoring.Status.RUNNING:
             return False
@@ -283,13 +287,79 @@ def item_scores_index(scoring_id: int) -> bool:
             alongside.start()
         try:
             _index_settings(cursor)
-            for statement in statements:
-                cursor.execute(statement)
+            if alongside is None:
+                cursor.execute(by_item)
+            floor = _head_floor(cursor, partition, row[1])
+            if floor is None:
+                cursor.execute(f'CREATE INDEX IF NOT EXISTS "{partition}_queue" ON "{partition}" (priority DESC)')
+            else:
+                cursor.execute(f'CREATE INDEX IF NOT EXISTS "{partition}_head" ON "{partition}" (priority DESC)'
+                               f" WHERE {head_at_least(floor)}")
+            cursor.execute(f"UPDATE {_SCORING} SET head_floor = %s WHERE id = %s", [floor, scoring_id])
         finally:
             if alongside is not None:
                 alongside.join()
         if alongside is not None and alongside.error is not None:
             raise alongside.error
+    return True
+
+
+def _head_floor(cursor: CursorWrapper, partition: str, rows: int) -> float | None:
+    """The priority from which about LABELHUB_SCORING_HEAD of the partition's ``rows`` lie, estimated on a
+    sample of its pages; None if the pool is no larger than the head (or the sample came back empty)."""
+    head = settings.LABELHUB_SCORING_HEAD
+    if rows <= head:
+        return None
+    cursor.execute("SELECT pg_relation_size(%s) / current_setting('block_size')::int", [partition])
+    percent = min(100.0, 100.0 * HEAD_SAMPLE_PAGES / max(cursor.fetchone()[0], 1))
+    # REPEATABLE: a finisher run again draws the same pages, and so the same floor.
+    cursor.execute(
+        "SELECT percentile_disc(%s) WITHIN GROUP (ORDER BY priority DESC)"
+        f' FROM "{partition}" TABLESAMPLE SYSTEM (%s) REPEATABLE (0)',
+        [head / rows, percent],
+    )
+    return cursor.fetchone()[0]
+
+
+def item_scores_index_rest(scoring_id: int) -> bool:
+    """Index a served scoring's whole partition by priority, without blocking its readers or writers, and
+    clear its ``head_floor`` so that the queue reads past the head; False if there was nothing to do.
+
+    PostgreSQL builds it concurrently, which cannot run inside a transaction; inside one (tests),
+    the index is built plainly. A build that failed leaves an invalid index, dropped and built
+    again here; one still under way in another session is left to finish.
+    """
+    if connection.vendor != "postgresql":
+        return False
+    if not QueueScoring.objects.filter(pk=scoring_id, head_floor__isnull=False).exists():
+        return False
+    partition = scoring_partition(scoring_id)
+    name = f"{partition}_queue"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [f'"{partition}"'])
+        if not cursor.fetchone()[0]:
+            return False  # dropped meanwhile: a newer scoring is served
+        cursor.execute(
+            "SELECT x.indisvalid,"
+            " EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = x.indexrelid)"
+            " FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid WHERE c.relname = %s",
+            [name],
+        )
+        existing = cursor.fetchone()
+        if existing is not None and not existing[0]:
+            if existing[1]:
+                return False  # another session is building it
+            cursor.execute(f'DROP INDEX {"" if connection.in_atomic_block else "CONCURRENTLY "}IF EXISTS "{name}"')
+            existing = None
+        if existing is None:
+            concurrently = "" if connection.in_atomic_block else "CONCURRENTLY "
+            cursor.execute(f"SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
+            try:
+                cursor.execute(f'CREATE INDEX {concurrently}IF NOT EXISTS "{name}" ON "{partition}" (priority DESC)')
+            finally:
+                cursor.execute("RESET maintenance_work_mem")
+    QueueScoring.objects.filter(pk=scoring_id).update(head_floor=None)
+    logger.info("Scoring %s: the queue's index covers the whole pool", scoring_id)
     return True
 
 

@@ -27,9 +27,9 @@ def scoring_start(
 ) -> QueueScoring:
     """Record a new running scoring of the project's pool, planned as these chunks, and create its partition.
 
-    ``chunks_total`` without ``chunk_ranges`` records chunks with no ranges (they cannot be sent
-    again by reconciliation). ``ranked_by`` names the version that orders the queue when it is
-    not ``model_version``.
+    ``chunks_total`` without ``chunk_ranges`` records chunks whose ranges come later
+    (``scoring_chunks_record``); until then reconciliation cannot send them again.
+    ``ranked_by`` names the version that orders the queue when it is not ``model_version``.
     """
     if strategy not in Project.Strategy.values:
         raise ValueError(f"unknown strategy {strategy!r}")
@@ -45,6 +45,12 @@ def scoring_start(
             # Committed at once with the row: the lock it takes holds up every reader of the table.
             item_scores_partition_create(scoring.pk)
     return scoring
+
+
+def scoring_chunks_record(scoring_id: int, chunk_ranges: Sequence[tuple[int, int]], *, items_total: int) -> None:
+    """Record the item id ranges of a scoring's chunks, planned after it started, and how many items they hold."""
+    ranges = np.asarray(list(chunk_ranges), dtype="<i8").reshape(-1, 2)
+    QueueScoring.objects.filter(pk=scoring_id).update(chunk_ranges=ranges.tobytes(), items_total=items_total)
 
 
 def scoring_complete(scoring_id: int) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,6 +32,7 @@ from learner.models import ModelVersion
 from learner.services.models import SCORE_TASK, model_version_live, model_version_loaded, model_version_ranking
 
 SCORE_CHUNK_TASK = "learner.score_chunk"
+SCORE_INDEX_TASK = "learner.score_index_rest"
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ class ScoringError(RuntimeError):
     """A pool cannot be scored, e.g. the model was trained on another feature space."""
 
 
+# What a plan hands each chunk to as soon as its range is known: scoring id, chunk number, lowest and highest id.
+ChunkSend = Callable[[int, int, int, int], None]
+
+
 @dataclass(frozen=True)
 class ScoringPlan:
     """A planned scoring and the inclusive item id ranges of its chunks."""
@@ -67,7 +72,7 @@ class ScoringPlan:
 
 
 def score_pool_plan(
-    project_id: int, *, newer_than: int | None = None, chunk_items: int | None = None
+    project_id: int, *, newer_than: int | None = None, chunk_items: int | None = None, send: ChunkSend | None = None
 ) -> ScoringPlan | None:
     """Plan a scoring of the unlabeled pool by the live and ranking models (0: seeding); None if one already stands.
 
@@ -75,6 +80,11 @@ def score_pool_plan(
     running and younger than SCORING_STALE_AFTER; with ``newer_than``, only one planned after
     that scoring id does. An empty pool gets a complete scoring with no chunks, so that the
     queue shows it is up to date. Chunks hold ``chunk_items`` items (LABELHUB_SCORING_CHUNK).
+
+    The pool is counted first, so that the scoring starts knowing how many chunks it has; its ids
+    are then read a slice at a time, and each chunk is handed to ``send`` (scoring id, chunk
+    number, lowest and highest id) as soon as its range is known: other workers score the first
+    chunks while the rest is being planned. The ranges are recorded on the scoring at the end.
     """
     chunk_items = chunk_items or settings.LABELHUB_SCORING_CHUNK
     version = model_version_live(project_id)
@@ -89,19 +99,53 @@ def score_pool_plan(
         logger.info("Project %s: scoring %s by v%s (ranked by v%s) stands (%s); not planning another",
                     project_id, standing.pk, number, ranked_by, standing.status)
         return None
-    ids = selectors.pool_scorable_item_ids(project_id)
-    ranges = [
-        (int(ids[start]), int(ids[min(start + chunk_items, len(ids)) - 1])) for start in range(0, len(ids), chunk_items)
-    ]
+    counted = selectors.pool_scorable_count(project_id)
+    chunks = -(-counted // chunk_items)
     scoring = queue_services.scoring_start(
-        project_id=project_id, model_version=number, ranked_by=ranked_by, strategy=strategy, chunk_ranges=ranges,
-        items_total=len(ids),
+        project_id=project_id, model_version=number, ranked_by=ranked_by, strategy=strategy, chunks_total=chunks,
+        items_total=counted,
     )
-    if not ranges:
+    if not chunks:
         queue_services.scoring_complete(scoring.pk)
+    ranges, items = [], 0
+    for lo, hi, n in _chunk_spans(selectors.pool_scorable_id_slices(project_id, chunk_items), chunks, chunk_items):
+        if send is not None:
+            send(scoring.pk, len(ranges), lo, hi)
+        ranges.append((lo, hi))
+        items += n
+    if ranges:
+        queue_services.scoring_chunks_record(scoring.pk, ranges, items_total=items)
     logger.info("Project %s: scoring %s by v%s (ranked by v%s) plans %s items in %s chunks", project_id, scoring.pk,
-                number, ranked_by, len(ids), len(ranges))
+                number, ranked_by, items, len(ranges))
     return ScoringPlan(scoring.pk, ranges)
+
+
+def _chunk_spans(slices: Iterator[np.ndarray], chunks: int, chunk_items: int) -> Iterator[tuple[int, int, int]]:
+    """(lowest id, highest id, ids) of ``chunks`` consecutive chunks of ``chunk_items`` ids taken from ascending slices.
+
+    The last chunk takes every id left (items added since the pool was counted); chunks that the
+    ids do not reach (items removed since) are empty ranges above the last id.
+    """
+    pending: list[np.ndarray] = []
+    held = made = last = 0
+
+    def take(count: int | None) -> tuple[int, int, int]:
+        nonlocal pending, held, made, last
+        ids = np.concatenate(pending) if pending else np.empty(0, dtype=np.int64)
+        chunk, rest = (ids, ids[:0]) if count is None else (ids[:count], ids[count:])
+        pending, held, made = [rest], len(rest), made + 1
+        if not len(chunk):
+            return last + 1, last, 0
+        last = int(chunk[-1])
+        return int(chunk[0]), last, len(chunk)
+
+    for ids in slices:
+        pending.append(ids)
+        held += len(ids)
+        while made < chunks - 1 and held >= chunk_items:
+            yield take(chunk_items)
+    while made < chunks:
+        yield take(None if made == chunks - 1 else chunk_items)
 
 
 def score_chunk(project_id: int, scoring_id: int, id_range: tuple[int, int], chunk: int | None = None) -> int:
@@ -144,7 +188,9 @@ def score_chunk(project_id: int, scoring_id: int, id_range: tuple[int, int], chu
 def scoring_finish(project_id: int, scoring_id: int) -> bool:
     """Index the scoring's rows, put the seeds (seeding) or a diverse batch of the most uncertain first, complete it.
 
-    Safe to run again: indexes are built once and items already put first are left as they are.
+    A large pool is served once its head is indexed; the index over the rest is built by the
+    task this sends. Safe to run again: indexes are built once and items already put first are
+    left as they are.
     """
     scoring = queue_selectors.scoring_get(scoring_id)
     if scoring is None or scoring.status != QueueScoring.Status.RUNNING:
@@ -165,7 +211,14 @@ def scoring_finish(project_id: int, scoring_id: int) -> bool:
     completed = queue_services.scoring_complete(scoring_id)
     logger.info("Project %s: scoring %s finished (indexes %.2f s, top of the queue %.2f s, completion %.2f s)",
                 project_id, scoring_id, indexed - started, ordered - indexed, time.perf_counter() - ordered)
+    if completed and queue_selectors.scoring_get(scoring_id).head_floor is not None:
+        _send_after_commit(SCORE_INDEX_TASK, [scoring_id])  # served from its head: now the whole pool
     return completed
+
+
+def scoring_index_rest(scoring_id: int) -> bool:
+    """Index the whole pool of a scoring served from its head; False if there was nothing to do."""
+    return queue_services.item_scores_index_rest(scoring_id)
 
 
 def score_pool_reconcile(stalled_before: datetime | None = None) -> dict[str, int]:
@@ -175,14 +228,23 @@ def score_pool_reconcile(stalled_before: datetime | None = None) -> dict[str, in
     SCORING_STALLED_AFTER): a chunk message or its worker was lost. Its chunks without stored
     rows are sent again (redeliveries of chunks that did arrive meanwhile store nothing); one
     whose chunks are all stored but was never finished gets one chunk sent again, which finishes
-    it. Then score partitions of scorings that are gone or older than their project's served
-    scoring are dropped, and a project whose served scoring lost its rows (an unlogged partition
-    emptied by a database crash) is scored again.
+    it; one whose plan never recorded its chunks is failed and the pool planned again. Then score
+    partitions of scorings that are gone or older than their project's served scoring are
+    dropped, a served scoring still without an index over its whole pool (its index task was
+    lost) gets it built again, and a project whose served scoring lost its rows (an unlogged partition emptied by a
+    database crash) is scored again.
     """
     stalled_before = stalled_before or timezone.now() - SCORING_STALLED_AFTER
-    resent = 0
+    resent = rescored = 0
     for scoring in queue_selectors.scorings_stalled(stalled_before):
         ranges = queue_services.scoring_chunk_ranges(scoring)
+        if len(ranges) < scoring.chunks_total:
+            # Its plan stopped before recording its chunks (the planning worker was lost): plan again.
+            if queue_services.scoring_fail(scoring.pk, "Its plan was interrupted before it recorded its chunks."):
+                logger.warning("Scoring %s stalled with its plan unfinished: planning the pool again", scoring.pk)
+                _send_after_commit(SCORE_TASK, [scoring.project_id, scoring.pk])
+                rescored += 1
+            continue
         missing = [n for n in range(len(ranges)) if not queue_services.scoring_chunk_is_stored(scoring, n)] or (
             [len(ranges) - 1] if ranges else []
         )
@@ -193,13 +255,17 @@ def score_pool_reconcile(stalled_before: datetime | None = None) -> dict[str, in
             _send_after_commit(SCORE_CHUNK_TASK, [scoring.project_id, scoring.pk, lo, hi, n])
         logger.warning("Scoring %s stalled: sent %s of its chunks again", scoring.pk, len(missing))
         resent += len(missing)
+    reindexed = 0
+    for scoring_id in queue_selectors.scorings_served_from_head(stalled_before):
+        logger.warning("Scoring %s is still served from its head only: indexing its whole pool again", scoring_id)
+        _send_after_commit(SCORE_INDEX_TASK, [scoring_id])
+        reindexed += 1
     pruned = queue_services.item_scores_prune_stale()
-    rescored = 0
     for project_id, current_id in queue_selectors.scorings_served_without_rows():
         logger.warning("Project %s: served scoring %s lost its rows; scoring the pool again", project_id, current_id)
         _send_after_commit(SCORE_TASK, [project_id, current_id])
         rescored += 1
-    return {"chunks_resent": resent, "partitions_dropped": pruned, "rescored": rescored}
+    return {"chunks_resent": resent, "partitions_dropped": pruned, "rescored": rescored, "reindexed": reindexed}
 
 
 def score_pool_after_features(project_id: int, job_ids: Sequence[int]) -> bool:

@@ -8,7 +8,7 @@ import numpy as np
 import psycopg
 import pytest
 from celery import current_app
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from modAL.batch import ranked_batch
@@ -18,11 +18,12 @@ from sklearn.datasets import make_blobs
 from annotations import selectors as queue_selectors
 from annotations import services as queue_services
 from annotations.models import Annotation, Item, ItemScore, Membership, Project, QueueScoring
+from annotations.selectors.scoring import head_condition
 from annotations.services import score_storage
 from learner import selectors
 from learner.ml.strategies import diverse_batch_order, diverse_seed_order, ranked_batch_order, uncertainty
 from learner.ml.training import fit, proba_batch, proba_over
-from learner.models import TrainingRun
+from learner.models import FeatureVector, TrainingRun
 from learner.services import models as model_services
 from learner.services import scoring
 from learner.services.features import features_compute_chunk
@@ -35,6 +36,7 @@ from learner.services.models import (
 )
 from learner.services.training import training_run_execute, training_run_request
 from learner.tasks import score_chunk as score_chunk_task
+from learner.tasks import score_index_rest as score_index_rest_task
 from learner.tasks import score_pool as score_pool_task
 from tests.factories import AnnotationFactory, ItemFactory, UserFactory
 from tests.learner.conftest import blob_items
@@ -336,13 +338,53 @@ def test_the_plan_covers_the_unlabeled_items_that_have_features(xy_project, mana
     label(items[:2], [xy_project.labels.first()] * 2, manager)
     waiting = ItemFactory(project=xy_project, values=[0.0, 0.0])  # its features are not computed yet
 
-    plan = scoring.score_pool_plan(xy_project.pk, chunk_items=4)
+    sent = []
+    plan = scoring.score_pool_plan(xy_project.pk, chunk_items=4, send=lambda *chunk: sent.append(chunk))
 
     expected = [item.pk for item in items[2:]]
-    assert selectors.pool_scorable_item_ids(xy_project.pk).tolist() == expected
+    slices = list(selectors.pool_scorable_id_slices(xy_project.pk, 5))
+    assert [ids.tolist() for ids in slices] == [expected[:3], expected[3:8], expected[8:]]
+    assert selectors.pool_scorable_count(xy_project.pk) == 10
     assert waiting.pk in queue_selectors.pool_unlabeled_item_ids(xy_project.pk)
     assert plan.ranges == [(expected[0], expected[3]), (expected[4], expected[7]), (expected[8], expected[9])]
-    assert QueueScoring.objects.get(pk=plan.scoring_id).items_total == 10
+    # Each chunk was handed on with its number as the plan went; the scoring records them all.
+    assert sent == [(plan.scoring_id, n, lo, hi) for n, (lo, hi) in enumerate(plan.ranges)]
+    recorded = QueueScoring.objects.get(pk=plan.scoring_id)
+    assert queue_services.scoring_chunk_ranges(recorded) == plan.ranges
+    assert (recorded.items_total, recorded.chunks_total) == (10, 3)
+
+
+def test_items_added_while_the_pool_is_planned_are_scored_in_its_last_chunk(xy_project, eager_celery):
+    X, _ = blobs(25)
+    add_items(xy_project, X[:20])
+    late = []
+
+    def send(scoring_id: int, chunk: int, lo: int, hi: int) -> None:
+        if chunk == 0:  # an import lands after the pool was counted, while its chunks are being sent
+            late.extend(add_items(xy_project, X[20:]))
+        score_chunk_task(xy_project.pk, scoring_id, lo, hi, chunk)
+
+    plan = scoring.score_pool_plan(xy_project.pk, chunk_items=10, send=send)
+
+    assert len(plan.ranges) == 2 and plan.ranges[-1][1] == late[-1].pk
+    done = QueueScoring.objects.get(pk=plan.scoring_id)
+    assert (done.status, done.chunks_done, done.items_scored, done.items_total) == ("complete", 2, 25, 25)
+
+
+def test_chunks_that_items_removed_while_the_pool_is_planned_leave_empty_score_nothing(xy_project, eager_celery):
+    X, _ = blobs(30)
+    items = add_items(xy_project, X)
+
+    def send(scoring_id: int, chunk: int, lo: int, hi: int) -> None:
+        if chunk == 0:
+            Item.objects.filter(pk__in=[item.pk for item in items[10:]]).delete()
+        score_chunk_task(xy_project.pk, scoring_id, lo, hi, chunk)
+
+    plan = scoring.score_pool_plan(xy_project.pk, chunk_items=10, send=send)
+
+    assert len(plan.ranges) == 3 and all(lo > hi for lo, hi in plan.ranges[1:])
+    done = QueueScoring.objects.get(pk=plan.scoring_id)
+    assert (done.status, done.chunks_done, done.items_scored, done.items_total) == ("complete", 3, 10, 10)
 
 
 def test_chunks_count_once_and_a_redelivered_chunk_stores_nothing_twice(xy_project):
@@ -543,6 +585,67 @@ def test_each_scoring_has_a_partition_indexed_at_completion_and_dropped_when_a_n
     assert ItemScore.objects.filter(scoring_id=second.scoring_id).count() == 30
 
 
+def partition_indexes(scoring_id: int) -> list[str]:
+    partition = queue_selectors.scoring_partition(scoring_id)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s ORDER BY 1", [partition])
+        return [row[0][len(partition) + 1:] for row in cursor.fetchall()]
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_pool_larger_than_the_head_is_served_from_its_head_first_then_whole_once_indexed(
+    xy_project, manager, settings, monkeypatch
+):
+    settings.LABELHUB_SCORING_HEAD = 10
+    Project.objects.filter(pk=xy_project.pk).update(audit_share=0.0, retrain_every_n_labels=3)
+    xy_project.refresh_from_db()
+    X, blob = blobs(60)
+    items = add_items(xy_project, X)
+    sent = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    go_live(xy_project, items, blob)
+    plan = scoring.score_pool_plan(xy_project.pk, chunk_items=25)
+
+    score_all(xy_project, plan)  # outside a transaction: the finish's two connections
+
+    served = queue_selectors.scoring_current(xy_project.pk)
+    assert served.pk == plan.scoring_id and served.head_floor is not None
+    assert ("learner.score_index_rest", [served.pk]) in sent  # the whole pool is indexed next
+    assert partition_indexes(served.pk) == ["head", "item"]
+    in_head = ItemScore.objects.filter(scoring=served, priority__gte=served.head_floor).count()
+    assert 10 <= in_head <= 13  # the head, and the diverse batch of 3 put first
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(
+            f'EXPLAIN SELECT s.item_id FROM "{ItemScore._meta.db_table}" s WHERE {head_condition(served, "s")}'
+            f" AND s.scoring_id = %s ORDER BY s.priority DESC LIMIT 1", [served.pk],
+        )
+        assert "_head" in "\n".join(row[0] for row in cursor.fetchall())  # the head's condition is the index's
+
+    # The queue walks the head, then on past it, highest priority first; skips keep the items unlabeled.
+    order, walked = ranking(served.pk), []
+    for _ in range(in_head + 3):
+        lease = queue_services.queue_next(project=xy_project, user=manager)
+        walked.append(lease.item_id)
+        queue_services.lease_skip(lease_id=lease.pk, user=manager)
+    assert walked == order[:in_head + 3]
+
+    # The index task was lost: after a while reconciliation sends it again, and it indexes the whole pool.
+    sent.clear()
+    assert scoring.score_pool_reconcile()["reindexed"] == 0
+    QueueScoring.objects.filter(pk=served.pk).update(finished_at=timezone.now() - timedelta(hours=1))
+    assert scoring.score_pool_reconcile()["reindexed"] == 1
+    assert sent == [("learner.score_index_rest", [served.pk])]
+    assert score_index_rest_task(*sent[0][1]) is True
+    assert score_index_rest_task(served.pk) is False  # done already
+
+    assert queue_selectors.scoring_current(xy_project.pk).head_floor is None
+    assert partition_indexes(served.pk) == ["head", "item", "queue"]
+    lease = queue_services.queue_next(project=xy_project, user=manager)
+    assert lease.item_id == order[in_head + 3]
+
+
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
 def test_a_long_reader_of_the_scores_delays_neither_completion_nor_the_queue_reads_behind_the_drop(xy_project):
@@ -655,6 +758,35 @@ def test_reconciliation_finishes_a_scoring_whose_chunks_are_stored_but_whose_fin
     assert queue_selectors.scoring_current(xy_project.pk).pk == plan.scoring_id
 
 
+def test_reconciliation_plans_again_a_scoring_whose_plan_was_interrupted(
+    xy_project, monkeypatch, django_capture_on_commit_callbacks
+):
+    X, _ = blobs(30)
+    add_items(xy_project, X)
+
+    def lost(scoring_id: int, chunk: int, lo: int, hi: int) -> None:
+        if chunk == 1:
+            raise SystemExit("the planning worker is killed")
+
+    with pytest.raises(SystemExit):
+        scoring.score_pool_plan(xy_project.pk, chunk_items=10, send=lost)
+    interrupted = QueueScoring.objects.get(project=xy_project)
+    assert (interrupted.status, interrupted.chunks_total, queue_services.scoring_chunk_ranges(interrupted)) == (
+        "running", 3, [],
+    )
+    sent = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    stalled()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert scoring.score_pool_reconcile()["rescored"] == 1
+
+    assert sent == [("learner.score_pool", [xy_project.pk, interrupted.pk])]
+    interrupted.refresh_from_db()
+    assert interrupted.status == "failed" and "interrupted" in interrupted.error
+    assert scoring.score_pool_plan(xy_project.pk, newer_than=interrupted.pk) is not None
+
+
 @postgresql_only
 def test_reconciliation_rescores_a_pool_whose_served_rows_were_lost(
     xy_project, eager_celery, monkeypatch, django_capture_on_commit_callbacks
@@ -715,3 +847,19 @@ def test_batch_probabilities_match_scikit_learns():
         (three, pool, [0, 1, 2]), (two, pool, [0, 1]), (two, pool, [1, 5, 0]), (text, text_pool, [0, 1, 2]),
     ]:
         assert proba_batch(model, rows, classes) == pytest.approx(proba_over(model, rows, classes), abs=1e-6)
+
+
+@postgresql_only
+def test_a_chunk_reads_the_dense_features_of_its_unlabeled_items_and_refuses_rows_of_another_width(xy_project, manager):
+    X, _ = blobs(12)
+    items = add_items(xy_project, X)
+    label(items[:2], [xy_project.labels.first()] * 2, manager)
+
+    ids, matrix = selectors.pool_matrix_unlabeled(xy_project.pk, (items[0].pk, items[9].pk))
+
+    by_id = dict(zip(ids.tolist(), matrix.tolist(), strict=True))
+    assert sorted(by_id) == [item.pk for item in items[2:10]]
+    assert np.allclose([by_id[item.pk] for item in items[2:10]], X[2:10].astype(np.float32))
+    FeatureVector.objects.filter(item_id=items[5].pk).update(values=np.zeros(3, dtype=np.float32).tobytes())
+    with pytest.raises(ValueError, match="do not have 2 values each"):
+        selectors.pool_matrix_unlabeled(xy_project.pk, (items[0].pk, items[9].pk))
