@@ -26,7 +26,8 @@ TRIM_THRESHOLD_BYTES = 512 * 1024 * 1024
 
 @worker_init.connect
 def _import_machine_learning(**kwargs) -> None:
-    """Workers train, score and evaluate: import that stack once, in the main process before the pool forks."""
+    """Workers train, score and evaluate: import that stack once, and set how freed memory is kept, in the
+    main process before the pool forks."""
     from learner.ml import import_stack
 
     import_stack()

@@ -269,9 +269,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=840
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Celery closes the database connection before and after every task unless told to reuse it, and
-# a chunk of pool scoring then spends milliseconds connecting. Connections are instead kept as
-# Django keeps them between requests (CONN_MAX_AGE, health checks): see labelhub/celery.py.
+# Celery closes the database connection before and after every task unless told to reuse it: each
+# task then opened a new PostgreSQL session with cold caches (a chunk of pool scoring took twice
+# as long). Connections are instead kept as Django keeps them between requests (CONN_MAX_AGE,
+# health checks): see labelhub/celery.py.
 CELERY_DB_REUSE_MAX = 2**31
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {

@@ -231,8 +231,8 @@ def score_pool_reconcile(stalled_before: datetime | None = None) -> dict[str, in
     it; one whose plan never recorded its chunks is failed and the pool planned again. Then score
     partitions of scorings that are gone or older than their project's served scoring are
     dropped, a served scoring still without an index over its whole pool (its index task was
-    lost) gets it built again, and a project whose served scoring lost its rows (an unlogged partition emptied by a
-    database crash) is scored again.
+    lost) gets it built again, and a project whose served scoring lost its rows (an unlogged
+    partition emptied by a database crash) is scored again.
     """
     stalled_before = stalled_before or timezone.now() - SCORING_STALLED_AFTER
     resent = rescored = 0
