@@ -107,14 +107,16 @@ def score_pool_plan(
     )
     if not chunks:
         queue_services.scoring_complete(scoring.pk)
+        logger.info("Project %s: scoring %s by v%s (ranked by v%s) has no items to score", project_id, scoring.pk,
+                    number, ranked_by)
+        return ScoringPlan(scoring.pk, [])
     ranges, items = [], 0
     for lo, hi, n in _chunk_spans(selectors.pool_scorable_id_slices(project_id, chunk_items), chunks, chunk_items):
         if send is not None:
             send(scoring.pk, len(ranges), lo, hi)
         ranges.append((lo, hi))
         items += n
-    if ranges:
-        queue_services.scoring_chunks_record(scoring.pk, ranges, items_total=items)
+    queue_services.scoring_chunks_record(scoring.pk, ranges, items_total=items)
     logger.info("Project %s: scoring %s by v%s (ranked by v%s) plans %s items in %s chunks", project_id, scoring.pk,
                 number, ranked_by, items, len(ranges))
     return ScoringPlan(scoring.pk, ranges)

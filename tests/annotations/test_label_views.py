@@ -31,6 +31,21 @@ def _lease(project, user, exclude=()) -> Lease:
     return lease
 
 
+def _served_scoring(project, items, *, ranked_by=None) -> QueueScoring:
+    """A complete scoring by v4 (ranked by ``ranked_by``) putting the items first in order, each suggested
+    "negative" at 61%; no audit draws, so the queue serves them in that order."""
+    scoring = QueueScoring.objects.create(
+        project=project, model_version=4, ranked_by=ranked_by, strategy=Project.Strategy.MARGIN,
+        status=QueueScoring.Status.COMPLETE, finished_at=timezone.now() - timedelta(minutes=5),
+    )
+    negative = project.labels.get(name="negative")
+    for rank, item in enumerate(items):
+        scoring.scores.create(item=item, priority=10 - rank, predicted_label=negative, confidence=0.61)
+    project.audit_share = 0.0
+    project.save()
+    return scoring
+
+
 def _url(name, project, lease=None):
     return reverse(name, args=[project.pk] if lease is None else [project.pk, lease.pk])
 
@@ -180,15 +195,7 @@ def test_the_suggestion_is_left_out_when_the_project_hides_it(expert_client, tex
 
 
 def test_a_suggestion_comes_from_the_scoring_the_queue_serves(expert_client, text_project, items):
-    scoring = QueueScoring.objects.create(
-        project=text_project, model_version=4, strategy=Project.Strategy.MARGIN,
-        status=QueueScoring.Status.COMPLETE, finished_at=timezone.now() - timedelta(minutes=5),
-    )
-    negative = text_project.labels.get(name="negative")
-    for rank, item in enumerate(items):
-        scoring.scores.create(item=item, priority=10 - rank, predicted_label=negative, confidence=0.61)
-    text_project.audit_share = 0.0
-    text_project.save()
+    _served_scoring(text_project, items)
 
     body = expert_client.get(_url("label", text_project)).content.decode()
 
@@ -417,15 +424,7 @@ def test_the_fragments_take_the_csrf_header_the_script_sends(text_project, items
 def test_the_page_says_when_a_newer_candidate_ranks_the_queue_and_whose_suggestion_is_shown(
     expert_client, text_project, items
 ):
-    scoring = QueueScoring.objects.create(
-        project=text_project, model_version=4, ranked_by=6, strategy=Project.Strategy.MARGIN,
-        status=QueueScoring.Status.COMPLETE, finished_at=timezone.now() - timedelta(minutes=5),
-    )
-    negative = text_project.labels.get(name="negative")
-    for rank, item in enumerate(items):
-        scoring.scores.create(item=item, priority=10 - rank, predicted_label=negative, confidence=0.61)
-    text_project.audit_share = 0.0
-    text_project.save()
+    _served_scoring(text_project, items, ranked_by=6)
 
     body = expert_client.get(_url("label", text_project)).content.decode()
 

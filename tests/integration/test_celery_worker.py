@@ -5,13 +5,16 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from django.db import connection
 from django.utils import timezone
 
+from annotations import selectors as queue_selectors
 from annotations.models import ImportJob, Project
 from annotations.services import import_file
 from labelhub.celery import app
 from learner.models import FeatureVector
 from learner.selectors import pool_matrix
+from learner.services.features import features_compute_chunk
 from tests.factories import ItemFactory, ProjectFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -70,11 +73,6 @@ def test_an_import_sends_its_feature_job_to_the_worker_after_commit(celery_worke
 def test_the_worker_keeps_its_database_session_between_tasks_and_replaces_one_that_was_cut(
     celery_worker_process, tabular_project
 ):
-    from django.db import connection
-
-    from annotations import selectors as queue_selectors
-    from learner.services.features import features_compute_chunk
-
     Project.objects.filter(pk=tabular_project.pk).update(feature_names=["x", "y"])
     rng = np.random.default_rng(3)
     items = [ItemFactory(project=tabular_project, values=rng.normal(size=2).tolist()) for _ in range(30)]
