@@ -3,8 +3,9 @@
 The pool is tabular (64 features), written straight into the tables with binary COPY, with
 its features. Scoring is timed from the swap that asks for it (model_version_promote sends
 learner.score_pool after commit) until its QueueScoring row is complete: first with one
-worker process, then with two (each of concurrency 1, BLAS held to one thread), three scorings
-each (``--scorings``); the figures are the medians, the runs are printed too. Then gunicorn
+worker process and with two (each of concurrency 1, BLAS held to one thread), three scorings
+each (``--scorings``), one and two workers taking turns; the figures are the medians, the runs
+are printed too. Then gunicorn
 serves 16 closed-loop clients with no think time, each leasing the next item and labeling it;
 then the same clients paced at 50 cycles/s in total. Duplicates are counted from the database
 afterwards: items labeled more often than the overlap allows, and items leased to two clients
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import socket
 import sys
 import threading
 import time
@@ -216,19 +218,23 @@ def scoring_wait(project_id: int, model_version: int, started: float, timeout: f
     raise SystemExit(f"scoring by v{model_version} did not complete in {timeout:.0f} s")
 
 
-def scorings_timed(project, labels, X: np.ndarray, y: np.ndarray, runs: int) -> tuple[list[float], list[float]]:
-    """Time ``runs`` scorings by the running workers, each after a swap to a new version; items/s and index waits.
+def scoring_timed(project, labels, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Time one scoring by the consuming workers, after a swap to a new version; items/s and the index wait.
 
-    After each, the index over the whole pool is waited for and the score tables vacuumed, so
-    that no run's background work spills into the next.
+    After it, the index over the whole pool is waited for and the score tables vacuumed, so that
+    no run's background work spills into the next.
     """
-    rates, index_after = [], []
-    for _ in range(runs):
-        seconds, scored = timed_swap(project.pk, model_create(project, labels, X, y))
-        rates.append(scored / seconds)
-        index_after.append(whole_index_wait(project.pk))
-        vacuum()
-    return rates, index_after
+    seconds, scored = timed_swap(project.pk, model_create(project, labels, X, y))
+    index_after = whole_index_wait(project.pk)
+    vacuum()
+    return scored / seconds, index_after
+
+
+def scoring_consumer(celery_app, worker: str, on: bool) -> None:
+    """Make a running worker take scoring tasks or stop taking them (Celery's remote control); wait for its answer."""
+    method = celery_app.control.add_consumer if on else celery_app.control.cancel_consumer
+    if not method("scoring", destination=[worker], reply=True, timeout=10):
+        raise SystemExit(f"worker {worker} did not answer the remote control")
 
 
 def whole_index_wait(project_id: int, timeout: float = 300) -> float:
@@ -397,7 +403,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--scorings", type=int, default=3,
-        help="timed scorings per worker count; the figures are their medians (default 3)",
+        help="timed scorings per worker count, taking turns; the figures are their medians (default 3)",
     )
     args = parser.parse_args()
     pool_size = args.pool or (50_000 if args.quick else 1_000_000)
@@ -417,36 +423,43 @@ def main() -> None:
         vacuum(features=True)
 
         figures: dict = {"pool_size": pool_size, "clients": CLIENTS}
-        worker = start_worker(env, concurrency=1, queues="scoring", name="score1")
+        # Two workers throughout; the second stops taking scoring tasks for the one-worker runs.
+        # The runs alternate (one, two; two, one; ...) so that both figures share the machine's
+        # moods, which on a shared virtual machine change from minute to minute.
+        workers = [start_worker(env, concurrency=1, queues="scoring", name=f"score{n}") for n in "ab"]
+        second = f"scoreb@{socket.gethostname()}"
         try:
+            scoring_consumer(celery_app, second, False)
             started = time.perf_counter()
             celery_app.send_task("learner.score_pool", args=[project.pk])
             seconds, scored = scoring_wait(project.pk, 0, started)
             figures["seeding_items_per_s"] = round(scored / seconds)
             whole_index_wait(project.pk)
             vacuum()
-            one, index_after = scorings_timed(project, labels, X[labeled], y_all[labeled], args.scorings)
-            figures["scoring_items_per_s"] = round(float(np.median(one)))
-            figures["scoring_items_per_s_runs"] = [round(rate) for rate in one]
-            # Served once its head is indexed; the index over the whole pool follows in the background.
-            figures["scoring_whole_index_after_s"] = round(float(np.median(index_after)), 2)
-        finally:
-            stop(worker)
-        vacuum()
-        workers = [start_worker(env, concurrency=1, queues="scoring", name=f"score2{n}") for n in "ab"]
-        try:
-            # As the single worker was by the seeding: one untimed scoring first, so that both
-            # figures are of workers (and their database sessions) past their first scoring.
-            timed_swap(project.pk, model_create(project, labels, X[labeled], y_all[labeled]))
-            whole_index_wait(project.pk)
-            vacuum()
-            two, _ = scorings_timed(project, labels, X[labeled], y_all[labeled], args.scorings)
-            figures["scoring_items_per_s_2_workers"] = round(float(np.median(two)))
-            figures["scoring_items_per_s_2_workers_runs"] = [round(rate) for rate in two]
-            figures["scoring_speedup_2_workers"] = round(float(np.median(two) / np.median(one)), 2)
+            # One untimed scoring by both, so that the second worker too is past its first scoring.
+            scoring_consumer(celery_app, second, True)
+            scoring_timed(project, labels, X[labeled], y_all[labeled])
+            rates: dict[int, list[float]] = {1: [], 2: []}
+            index_after, consuming = [], 2
+            for run in range(args.scorings):
+                for count in (1, 2) if run % 2 == 0 else (2, 1):
+                    if count != consuming:
+                        scoring_consumer(celery_app, second, count == 2)
+                        consuming = count
+                    rate, after = scoring_timed(project, labels, X[labeled], y_all[labeled])
+                    rates[count].append(rate)
+                    index_after.append(after)
         finally:
             for proc in workers:
                 stop(proc)
+        one, two = float(np.median(rates[1])), float(np.median(rates[2]))
+        figures["scoring_items_per_s"] = round(one)
+        figures["scoring_items_per_s_runs"] = [round(rate) for rate in rates[1]]
+        # Served once its head is indexed; the index over the whole pool follows in the background.
+        figures["scoring_whole_index_after_s"] = round(float(np.median(index_after)), 2)
+        figures["scoring_items_per_s_2_workers"] = round(two)
+        figures["scoring_items_per_s_2_workers_runs"] = [round(rate) for rate in rates[2]]
+        figures["scoring_speedup_2_workers"] = round(two / one, 2)
         vacuum()
         if args.scoring_only:
             emit("queue_latency", figures, save=False)
