@@ -20,7 +20,9 @@ from learner.models import DriftCheck, FeatureVector, LiveModel, ModelVersion, S
 POOL_FETCH_ROWS = 20_000
 POOL_IDS_PER_QUERY = 10_000
 # Bytes a PostgreSQL session allocates and frees once before its first chunk read (see
-# _backend_heap_primed): above a chunk's largest block, below glibc's 32 MiB mmap threshold maximum.
+# _backend_heap_primed): below the 32 MiB that glibc's dynamic mmap threshold goes up to, and above
+# a chunk read's largest block (string_agg doubles its buffer: 8 MiB for a 20,000-row chunk of 64
+# float32 features, 16 MiB up to 128 features).
 BACKEND_HEAP_PRIME_BYTES = 30_000_000
 _backends_primed: weakref.WeakSet = weakref.WeakSet()
 # Import jobs whose own feature tasks are still to come or under way.
@@ -250,8 +252,10 @@ def _backend_heap_primed(cursor: psycopg.Cursor) -> None:
     with two scoring workers, one of the two backends took about 4,000 page faults and 10 ms of
     kernel time per chunk, and read its chunks 1.5 times slower than the other. Allocating and
     freeing one block larger than a chunk's largest (and no larger than the 32 MiB the dynamic
-    threshold goes up to) raises both thresholds for the rest of the session. On a server with
-    another allocator the statement costs one allocation and changes nothing.
+    threshold goes up to) raises both thresholds for the rest of the session; blocks above that
+    (chunks of very wide rows: LABELHUB_SCORING_CHUNK makes them smaller) are mapped afresh
+    whatever is done. On a server with another allocator the statement costs one allocation and
+    changes nothing.
     """
     if cursor.connection in _backends_primed:
         return
