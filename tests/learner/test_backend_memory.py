@@ -13,7 +13,10 @@ from django.db import connection
 
 from learner.selectors import _backend_heap_primed
 
-pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL backend's memory")
+pytestmark = [
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL backend's memory"),
+    pytest.mark.django_db,  # connects to the test database, set up by then
+]
 
 # Shaped like a chunk read: a byte string of 20,000 rows of 256 bytes (5 MB) built by the server
 # and freed at the end of the statement.
