@@ -52,7 +52,7 @@ class ProjectAdmin(admin.ModelAdmin):
         ),
         (
             "Promotion gate",
-            {"fields": ["gate_alpha", "gate_min_gain", "gate_min_audit", "gate_min_audit_first", "gate_max_recall_drop"]},
+            {"fields": ["promotion_rule", "gate_margin", "gate_alpha", "gate_min_gain", "gate_min_audit", "gate_min_audit_first", "gate_max_recall_drop"]},
         ),
     ]
 

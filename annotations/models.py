@@ -71,18 +71,33 @@ class Project(models.Model):
     drift_enabled = models.BooleanField(default=True)
     drift_threshold = models.FloatField(default=0.2, help_text="Population stability index that counts as drift.")
 
-    # The promotion gate: a one-sided exact McNemar test at gate_alpha, against the majority-class
-    # baseline for the first model and against the champion after that.
+    # The promotion gate (learner.services.training.gate): the first model must beat the
+    # majority-class baseline; after that, the project's promotion rule decides.
+    class PromotionRule(models.TextChoices):
+        NOT_WORSE = "not_worse", "Not worse: a routine retrain goes live unless the audit labels show it worse"
+        BETTER = "better", "Better: every new model must prove a gain on the audit labels"
+
+    promotion_rule = models.CharField(
+        max_length=10, choices=PromotionRule.choices, default=PromotionRule.NOT_WORSE,
+        help_text="How a retrained model replaces the live one. A change of kind (another algorithm, featurizer "
+                  "or hyperparameters, or an older version) always needs 'better', an A/B experiment or a manager.",
+    )
+    gate_margin = models.FloatField(
+        default=0.02, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Under 'not worse': a retrain whose audit accuracy falls more than this below the live "
+                  "model's on the same items is kept out, whatever the test says.",
+    )
     gate_alpha = models.FloatField(default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
     gate_min_gain = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
     gate_min_audit = models.PositiveIntegerField(
-        default=30, validators=[MinValueValidator(1)],
-        help_text="Audit labels a challenger needs before it can replace the live model.",
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="Audit labels a model needs to prove itself better than the live one (rule 'better', or a "
+                  "change of kind).",
     )
     gate_min_audit_first = models.PositiveIntegerField(
-        default=10, validators=[MinValueValidator(1)],
-        help_text="Audit labels the first model needs before it can go live (the test against the "
-                  "majority-class baseline guards it: an exact test cannot pass on fewer than 5 at α = 0.05).",
+        default=10, validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="Audit labels the first model, and a routine retrain under 'not worse', need before going live "
+                  "(an exact test cannot pass on fewer than 5 at α = 0.05).",
     )
     gate_max_recall_drop = models.FloatField(
         default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
@@ -329,6 +344,11 @@ class Lease(models.Model):
     priority = models.FloatField(null=True, blank=True)
     predicted_label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     predicted_confidence = models.FloatField(null=True, blank=True)
+    suggestion_withheld = models.BooleanField(
+        default=False,
+        help_text="The suggestion is not shown for this lease: every audit item, and a random share of the others "
+                  "so that a missing suggestion does not give an audit item away.",
+    )
 
     class Meta:
         ordering = ["created_at"]

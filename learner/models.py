@@ -29,11 +29,12 @@ class ModelVersion(models.Model):
         CANDIDATE = "candidate", "Candidate"
         LIVE = "live", "Live"
         RETIRED = "retired", "Retired"
+        NOT_PROMOTED = "not_promoted", "Not promoted"
         REJECTED = "rejected", "Rejected"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
     number = models.PositiveIntegerField(help_text="1, 2, 3… per project.")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CANDIDATE)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
     algorithm = models.CharField(max_length=200)
     hyperparameters = models.JSONField(default=dict, blank=True)
     feature_space = models.CharField(max_length=40)

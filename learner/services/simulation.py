@@ -53,7 +53,7 @@ BASELINE = Project.Strategy.RANDOM
 NOT_COPIED = {"id", "name", "slug", "created_at", "updated_at", "query_strategy", "retrain_interval_minutes"}
 # The settings that shape a simulation, which ``overrides`` may change for the scratch copies.
 ADJUSTABLE = (
-    "audit_share", "overlap", "retrain_every_n_labels", "gate_alpha", "gate_min_gain", "gate_min_audit",
+    "audit_share", "overlap", "retrain_every_n_labels", "promotion_rule", "gate_margin", "gate_alpha", "gate_min_gain", "gate_min_audit",
     "gate_min_audit_first", "gate_max_recall_drop",
 )
 ITEM_COPY_BATCH = 2000
