@@ -120,6 +120,50 @@ class TrainingRun(models.Model):
     def __str__(self) -> str:
         return f"run {self.pk} of {self.project} ({self.trigger}, {self.status})"
 
+    @property
+    def verdict(self) -> str:
+        """The gate's verdict: "live", "not_promoted" (no evidence either way) or "rejected" (shown worse); "" if none."""
+        decision = self.decision if isinstance(self.decision, dict) else {}
+        if decision.get("verdict"):
+            return decision["verdict"]
+        if "promote" not in decision:
+            return ""
+        # Decisions recorded before verdicts had words of their own.
+        return "live" if decision["promote"] else "rejected" if decision.get("worse") else "not_promoted"
+
+    @property
+    def trigger_sentence(self) -> str:
+        """Why this run was started, in a sentence a manager reads ("25 new labels since v3")."""
+        e = self.evidence if isinstance(self.evidence, dict) else {}
+        since = f"since v{e['live_version']}" if e.get("live_version") else "before any model was live"
+        if e.get("summary"):
+            sentence = str(e["summary"])
+        elif self.trigger == self.Trigger.COUNT and "new_labels" in e:
+            sentence = f"{_count(e['new_labels'], 'new label')} {since}"
+        elif self.trigger == self.Trigger.SCHEDULE and "new_labels" in e:
+            sentence = f"Scheduled every {_count(e.get('interval_minutes'), 'minute')}: {_count(e['new_labels'], 'new label')} {since}"
+        elif self.trigger == self.Trigger.DEGRADATION and "accuracy" in e:
+            sentence = (f"The audit accuracy of v{e.get('model_version')} fell to {e['accuracy']:.3f} on its latest "
+                        f"{_count(e.get('audit_n'), 'audit label')}")
+            if e.get("accuracy_at_promotion") is not None:
+                sentence += f" ({e['accuracy_at_promotion']:.3f} when it went live)"
+        elif self.trigger == self.Trigger.DRIFT:
+            sentence = f"Data drift in the items imported since v{e.get('model_version')} went live"
+        elif self.trigger == self.Trigger.MANUAL:
+            who = e.get("requested_by") or (self.requested_by.get_username() if self.requested_by_id else "a manager")
+            sentence = f"Requested by {who}" + (f": “{e['note']}”" if e.get("note") else "")
+        else:
+            sentence = self.get_trigger_display()
+        findings = [f.get("summary") or f.get("kind", "") for f in e.get("findings") or [] if isinstance(f, dict)]
+        if findings:
+            sentence += ". Found while it ran: " + "; ".join(str(f) for f in findings if f)
+        return sentence + ("" if sentence.endswith(".") else ".")
+
+
+def _count(n, noun: str) -> str:
+    """"1 new label", "25 new labels"."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
 
 class LiveModel(models.Model):
     """The project's live-version pointer; moved only inside a swap transaction."""

@@ -379,3 +379,31 @@ def training_runs_active(project_id: int) -> list[TrainingRun]:
             project_id=project_id, status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
         ).order_by("created_at")
     )
+
+
+def live_model_stale_reason(project_id: int, live_number: int, run: TrainingRun | None = None) -> str:
+    """Why the live version is known to be stale, in words, or "" if nothing says so.
+
+    Stale: the run itself was started by drift or degradation, or such a finding was recorded
+    against it, or a drift check found drift while this version was live, or a degradation
+    retrain was asked for against it.
+    """
+    if run is not None:
+        if run.trigger == TrainingRun.Trigger.DRIFT:
+            return "data drift was found"
+        if run.trigger == TrainingRun.Trigger.DEGRADATION:
+            return "its audit accuracy fell"
+        findings = (run.evidence or {}).get("findings") or []
+        kinds = {finding.get("kind") for finding in findings if isinstance(finding, dict)}
+        if "drift" in kinds:
+            return "data drift was found"
+        if "degradation" in kinds:
+            return "its audit accuracy fell"
+    if DriftCheck.objects.filter(project_id=project_id, model_version=live_number, drifted=True).exists():
+        return "data drift was found"
+    degraded = TrainingRun.objects.filter(
+        project_id=project_id, trigger=TrainingRun.Trigger.DEGRADATION, evidence__model_version=live_number
+    )
+    if degraded.exists():
+        return "its audit accuracy fell"
+    return ""

@@ -14,10 +14,10 @@ from annotations.models import Project
 from annotations.selectors.labels import label_snapshot
 from labelhub.celery import send_task_on_commit
 from learner.ml import evaluation, training
-from learner.models import ModelVersion, SwapHistory, TrainingRun
-from learner.selectors import pool_matrix, project_featurizer
+from learner.ml import gate as gate_ml
+from learner.models import LiveModel, ModelVersion, SwapHistory, TrainingRun
+from learner.selectors import live_model_stale_reason, pool_matrix, project_featurizer
 from learner.services.models import (
-    SCORE_TASK,
     code_version,
     model_version_create,
     model_version_live,
@@ -26,6 +26,7 @@ from learner.services.models import (
 )
 
 TRAIN_TASK = "learner.train_run"
+LABELS_ADDED_TASK = "learner.labels_added"
 
 
 def training_run_request(
@@ -167,9 +168,12 @@ def _pipeline(run: TrainingRun) -> None:
             champion_proba = training.proba_over(model_version_loaded(champion).pipeline, X_audit, classes)
             champion_metrics = evaluation.evaluate(y_audit, champion_proba, classes)
             champion_pred = np.asarray(classes)[champion_proba.argmax(axis=1)]
+        elif champion is not None:
+            champion_pred = np.empty(0, dtype=np.int64)
     with _Stage(run, "gate"):
-        candidate_pred = np.asarray(classes)[candidate_proba.argmax(axis=1)] if candidate_proba is not None else None
-        decision = gate(project, y_audit, candidate_pred, champion, champion_pred, majority=_majority(y),
+        candidate_pred = (np.asarray(classes)[candidate_proba.argmax(axis=1)] if candidate_proba is not None
+                          else np.empty(0, dtype=np.int64))
+        decision = gate(run, candidate, y_audit, candidate_pred, champion, champion_pred, majority=_majority(y),
                         classes=classes)
         if champion_metrics is not None:
             decision["champion_metrics"] = champion_metrics  # the champion on the same audit items
@@ -179,11 +183,11 @@ def _pipeline(run: TrainingRun) -> None:
             model_version_promote(candidate, reason=decision["reason"], trigger=run.trigger, actor=run.requested_by)
         _finish(run, TrainingRun.Status.PROMOTED)
     else:
-        ModelVersion.objects.filter(pk=candidate.pk).update(status=ModelVersion.Status.REJECTED)
+        status = ModelVersion.Status.REJECTED if decision["worse"] else ModelVersion.Status.NOT_PROMOTED
+        ModelVersion.objects.filter(pk=candidate.pk).update(status=status)
         _finish(run, TrainingRun.Status.KEPT_CHAMPION)
-        if not decision["worse"]:
-            # Not shown worse: it ranks the queue from now on (model_version_ranking), the live model still suggests.
-            send_task_on_commit(SCORE_TASK, [project.pk])
+    # Labels that arrived while this run trained may already call for the next one.
+    send_task_on_commit(LABELS_ADDED_TASK, [project.pk])
 
 
 def _majority(y: np.ndarray) -> int:
@@ -191,62 +195,88 @@ def _majority(y: np.ndarray) -> int:
     return int(values[np.argmax(counts)])
 
 
+def _same_kind(candidate: ModelVersion, champion: ModelVersion) -> bool:
+    """Whether the candidate comes from the champion's pipeline: algorithm, hyperparameters and feature space."""
+    return (candidate.algorithm, candidate.hyperparameters, candidate.feature_space) == (
+        champion.algorithm, champion.hyperparameters, champion.feature_space
+    )
+
+
+def _routine(run: TrainingRun, candidate: ModelVersion, champion: ModelVersion) -> str:
+    """Why the candidate is not a routine retrain of the champion, or "" if it is one.
+
+    Routine: the champion's pipeline, retrained on the labels as they stand after the champion's
+    own snapshot (every label it saw that still exists, and those added since).
+    """
+    if not _same_kind(candidate, champion):
+        changed = [name for name, a, b in (
+            ("algorithm", candidate.algorithm, champion.algorithm),
+            ("hyperparameters", candidate.hyperparameters, champion.hyperparameters),
+            ("featurizer", candidate.feature_space, champion.feature_space),
+        ) if a != b]
+        return f"another {' and '.join(changed)} than v{champion.number}"
+    champion_run = champion.training_run
+    if champion_run is None or champion_run.created_at > run.created_at:
+        return f"not trained on the labels v{champion.number} was trained on"
+    return ""
+
+
+def _looks_before(project_id: int, comparison: str, since=None) -> int:
+    """How many earlier runs of the project took a test of this comparison (since the champion went live)."""
+    runs = TrainingRun.objects.filter(project_id=project_id, decision__comparison=comparison,
+                                      decision__has_key="alpha_look")
+    if since is not None:
+        runs = runs.filter(created_at__gt=since)
+    return runs.count()
+
+
 def gate(
-    project: Project,
+    run: TrainingRun,
+    candidate: ModelVersion,
     y_audit: np.ndarray,
-    candidate_pred: np.ndarray | None,
+    candidate_pred: np.ndarray,
     champion: ModelVersion | None,
     champion_pred: np.ndarray | None,
     *,
     majority: int,
     classes: list[int],
 ) -> dict:
-    """Decide promotion on the audit set; the returned dict is stored on the run and says why.
+    """Decide promotion on the audit set by the project's rule; the returned dict is stored on the run and says why.
 
-    The first model must beat the majority-class baseline, a later one the champion, each by a
-    one-sided exact McNemar test at ``gate_alpha``. Against the champion, a class vetoes when
-    even the lower (1 − α) confidence bound of its recall drop exceeds ``gate_max_recall_drop``.
-    The first model needs ``gate_min_audit_first`` audit labels, a challenger ``gate_min_audit``.
-    ``worse`` says whether the same tests, the other way round, found the candidate worse than
-    what it was compared with (or a class vetoed it); a candidate that is not may rank the queue.
+    The first model must beat the majority-class baseline. A routine retrain (the live model's
+    pipeline on its labels and more) is judged by the project's rule: ``not_worse`` (default) or
+    ``better``; any other candidate by ``better``. A live model known to be stale (drift,
+    degradation) is replaced by a routine retrain unless the audit labels show that worse, under
+    either rule and without the minimum of audit labels. See ``learner.ml.gate``.
     """
-    n = len(y_audit)
-    alpha = project.gate_alpha
-    first = champion is None
-    min_audit = project.gate_min_audit_first if first else project.gate_min_audit
-    base = {"audit_n": n, "alpha": alpha, "min_gain": project.gate_min_gain, "min_audit": min_audit,
-            "max_recall_drop": project.gate_max_recall_drop}
-    if n < min_audit or n == 0:
-        what = "the first model" if first else "a challenger"
-        return {**base, "promote": False, "worse": False,
-                "reason": f"Audit set too small: {n} audit labels, {min_audit} needed for {what}; kept the champion."}
-    if first:
-        baseline = np.full(n, majority)
-        test = evaluation.mcnemar_exact(y_audit, baseline, candidate_pred)
-        ok = test.p_value < alpha and test.gain >= project.gate_min_gain
-        worse = evaluation.mcnemar_exact(y_audit, candidate_pred, baseline).p_value < alpha
-        verdict = "beats" if ok else "does not beat"
-        return {**base, "promote": ok, "worse": worse, "test": test.as_dict(), "baseline_label": majority,
-                "reason": f"First model {verdict} the majority-class baseline on {n} audit items "
-                          f"(gain {test.gain:+.3f}, exact McNemar p = {test.p_value:.4f}, α = {alpha})."}
-    test = evaluation.mcnemar_exact(y_audit, champion_pred, candidate_pred)
-    drops = evaluation.recall_drops(y_audit, champion_pred, candidate_pred, classes, confidence=1 - alpha)
-    figures = {**base, "test": test.as_dict(), "champion": champion.number,
-               "recall_drops": {label: drop.as_dict() for label, drop in drops.items()}}
-    vetoes = {label: drop for label, drop in drops.items() if drop.lower_bound > project.gate_max_recall_drop}
-    figures["worse"] = bool(vetoes) or evaluation.mcnemar_exact(y_audit, candidate_pred, champion_pred).p_value < alpha
-    if vetoes:
-        label, worst = max(vetoes.items(), key=lambda kv: kv[1].lower_bound)
-        return {**figures, "promote": False,
-                "reason": f"Recall of class {label} drops by {worst.drop:.3f} on {worst.support} audit items "
-                          f"(lower {1 - alpha:.0%} bound {worst.lower_bound:.3f} > {project.gate_max_recall_drop}); "
-                          f"kept v{champion.number}."}
-    if test.p_value >= alpha or test.gain < project.gate_min_gain:
-        return {**figures, "promote": False,
-                "reason": f"Not measurably better than v{champion.number}: gain {test.gain:+.3f}, "
-                          f"exact McNemar p = {test.p_value:.4f} (α = {alpha}); kept the champion."}
-    return {**figures, "promote": True,
-            "reason": f"Better than v{champion.number}: gain {test.gain:+.3f}, exact McNemar p = {test.p_value:.4f}."}
+    project = run.project
+    settings = gate_ml.GateSettings(
+        rule=project.promotion_rule, alpha=project.gate_alpha, margin=project.gate_margin,
+        min_gain=project.gate_min_gain, min_audit=project.gate_min_audit,
+        min_audit_first=project.gate_min_audit_first, max_recall_drop=project.gate_max_recall_drop,
+    )
+    base = {"rule": project.promotion_rule}
+    if champion is None:
+        look = _looks_before(project.pk, "first_model") + 1
+        decision = gate_ml.decide_first(y_audit, candidate_pred, majority=majority, settings=settings, look=look)
+        return {**base, **decision.as_dict()}
+    not_routine = _routine(run, candidate, champion)
+    stale = "" if not_routine else live_model_stale_reason(project.pk, champion.number, run)
+    if not not_routine and (project.promotion_rule == Project.PromotionRule.NOT_WORSE or stale):
+        comparison = "not_worse"
+    else:
+        comparison = "better"
+    live_since = LiveModel.objects.filter(project_id=project.pk).values_list("changed_at", flat=True).first()
+    look = _looks_before(project.pk, "better", since=live_since) + 1 if comparison == "better" else 0
+    decision = gate_ml.decide_against_champion(
+        y_audit, champion_pred, candidate_pred, champion=champion.number, classes=classes, settings=settings,
+        comparison=comparison, look=look, stale=stale,
+    )
+    out = {**base, **decision.as_dict()}
+    if not_routine:
+        out["change_of_kind"] = not_routine
+        out["reason"] += f" A change of kind ({not_routine}) must prove itself better."
+    return out
 
 
 # Without advisory locks (SQLite), a run still "running" this long after it started outlived its

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
@@ -27,21 +28,62 @@ def _last_run(project_id: int) -> TrainingRun | None:
     return TrainingRun.objects.filter(project_id=project_id).order_by("-created_at").first()
 
 
+# The count trigger's cadence. While a retrain is cheap (the last one took at most this long),
+# the next one starts as soon as the labels have grown by CADENCE_GROWTH since the last run (at
+# least one new label, at most retrain_every_n_labels): after every label or two early on, when
+# each label moves the model most, every few dozen later. An expensive retrain waits for
+# retrain_every_n_labels new labels. One run at a time per project, and a finished run checks
+# again at once (training_run_execute), so retrains follow each other as fast as they finish.
+CHEAP_TRAINING_SECONDS = 10.0
+CADENCE_GROWTH = 0.10
+
+
+def count_trigger_due(labels_total: int, new_labels: int, every_n: int, last_run_seconds: float | None) -> int:
+    """The new labels the count trigger waits for: ``every_n``, or fewer while training is cheap (see above)."""
+    if last_run_seconds is not None and last_run_seconds > CHEAP_TRAINING_SECONDS:
+        return every_n
+    return max(1, min(every_n, math.ceil(CADENCE_GROWTH * (labels_total - new_labels))))
+
+
 def count_trigger_check(project_id: int) -> TrainingRun | None:
-    """Retrain when N labels arrived since the last run was requested."""
+    """Retrain when enough labels arrived since the last run was requested (``count_trigger_due``)."""
     project = Project.objects.get(pk=project_id)
     if not project.retrain_every_n_labels:
         return None
     last = _last_run(project_id)
     labels = Annotation.objects.filter(item__project_id=project_id)
-    if last is not None:
-        labels = labels.filter(created_at__gt=last.created_at)
-    new = labels.count()
-    if new < project.retrain_every_n_labels:
+    total = labels.count()
+    new = labels.filter(created_at__gt=last.created_at).count() if last is not None else total
+    last_seconds = _last_training_seconds(project_id)
+    due = count_trigger_due(total, new, project.retrain_every_n_labels, last_seconds)
+    if new < due:
         return None
-    evidence = {"new_labels": new, "every_n_labels": project.retrain_every_n_labels,
-                "since_run": last.pk if last else None}
+    live = model_version_live(project_id)
+    if live is None and not _first_model_possible(project):
+        return None
+    evidence = {"new_labels": new, "labels": total, "due": due, "every_n_labels": project.retrain_every_n_labels,
+                "since_run": last.pk if last else None, "live_version": live.number if live else None}
     return training_run_request(project_id=project_id, trigger=TrainingRun.Trigger.COUNT, evidence=evidence)
+
+
+def _first_model_possible(project: Project) -> bool:
+    """Whether a first model could go live now: labels of two classes, and the audit labels its gate needs."""
+    labels = Annotation.objects.filter(item__project_id=project.pk)
+    if labels.order_by().values("label_id").distinct()[:2].count() < 2:
+        return False
+    audit_items = labels.filter(is_audit=True).order_by().values("item_id").distinct()
+    return audit_items[: project.gate_min_audit_first].count() >= project.gate_min_audit_first
+
+
+def _last_training_seconds(project_id: int) -> float | None:
+    """Seconds the project's latest finished run took, stage by stage; None before any."""
+    timings = (
+        TrainingRun.objects.filter(project_id=project_id, finished_at__isnull=False)
+        .exclude(status=TrainingRun.Status.FAILED).order_by("-finished_at").values_list("timings", flat=True).first()
+    )
+    if not timings:
+        return None
+    return float(sum(value for value in timings.values() if isinstance(value, (int, float))))
 
 
 def manual_trigger(project_id: int, user: AbstractBaseUser, note: str = "") -> TrainingRun | None:
@@ -81,7 +123,9 @@ def schedule_trigger(project_id: int) -> TrainingRun | None:
     if not count:
         return None
     project = Project.objects.get(pk=project_id)
-    evidence = {"interval_minutes": project.retrain_interval_minutes, "new_labels": count}
+    live = model_version_live(project_id)
+    evidence = {"interval_minutes": project.retrain_interval_minutes, "new_labels": count,
+                "live_version": live.number if live else None}
     return training_run_request(project_id=project_id, trigger=TrainingRun.Trigger.SCHEDULE, evidence=evidence)
 
 

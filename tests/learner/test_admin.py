@@ -31,7 +31,9 @@ def staff(db):
 
 @pytest.fixture
 def versions(labeled_blobs, manager):
-    """v1 promoted by the gate, v2 promoted anyway: v1 retired, v2 live."""
+    """v1 promoted by the gate, v2 kept out (rule 'better') and promoted anyway: v1 retired, v2 live."""
+    labeled_blobs.promotion_rule = "better"
+    labeled_blobs.save(update_fields=["promotion_rule"])
     for _ in range(2):
         training_run_execute(training_run_request(project_id=labeled_blobs.pk, trigger="manual", evidence={}).pk)
     model_version_force_promote(version=ModelVersion.objects.get(project=labeled_blobs, number=2), actor=manager,

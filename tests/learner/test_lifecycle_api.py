@@ -11,12 +11,14 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def two_versions(labeled_blobs):
-    """v1 promoted by the gate, v2 trained on the same labels and kept out by it."""
+    """v1 promoted by the gate, v2 trained on the same labels and kept out by it (rule 'better': no gain)."""
+    labeled_blobs.promotion_rule = "better"
+    labeled_blobs.save(update_fields=["promotion_rule"])
     for _ in range(2):
         run = training_run_request(project_id=labeled_blobs.pk, trigger="manual", evidence={})
         training_run_execute(run.pk)
     assert list(ModelVersion.objects.filter(project=labeled_blobs).order_by("number").values_list("status", flat=True)) == [
-        "live", "rejected"
+        "live", "not_promoted"
     ]
     return labeled_blobs
 

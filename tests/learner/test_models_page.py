@@ -24,6 +24,8 @@ def test_manager_sees_versions_and_decisions_and_retrains(client, labeled_blobs,
 
 
 def test_promote_without_reason_is_refused_with_a_message_then_rollback(client, labeled_blobs, manager):
+    labeled_blobs.promotion_rule = "better"  # so that v2, trained on the same labels, is kept out
+    labeled_blobs.save(update_fields=["promotion_rule"])
     for _ in range(2):
         training_run_execute(training_run_request(project_id=labeled_blobs.pk, trigger="manual", evidence={}).pk)
     client.force_login(manager)

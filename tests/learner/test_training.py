@@ -9,10 +9,10 @@ from django.utils import timezone
 
 from annotations.models import Annotation
 from annotations.services import item_resolve
-from learner.models import LiveModel, ModelVersion, SwapHistory, TrainingRun
+from learner.ml import gate as gate_ml
+from learner.models import DriftCheck, LiveModel, ModelVersion, SwapHistory, TrainingRun
 from learner.services.training import (
     _run_lock_key,
-    gate,
     training_run_execute,
     training_run_request,
     training_runs_reap,
@@ -33,16 +33,16 @@ def test_first_model_beats_the_majority_baseline_and_goes_live(labeled_blobs):
     assert live.training_run_id == run.pk and live.status == ModelVersion.Status.LIVE
     assert live.metrics["n"] == 80 and live.metrics["accuracy"] > 0.95
     assert live.labels_used == 120  # audit labels are kept for evaluation only
-    assert "majority-class baseline" in run.decision["reason"]
+    assert run.decision["reason"].startswith("Promoted: beats the majority-class baseline")
     assert SwapHistory.objects.get(project=labeled_blobs).to_version == live
     assert set(run.timings) >= {"snapshot", "train", "evaluate", "gate", "swap"}
 
 
-def test_a_worse_candidate_is_rejected_and_the_champion_stays(labeled_blobs):
+def test_a_candidate_trained_on_shuffled_labels_is_rejected_and_says_why(labeled_blobs):
     champion = _run(labeled_blobs)
     assert champion.status == TrainingRun.Status.PROMOTED
     live_before = LiveModel.objects.get(project=labeled_blobs).version_id
-    # Corrupt the training labels (not the audit ones): a model trained on them is worse.
+    # Shuffle the training labels (not the audit ones): a model trained on them is worse.
     labels = list(labeled_blobs.labels.order_by("order")[:2])
     rng = np.random.default_rng(0)
     for annotation in Annotation.objects.filter(item__project=labeled_blobs, is_audit=False):
@@ -52,99 +52,181 @@ def test_a_worse_candidate_is_rejected_and_the_champion_stays(labeled_blobs):
     run = _run(labeled_blobs)
 
     assert run.status == TrainingRun.Status.KEPT_CHAMPION
-    assert "kept" in run.decision["reason"].lower()
-    assert run.decision["worse"] is True  # so it does not rank the queue either
+    assert run.decision["verdict"] == "rejected" and run.decision["worse"] is True
+    assert run.decision["comparison"] == "not_worse" and run.decision["rule"] == "not_worse"
+    assert run.decision["reason"].startswith("Rejected: worse than v1 ")
     assert LiveModel.objects.get(project=labeled_blobs).version_id == live_before
     assert run.model_version.status == ModelVersion.Status.REJECTED
     assert SwapHistory.objects.filter(project=labeled_blobs).count() == 1
 
 
-def test_too_small_an_audit_set_keeps_the_champion_and_says_so(labeled_blobs):
+def test_a_routine_retrain_that_is_not_worse_goes_live_under_the_default_rule(labeled_blobs):
+    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
+    run = _run(labeled_blobs, trigger="count")  # the same labels: an equal model, not a better one
+
+    assert run.status == TrainingRun.Status.PROMOTED, run.decision
+    assert run.decision["reason"].startswith("Promoted: not worse than v1 (accuracy 1.000 against 1.000 on 80 audit")
+    assert LiveModel.objects.get(project=labeled_blobs).version.number == 2
+
+
+def test_under_the_better_rule_an_equal_retrain_is_not_promoted_in_grey_words(labeled_blobs):
+    labeled_blobs.promotion_rule = "better"
+    labeled_blobs.save()
+    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
+    run = _run(labeled_blobs)
+
+    assert run.status == TrainingRun.Status.KEPT_CHAMPION
+    assert run.decision["verdict"] == "not_promoted" and run.decision["worse"] is False
+    assert run.decision["reason"].startswith("Not promoted: not enough evidence yet that it is better than v1 ")
+    assert run.model_version.status == ModelVersion.Status.NOT_PROMOTED
+    assert run.model_version.get_status_display() == "Not promoted"
+
+
+def test_a_change_of_kind_needs_the_better_rule(labeled_blobs):
+    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
+    # The live model came from other hyperparameters than the pipeline trains now: a change of kind.
+    ModelVersion.objects.filter(project=labeled_blobs, number=1).update(hyperparameters={"clf": {"C": 0.01}})
+
+    run = _run(labeled_blobs)
+
+    assert run.status == TrainingRun.Status.KEPT_CHAMPION
+    assert run.decision["comparison"] == "better" and run.decision["rule"] == "not_worse"
+    assert run.decision["change_of_kind"] == "another hyperparameters than v1"
+    assert "must prove itself better" in run.decision["reason"]
+    assert LiveModel.objects.get(project=labeled_blobs).version.number == 1
+
+
+def test_too_small_an_audit_set_is_not_promoted_and_says_how_many_are_needed(labeled_blobs):
     labeled_blobs.gate_min_audit_first = 500
     labeled_blobs.save()
     run = _run(labeled_blobs)
     assert run.status == TrainingRun.Status.KEPT_CHAMPION
-    assert run.decision["reason"] == (
-        "Audit set too small: 80 audit labels, 500 needed for the first model; kept the champion."
-    )
+    assert run.decision["reason"] == "Not promoted: not enough evidence yet (80 audit labels, 500 needed)."
+    assert run.model_version.status == ModelVersion.Status.NOT_PROMOTED
     assert not LiveModel.objects.filter(project=labeled_blobs, version__isnull=False).exists()
 
     labeled_blobs.gate_min_audit_first, labeled_blobs.gate_min_audit = 10, 500
+    labeled_blobs.promotion_rule = "better"
     labeled_blobs.save()
     assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
     run = _run(labeled_blobs)
     assert run.status == TrainingRun.Status.KEPT_CHAMPION
-    assert run.decision["reason"] == (
-        "Audit set too small: 80 audit labels, 500 needed for a challenger; kept the champion."
-    )
-    assert run.decision["worse"] is False  # no evidence either way: it may rank the queue
+    assert run.decision["reason"] == "Not promoted: not enough evidence yet (80 audit labels, 500 needed)."
+    assert run.decision["worse"] is False
+
+
+def test_a_stale_live_model_is_replaced_without_the_evidence_bar(labeled_blobs):
+    labeled_blobs.promotion_rule = "better"
+    labeled_blobs.gate_min_audit = 500
+    labeled_blobs.save()
+    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
+    assert _run(labeled_blobs).status == TrainingRun.Status.KEPT_CHAMPION  # healthy: 'better' holds it back
+
+    DriftCheck.objects.create(project=labeled_blobs, model_version=1, drifted=True, evidence={})
+    run = _run(labeled_blobs, trigger="count")
+
+    assert run.status == TrainingRun.Status.PROMOTED, run.decision
+    assert run.decision["comparison"] == "not_worse" and run.decision["stale"] == "data drift was found"
+    assert "the live model is stale (data drift was found)" in run.decision["reason"]
 
 
 def test_the_first_model_goes_live_on_a_handful_of_audit_labels_when_clearly_better(labeled_blobs):
     audit = Annotation.objects.filter(item__project=labeled_blobs, is_audit=True).order_by("pk")
-    handful = list(audit.values_list("pk", flat=True)[:10])
+    handful = list(audit.values_list("pk", flat=True)[:12])
     audit.exclude(pk__in=handful).update(is_audit=False)  # the others become training labels
-    Annotation.objects.filter(pk=handful[-1]).update(is_audit=False)
+    Annotation.objects.filter(pk__in=handful[9:]).update(is_audit=False)
     too_few = _run(labeled_blobs)
     assert too_few.status == TrainingRun.Status.KEPT_CHAMPION
-    assert "9 audit labels, 10 needed for the first model" in too_few.decision["reason"]
+    assert too_few.decision["reason"] == "Not promoted: not enough evidence yet (9 audit labels, 10 needed)."
 
-    Annotation.objects.filter(pk=handful[-1]).update(is_audit=True)
+    Annotation.objects.filter(pk__in=handful[9:]).update(is_audit=True)
     run = _run(labeled_blobs)
 
+    # Two balanced classes: the baseline is right on about half, the model on all twelve (p ≈ 1/64).
     assert run.status == TrainingRun.Status.PROMOTED, run.decision
-    assert run.decision["audit_n"] == 10 and run.decision["min_audit"] == 10
-    assert run.decision["test"]["p_value"] < 0.05
+    assert run.decision["audit_n"] == 12 and run.decision["min_audit"] == 10
+    assert run.decision["look"] == 1 and run.decision["alpha_look"] == 0.025  # the run with too few took no test
+    assert run.decision["test"]["p_value"] < 0.025
     assert LiveModel.objects.get(project=labeled_blobs).version.training_run_id == run.pk
 
 
-def _gate(project, y, candidate, champion=None, *, majority=1):
-    y, candidate = np.asarray(y), np.asarray(candidate)
-    if champion is None:
-        return gate(project, y, candidate, None, None, majority=majority, classes=[1, 2, 3])
-    return gate(project, y, candidate, ModelVersion(number=4), np.asarray(champion), majority=majority,
-                classes=[1, 2, 3])
+SETTINGS = gate_ml.GateSettings()
 
 
-def test_the_first_model_needs_a_significant_gain_over_the_majority_baseline(tabular_project):
-    # Ten audit items, half of them of the majority class: the baseline is right on five.
-    y = [1] * 5 + [2] * 5
-    clearly = _gate(tabular_project, y, y)  # right on all ten: 5 fixed, none broken, p = 1/32
-    assert clearly["promote"] and clearly["test"]["only_candidate_right"] == 5
-    assert clearly["reason"].startswith("First model beats the majority-class baseline on 10 audit items")
-    barely = _gate(tabular_project, y, [1] * 4 + [2] + [2] * 4 + [1])  # 4 fixed, 1 broken: p = 6/32
-    assert not barely["promote"]
-    assert barely["reason"].startswith("First model does not beat the majority-class baseline on 10 audit items")
+def test_the_first_model_needs_a_significant_gain_over_the_majority_baseline():
+    # Twelve audit items, half of them of the majority class: the baseline is right on six.
+    y = np.array([1] * 6 + [2] * 6)
+    clearly = gate_ml.decide_first(y, y, majority=1, settings=SETTINGS, look=1)  # 6 fixed, none broken: p = 1/64
+    assert clearly.promote and clearly.figures["test"]["only_candidate_right"] == 6
+    assert clearly.reason.startswith("Promoted: beats the majority-class baseline (audit accuracy 1.000 against 0.500")
+    barely = gate_ml.decide_first(y, np.array([1] * 5 + [2] + [2] * 5 + [1]), majority=1, settings=SETTINGS, look=1)
+    assert not barely.promote and barely.verdict == "not_promoted"  # 5 fixed, 1 broken: p = 7/64
+    assert barely.reason.startswith("Not promoted: not enough evidence yet that it beats the majority-class baseline")
+    # The same clear win at the fifth look must pass α / 30: six fixed items (p = 1/64) no longer do.
+    assert not gate_ml.decide_first(y, y, majority=1, settings=SETTINGS, look=5).promote
 
 
-def test_a_class_with_few_audit_items_losing_one_does_not_veto(tabular_project):
+def _against(y, champion, candidate, comparison="not_worse", **settings):
+    return gate_ml.decide_against_champion(
+        np.asarray(y), np.asarray(champion), np.asarray(candidate), champion=4, classes=[1, 2, 3],
+        settings=gate_ml.GateSettings(**settings), comparison=comparison, look=1,
+    )
+
+
+def test_a_class_with_few_audit_items_losing_one_does_not_veto():
     # 48 items of class 1, the champion wrong on 8 of them; 10 of class 2; 2 of class 3.
     y = np.array([1] * 48 + [2] * 10 + [3] * 2)
     champion = y.copy()
     champion[:8] = 2
     candidate = y.copy()
     candidate[-1] = 1  # one of the two class-3 items is lost: a point drop of 50 %
-    decision = _gate(tabular_project, y, candidate, champion)
+    decision = _against(y, champion, candidate, comparison="better")
 
-    assert decision["promote"], decision["reason"]
-    drop = decision["recall_drops"]["3"]
-    assert drop["support"] == 2 and drop["drop"] == 0.5 and drop["lower_bound"] < 0.05
-    assert decision["test"]["only_candidate_right"] == 8 and decision["test"]["only_champion_right"] == 1
+    assert decision.promote, decision.reason
+    drop = decision.figures["recall_drops"]["3"]
+    assert drop["support"] == 2 and drop["drop"] == 0.5
+    assert decision.figures["classes_judged"] == 2  # classes 1 and 2 have the 10 audit items a verdict needs
+    assert decision.figures["test"]["only_candidate_right"] == 8 and decision.figures["test"]["only_champion_right"] == 1
 
 
-def test_a_clear_recall_drop_on_a_well_supported_class_vetoes(tabular_project):
+def test_a_clear_recall_drop_on_a_well_supported_class_vetoes():
     # The candidate fixes 25 items of class 1 (significant overall) but loses 12 of 40 of class 2.
     y = np.array([1] * 60 + [2] * 40)
     champion = y.copy()
     champion[:25] = 3
     candidate = y.copy()
     candidate[60:72] = 1
-    decision = _gate(tabular_project, y, candidate, champion)
+    decision = _against(y, champion, candidate, comparison="better")
 
-    assert decision["test"]["p_value"] < 0.05
-    assert not decision["promote"]
-    assert decision["reason"].startswith("Recall of class 2 drops by 0.300 on 40 audit items (lower 95% bound 0.1")
-    assert decision["reason"].endswith("kept v4.")
+    assert decision.figures["test"]["p_value"] < 0.05
+    assert decision.verdict == "rejected"
+    assert decision.reason.startswith("Rejected: worse than v4 on class 2 (recall down 0.300 on 40 audit items, lower 95% bound 0.1")
+
+
+def test_not_worse_keeps_out_a_candidate_below_the_margin_and_lets_an_equal_one_through():
+    y = np.array([1] * 30 + [2] * 30 + [3] * 40)
+    champion, equal = y.copy(), y.copy()
+    for lo, hi in ((0, 3), (30, 33), (60, 64)):
+        champion[lo:hi] = y[lo:hi] % 3 + 1  # 90 % right, the errors spread over the classes
+    for lo, hi in ((3, 6), (33, 36), (64, 68)):
+        equal[lo:hi] = y[lo:hi] % 3 + 1  # 90 % right too, on other items
+    assert _against(y, champion, equal).promote
+    slightly_worse = equal.copy()
+    for i in (6, 36, 68):
+        slightly_worse[i] = y[i] % 3 + 1  # 87 %: not significant, but 3 points below, beyond the 2-point margin
+    decision = _against(y, champion, slightly_worse)
+    assert decision.verdict == "rejected"
+    assert "by more than the margin" in decision.reason and decision.figures["p_worse"] > 0.05
+    assert _against(y, champion, slightly_worse, margin=0.05).promote
+
+
+def test_repeated_looks_keep_the_false_promotion_of_equal_candidates_within_alpha():
+    spent = gate_ml.simulate_looks(comparison="better", looks=15, runs=400, seed=1)
+    unspent = gate_ml.simulate_looks(comparison="better", looks=15, runs=400, seed=1, spend=False)
+    assert spent["promoted_any"] <= 0.05
+    assert unspent["promoted_any"] > 0.05  # the simulation can see the problem the spending solves
+    first = gate_ml.simulate_looks(comparison="first_model", accuracy=0.3, looks=15, runs=400, seed=2)
+    assert first["promoted_any"] <= 0.05
 
 
 def test_two_requests_make_one_run(labeled_blobs):
@@ -240,7 +322,7 @@ def test_a_run_lost_after_its_swap_committed_is_recorded_as_promoted(labeled_blo
 
     assert again.status == TrainingRun.Status.PROMOTED and again.error == ""
     assert again.decision["note"] == "The worker was lost after the swap."
-    assert again.decision["reason"].startswith("First model beats the majority-class baseline")
+    assert again.decision["reason"].startswith("Promoted: beats the majority-class baseline")
     assert LiveModel.objects.get(project=labeled_blobs).version.training_run_id == run.pk
 
 

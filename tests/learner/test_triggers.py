@@ -60,7 +60,7 @@ def test_schedule_is_a_beat_entry_and_fires_only_with_new_labels(live_blobs):
     assert triggers.schedule_trigger(live_blobs.pk) is None
     _label(live_blobs, 3)
     run = triggers.schedule_trigger(live_blobs.pk)
-    assert run.trigger == "schedule" and run.evidence == {"interval_minutes": 30, "new_labels": 3}
+    assert run.trigger == "schedule" and run.evidence == {"interval_minutes": 30, "new_labels": 3, "live_version": 1}
     live_blobs.retrain_interval_minutes = None
     triggers.schedule_sync(live_blobs)
     assert not PeriodicTask.objects.filter(task="learner.retrain_scheduled").exists()

@@ -27,7 +27,9 @@ def train(project, trigger="manual", **evidence) -> TrainingRun:
 
 @pytest.fixture
 def two_versions(labeled_blobs, manager):
-    """v1 promoted by the gate, v2 kept out by it and then promoted anyway by the manager: v1 is retired."""
+    """v1 promoted by the gate, v2 kept out by it (rule 'better') and then promoted anyway by the manager: v1 is retired."""
+    labeled_blobs.promotion_rule = "better"
+    labeled_blobs.save(update_fields=["promotion_rule"])
     train(labeled_blobs, "count", new_labels=200, every_n_labels=25)
     train(labeled_blobs)
     v2 = ModelVersion.objects.get(project=labeled_blobs, number=2)
@@ -58,7 +60,7 @@ def test_versions_page_shows_status_metrics_lineage_promoters_timeline_and_curve
     low, high = v1.metrics["accuracy_ci"]
     assert f"{v1.metrics['accuracy']:.3f} 95% CI {low:.3f}–{high:.3f} · n = 80" in text
     # Trigger and evidence, lineage recorded at training time, who made each version live.
-    assert "Label count new_labels: 200 · every_n_labels: 25" in text
+    assert "Label count 200 new labels before any model was live. Promoted: beats the majority-class baseline" in text
     assert v1.code_version and v1.code_version in text and v1.query_strategy == "margin"
     assert v1.label_snapshot_hash[:10] in body
     assert "the gate, after a label count retrain" in text
@@ -82,7 +84,7 @@ def test_version_page_shows_confusion_matrix_and_per_class_figures(client, two_v
     first_class = v1.metrics["per_class"][str(v1.classes[0])]
     assert f"class_0 {first_class['precision']:.3f} {first_class['recall']:.3f} {first_class['support']}" in text
     assert "<svg" in body and ">predicted label</text>" in body and ">expert label</text>" in body
-    assert "First model beats the majority-class baseline" in text
+    assert "Gate: Promoted: beats the majority-class baseline (audit accuracy 1.000 against 0.500" in text
     # A reviewer sees no promote or roll back buttons.
     assert "Roll back" not in text and "Promote anyway" not in text
 
@@ -196,8 +198,8 @@ def test_dashboard_shows_counts_labels_per_day_freshness_drift_and_trigger_decis
     assert "The live model v2 has not ranked the queue yet" in text
     assert "Stable checked 0 minutes ago for v2" in text
     assert "confidence PSI 0.031 · largest feature PSI 0.084 (feature 1) · threshold 0.2" in text
-    assert "Label count new_labels: 200 · every_n_labels: 25 Promoted · v1" in text
-    assert "Kept the champion · v2" in text and "Not measurably better than v1" in text
+    assert "200 new labels before any model was live. Promoted · v1 Promoted: beats the majority-class baseline" in text
+    assert "Kept the champion · v2 Not promoted: not enough evidence yet that it is better than v1" in text
     assert "Nothing is running." in text and 'hx-trigger="every' not in body
 
 
