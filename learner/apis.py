@@ -16,17 +16,33 @@ from .services import triggers
 
 @extend_schema_serializer(component_name="TrainingRun")
 class TrainingRunOutputSerializer(serializers.ModelSerializer):
+    trigger_sentence = serializers.CharField(read_only=True, help_text="Why the run was started, in words.")
+    verdict = serializers.CharField(
+        read_only=True, help_text="live, not_promoted (not enough evidence yet), rejected (shown worse), or empty."
+    )
+    decision_sentence = serializers.CharField(
+        source="decision.reason", read_only=True, default="", help_text="The gate's decision, in words."
+    )
+
     class Meta:
         model = TrainingRun
-        fields = ["id", "trigger", "evidence", "status", "stage", "label_snapshot_hash", "decision", "timings",
-                  "error", "created_at", "started_at", "finished_at"]
+        fields = ["id", "trigger", "trigger_sentence", "evidence", "status", "stage", "label_snapshot_hash",
+                  "verdict", "decision_sentence", "decision", "timings", "error", "created_at", "started_at",
+                  "finished_at"]
 
 
 @extend_schema_serializer(component_name="ModelVersion")
 class ModelVersionOutputSerializer(serializers.ModelSerializer):
+    status_display = serializers.CharField(source="get_status_display", read_only=True,
+                                           help_text="Live, Retired, Not promoted, Rejected or Candidate.")
+    decision_sentence = serializers.CharField(
+        source="training_run.decision.reason", read_only=True, default="",
+        help_text="Why the gate made it live or kept it out, in words.",
+    )
+
     class Meta:
         model = ModelVersion
-        fields = ["id", "number", "status", "algorithm", "hyperparameters", "feature_space", "classes",
+        fields = ["id", "number", "status", "status_display", "decision_sentence", "algorithm", "hyperparameters", "feature_space", "classes",
                   "artifact_name", "artifact_sha256", "label_snapshot_hash", "labels_used", "metrics",
                   "training_run", "created_at"]
 
@@ -66,7 +82,7 @@ class TrainingRunListApi(APIView):
     @extend_schema(responses=TrainingRunOutputSerializer(many=True))
     def get(self, request: Request, project_id: int) -> Response:
         project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
-        runs = TrainingRun.objects.filter(project=project).order_by("-created_at")[:200]
+        runs = TrainingRun.objects.filter(project=project).select_related("requested_by").order_by("-created_at")[:200]
         return Response(TrainingRunOutputSerializer(runs, many=True).data)
 
 
@@ -84,7 +100,8 @@ class ModelVersionListApi(APIView):
         project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
         live = model_services.model_version_live(project.pk)
         history = SwapHistory.objects.filter(project=project).select_related("from_version", "to_version", "actor")
-        body = {"live": live.number if live else None, "versions": ModelVersion.objects.filter(project=project),
+        versions = ModelVersion.objects.filter(project=project).select_related("training_run")
+        body = {"live": live.number if live else None, "versions": versions,
                 "history": history}
         return Response(self.OutputSerializer(body).data)
 

@@ -358,6 +358,26 @@ def model_version_row(project_id: int, number: int) -> VersionRow | None:
     return VersionRow(version, version.training_run, list(swaps))
 
 
+@dataclass
+class ModelStatus:
+    """The live version and the latest finished run, as the labeling page's model panel shows them."""
+
+    live: ModelVersion | None
+    latest_run: TrainingRun | None
+    active_run: TrainingRun | None
+
+
+def model_status(project_id: int) -> ModelStatus:
+    """The project's live version, its latest finished training run and the run under way (three reads)."""
+    live = LiveModel.objects.filter(project_id=project_id).select_related("version").first()
+    runs = TrainingRun.objects.filter(project_id=project_id).select_related("requested_by", "model_version")
+    return ModelStatus(
+        live.version if live is not None else None,
+        runs.filter(finished_at__isnull=False).order_by("-finished_at").first(),
+        runs.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).first(),
+    )
+
+
 def drift_check_latest(project_id: int) -> DriftCheck | None:
     """The project's latest drift measurement, with the retrain it asked for."""
     return DriftCheck.objects.filter(project_id=project_id).select_related("training_run").order_by("-created_at").first()

@@ -13,6 +13,7 @@ urlpatterns = [
     path("projects/<int:project_id>/models/<int:number>/promote", views.model_version_swap,
          {"action": "promote"}, name="model-version-promote"),
     path("projects/<int:project_id>/dashboard/", views.project_dashboard, name="project-dashboard"),
+    path("projects/<int:project_id>/models/status", views.project_model_status, name="project-model-status"),
     path("projects/<int:project_id>/dashboard/jobs", views.project_dashboard_jobs, name="project-dashboard-jobs"),
     path("projects/<int:project_id>/experiments/", views.project_experiments, name="project-experiments"),
     path("projects/<int:project_id>/experiments/<int:experiment_id>/stop", views.experiment_stop,

@@ -182,6 +182,14 @@ def project_dashboard_jobs(request: HttpRequest, project_id: int) -> HttpRespons
 
 
 @login_required
+@require_GET
+def project_model_status(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The live model and the latest retrain's verdict, in words: the panel the labeling page loads."""
+    project = _project(request, project_id, "annotator")
+    return render(request, "learner/_model_status.html", {"project": project, "status": selectors.model_status(project.pk)})
+
+
+@login_required
 @require_POST
 def project_retrain(request: HttpRequest, project_id: int) -> HttpResponse:
     project = _project(request, project_id, "manager")

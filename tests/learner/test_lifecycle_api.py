@@ -64,3 +64,19 @@ def test_promote_needs_a_reason_and_rollback_restores_the_earlier_version(client
         (2, 1, "rollback"), (1, 2, "manual"), (None, 1, "manual"),
     ]
     assert SwapHistory.objects.filter(project=two_versions).count() == 3
+
+
+def test_versions_and_runs_say_their_verdicts_and_triggers_in_the_page_words(client, two_versions, manager):
+    client.force_login(manager)
+    versions = client.get(reverse("api-model-versions", args=[two_versions.pk])).json()["versions"]
+    by_number = {v["number"]: v for v in versions}
+    assert by_number[1]["status_display"] == "Live"
+    assert by_number[1]["decision_sentence"].startswith("Promoted: beats the majority-class baseline")
+    assert by_number[2]["status_display"] == "Not promoted"
+    assert by_number[2]["decision_sentence"].startswith(
+        "Not promoted: not enough evidence yet that it is better than v1"
+    )
+    runs = client.get(reverse("api-runs", args=[two_versions.pk])).json()
+    assert [run["verdict"] for run in runs] == ["not_promoted", "live"]
+    assert runs[0]["trigger_sentence"] == "Requested by a manager."
+    assert runs[0]["decision_sentence"] == by_number[2]["decision_sentence"]

@@ -272,3 +272,27 @@ def test_the_code_version_comes_from_the_setting_else_git_else_the_package(setti
     monkeypatch.setattr(model_services.subprocess, "run", no_git)
     assert model_services.code_version() == "labelhub 0.1.0"
     model_services.code_version.cache_clear()
+
+
+def test_the_labeling_page_loads_the_model_panel_in_the_versions_page_words(client, labeled_blobs, manager):
+    expert = UserFactory(username="dr-lee")
+    MembershipFactory(project=labeled_blobs, user=expert, role="annotator")
+    client.force_login(expert)
+    status_url = reverse("project-model-status", args=[labeled_blobs.pk])
+    assert f'hx-get="{status_url}"' in client.get(reverse("label", args=[labeled_blobs.pk])).content.decode()
+    assert "No model is live yet" in text_of(client.get(status_url))
+
+    labeled_blobs.promotion_rule = "better"
+    labeled_blobs.save(update_fields=["promotion_rule"])
+    train(labeled_blobs, "count", new_labels=200, every_n_labels=25)
+    train(labeled_blobs, "count", new_labels=25, every_n_labels=25, live_version=1)
+    text = text_of(client.get(status_url))
+    assert "Live v1 · audit accuracy 1.000" in text
+    assert "Latest retrain (v2): 25 new labels since v1." in text
+    assert "Not promoted: not enough evidence yet that it is better than v1" in text
+    body = client.get(status_url).content.decode()
+    assert 'class="decision decision-not_promoted"' in body  # grey, not the red of a rejection
+
+    outsider = UserFactory(username="nobody")
+    client.force_login(outsider)
+    assert client.get(status_url).status_code == 404
