@@ -16,6 +16,18 @@ from tests.factories import ItemFactory
 CENTRES = [(-4.0, 0.0), (4.0, 0.0), (0.0, 5.0)]
 
 
+def _oracle_items(project: Project, spread: float) -> None:
+    """150 items of three classes around CENTRES in two columns; each item's true class is in metadata['truth']."""
+    names = list(project.labels.order_by("order").values_list("name", flat=True))
+    rng = np.random.default_rng(3)
+    items = []
+    for i in range(150):
+        cls = i % 3
+        point = rng.normal(CENTRES[cls], spread)
+        items.append(ItemFactory(project=project, values=[float(v) for v in point], metadata={"truth": names[cls]}))
+    features_compute_chunk(project.pk, [item.pk for item in items])
+
+
 @pytest.fixture
 def oracle_project(tabular_project: Project) -> Project:
     """Three well-separated classes in two columns; each item's true class is in metadata['truth']."""
@@ -26,15 +38,16 @@ def oracle_project(tabular_project: Project) -> Project:
     project.gate_min_audit = 5
     project.audit_share = 0.4
     project.save()
-    names = list(project.labels.order_by("order").values_list("name", flat=True))
-    rng = np.random.default_rng(3)
-    items = []
-    for i in range(150):
-        cls = i % 3
-        point = rng.normal(CENTRES[cls], 0.8)
-        items.append(ItemFactory(project=project, values=[float(v) for v in point], metadata={"truth": names[cls]}))
-    features_compute_chunk(project.pk, [item.pk for item in items])
+    _oracle_items(project, 0.8)
     return project
+
+
+@pytest.fixture
+def overlapping_project(oracle_project: Project) -> Project:
+    """The oracle project's classes spread wide enough to overlap: which items are labeled shows in the curve."""
+    oracle_project.items.all().delete()
+    _oracle_items(oracle_project, 3.0)
+    return oracle_project
 
 
 def simulate(project: Project, tmp_path, *extra: str) -> dict:
@@ -193,3 +206,24 @@ def test_holdout_split_is_seeded_stratified_and_disjoint():
 def test_fit_accuracy_with_one_class_seen_is_that_class_share():
     X = np.array([[0.0], [1.0]])
     assert curves.fit_accuracy("tabular", X, np.array([1, 1]), np.zeros((4, 1)), np.array([1, 0, 0, 1])) == 0.5
+
+
+def _trace(result: dict) -> dict:
+    """What a run did, less its timings: each arm's curve and its retrains' outcomes."""
+    return {
+        run["strategy"]: {
+            "curve": run["curve"],
+            "retrains": [(r["labels"], r["status"], r["version"], r["audit_n"]) for r in run["retrains"]],
+            "audit_labels": run["audit_labels"],
+        }
+        for run in result["runs"]
+    }
+
+
+@pytest.mark.django_db
+def test_two_runs_with_the_same_seeds_draw_the_same(overlapping_project, tmp_path):
+    first = simulate(overlapping_project, tmp_path / "a", "--budget", "90")
+    second = simulate(overlapping_project, tmp_path / "b", "--budget", "90")
+
+    assert set(_trace(first)) == {"margin", "random"}
+    assert _trace(first) == _trace(second)
