@@ -1,4 +1,4 @@
-"""Learning curves of labeling simulations: held-out splits, curve points, summaries (n95, n99, AULC, drops) and the plot."""
+"""Learning curves of labeling simulations: held-out splits, curve points, summaries (n95, n99, AULC, drop), plot."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

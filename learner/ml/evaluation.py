@@ -42,11 +42,12 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, classes: list[int]) -> dict:
         y_true, y_pred, labels=classes, zero_division=0
     )
     present = [c for c, s in zip(classes, support) if s]
+    macro_f1 = f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0) if present else 0.0
     return {
         "n": n,
         "accuracy": correct / n,
         "accuracy_ci": [low, high],
-        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)) if present else 0.0,
+        "macro_f1": float(macro_f1),
         "macro_f1_classes": len(present),
         "classes_total": len(classes),
         "log_loss": log_loss(y_true, proba, classes),

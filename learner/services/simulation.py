@@ -295,7 +295,7 @@ class _Run:
 
 @dataclass(frozen=True)
 class Noise:
-    """The first ``annotators`` simulated experts answer at random (uniform over the labels) once ``after`` labels are in."""
+    """The first ``annotators`` simulated experts answer at random (uniform over the labels) after ``after`` labels."""
 
     annotators: int = 0
     after: int = 0

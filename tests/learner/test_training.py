@@ -155,7 +155,8 @@ def test_figures_follow_the_models_class_order_not_the_label_ids():
     y = np.array([7, 7, 3, 3, 3])
     proba = np.array([[0.99, 0.01], [0.98, 0.02], [0.01, 0.99], [0.02, 0.98], [0.03, 0.97]])
     metrics = evaluate(y, proba, [7, 3])
-    assert metrics["accuracy"] == 1.0 and metrics["log_loss"] == pytest.approx(-np.log([0.99, 0.98, 0.99, 0.98, 0.97]).mean())
+    assert metrics["accuracy"] == 1.0
+    assert metrics["log_loss"] == pytest.approx(-np.log([0.99, 0.98, 0.99, 0.98, 0.97]).mean())
     assert metrics["per_class"] == {"7": {"precision": 1.0, "recall": 1.0, "support": 2},
                                     "3": {"precision": 1.0, "recall": 1.0, "support": 3}}
     assert metrics["confusion_matrix"] == [[2, 0], [0, 3]] and metrics["classes"] == [7, 3]
