@@ -20,7 +20,10 @@ GOALS = {
         "paced_next_p99_ms": "≤ 30", "paced_submit_p99_ms": "≤ 50", "duplicates": "0",
     },
     "freshness": {"total_s": "≤ 15"},
-    "label_efficiency": {"n99": "≤ 240"},
+    "label_efficiency": {
+        "n99": "≤ 220", "live_n99": "≤ 260", "live_final_accuracy": "≥ 0.99 × full_pool_accuracy",
+        "median_first_promotion": "≤ 40", "noisy_live_max_drop": "≤ 0.02",
+    },
     "load": {"errors": "0", "lost": "0", "duplicated": "0"},
     "predict_latency": {"single_p99_ms": "≤ 20", "batch_items_per_s": "≥ 20,000"},
     "export_throughput": {

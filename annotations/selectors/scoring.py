@@ -62,6 +62,11 @@ def scoring_get(scoring_id: int) -> QueueScoring | None:
     return QueueScoring.objects.filter(pk=scoring_id).first()
 
 
+def scoring_ordinal(scoring: QueueScoring) -> int:
+    """How many scorings of its project were planned up to this one, itself included (1 for the first)."""
+    return QueueScoring.objects.filter(project_id=scoring.project_id, pk__lte=scoring.pk).count()
+
+
 def scoring_latest_id(project_id: int) -> int:
     """Id of the project's most recently planned scoring in any state, or 0."""
     return QueueScoring.objects.filter(project_id=project_id).aggregate(n=Max("pk"))["n"] or 0

@@ -1,4 +1,4 @@
-"""Learning curves of labeling simulations: held-out splits, curve points, summaries (n95, n99, AULC) and the plot."""
+"""Learning curves of labeling simulations: held-out splits, curve points, summaries (n95, n99, AULC, drop), plot."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -98,14 +98,34 @@ def area_under_curve(labels: np.ndarray, accuracy: np.ndarray, budget: int) -> f
     return float(np.sum((accuracy[1:] + accuracy[:-1]) / 2 * np.diff(labels)) / span)
 
 
+def max_drop(accuracy: np.ndarray) -> float | None:
+    """The largest fall of the curve below its best value so far (0 for a curve that never falls); None if empty."""
+    accuracy = np.asarray(accuracy, dtype=np.float64)
+    if len(accuracy) == 0:
+        return None
+    return float(np.max(np.maximum.accumulate(accuracy) - accuracy))
+
+
+def median_or_never(values: Sequence[int | None]) -> float | None:
+    """The median of label counts where None means "never" (later than any count); None if the median is never."""
+    ordered = sorted(values, key=lambda v: (v is None, v or 0))
+    if not ordered:
+        return None
+    middle = ordered[(len(ordered) - 1) // 2: len(ordered) // 2 + 1]
+    if any(v is None for v in middle):
+        return None
+    return float(np.mean(middle))
+
+
 def summarise(curves: Sequence[Curve], full_pool_accuracy: float, budget: int) -> dict:
-    """The mean curve of a strategy's runs with n95, n99 (labels to 95% / 99% of full-pool accuracy) and AULC."""
+    """The mean curve of a strategy's runs with n95, n99 (labels to 95% / 99% of full-pool accuracy), AULC, max drop."""
     mean = mean_curve(curves)
     return {
         "n95": labels_to_reach(mean.labels, mean.mean, 0.95 * full_pool_accuracy),
         "n99": labels_to_reach(mean.labels, mean.mean, 0.99 * full_pool_accuracy),
         "aulc": area_under_curve(mean.labels, mean.mean, budget),
         "final_accuracy": float(mean.mean[-1]) if len(mean.labels) else None,
+        "max_drop": max_drop(mean.mean),
         "mean_curve": mean.as_dict(),
     }
 

@@ -20,33 +20,62 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
 
 
 def evaluate(y_true: np.ndarray, proba: np.ndarray, classes: list[int]) -> dict:
-    """Accuracy (with its Wilson interval), macro-F1, per-class precision/recall, confusion matrix, log-loss."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
+    """Accuracy (with its Wilson interval), macro-F1, per-class precision/recall, confusion matrix, log-loss.
+
+    ``proba``'s columns follow ``classes``, the model's own order (the labels' display order, not
+    their ids), and so does every per-class figure. Macro-F1 averages over the classes that have
+    audit items (``macro_f1_classes`` of ``classes_total``): a class nobody has labeled yet has no
+    F1 to count, not an F1 of 0.
+    """
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
     y_true = np.asarray(y_true)
     n = len(y_true)
     if n == 0:
         return {"n": 0}
+    classes = [int(c) for c in classes]
+    proba = np.asarray(proba, dtype=np.float64)
     y_pred = np.asarray(classes)[np.argmax(proba, axis=1)]
     correct = int((y_pred == y_true).sum())
     low, high = wilson_interval(correct, n)
     precision, recall, _, support = precision_recall_fscore_support(
         y_true, y_pred, labels=classes, zero_division=0
     )
-    clipped = np.clip(proba, 1e-15, 1.0)
+    present = [c for c, s in zip(classes, support) if s]
+    macro_f1 = f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0) if present else 0.0
     return {
         "n": n,
-        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy": correct / n,
         "accuracy_ci": [low, high],
-        "macro_f1": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
-        "log_loss": float(log_loss(y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=classes)),
+        "macro_f1": float(macro_f1),
+        "macro_f1_classes": len(present),
+        "classes_total": len(classes),
+        "log_loss": log_loss(y_true, proba, classes),
         "per_class": {
             str(c): {"precision": float(p), "recall": float(r), "support": int(s)}
             for c, p, r, s in zip(classes, precision, recall, support)
         },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
-        "classes": [int(c) for c in classes],
+        "classes": classes,
     }
+
+
+def log_loss(y_true: np.ndarray, proba: np.ndarray, classes: list[int], eps: float = 1e-15) -> float:
+    """Mean negative log-probability of the true class, ``proba``'s columns in the order of ``classes``.
+
+    Not scikit-learn's ``log_loss(labels=...)``: it sorts the labels, and so reads the wrong
+    column whenever the model's class order is not ascending. A true class outside ``classes``
+    counts as probability ``eps``.
+    """
+    proba = np.clip(np.asarray(proba, dtype=np.float64), eps, 1.0)
+    proba = proba / proba.sum(axis=1, keepdims=True)
+    column = {c: j for j, c in enumerate(classes)}
+    rows = [(i, column[int(y)]) for i, y in enumerate(np.asarray(y_true)) if int(y) in column]
+    p_true = np.full(len(y_true), eps)
+    if rows:
+        index = np.array(rows)
+        p_true[index[:, 0]] = proba[index[:, 0], index[:, 1]]
+    return float(-np.mean(np.log(p_true)))
 
 
 @dataclass

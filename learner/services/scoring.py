@@ -165,7 +165,7 @@ def score_chunk(project_id: int, scoring_id: int, id_range: tuple[int, int], chu
         chunk = _chunk_number(scoring, id_range) if chunk is None else chunk
         if queue_services.scoring_chunk_is_stored(scoring, chunk):
             raise ChunkStoredAlready(f"chunk {chunk} of scoring {scoring_id} is stored already")
-        columns = _score(project_id, scoring, id_range)
+        columns = _score(project_id, scoring, id_range, chunk)
         last = queue_services.item_scores_store_chunk(scoring_id, chunk, columns)
     except ChunkStoredAlready:
         # A redelivery: the earlier delivery may have stored the last chunk and then been lost
@@ -349,12 +349,22 @@ def _context(project_id: int, scoring: QueueScoring) -> _ScoringContext:
     return context
 
 
-def _score(project_id: int, scoring: QueueScoring, id_range: tuple[int, int]) -> ScoreColumns:
+def _chunk_rng(scoring: QueueScoring, chunk: int) -> np.random.Generator:
+    """The random numbers of the seeding's (and the random strategy's) chunk: the same again on a copy of the project.
+
+    Seeded by the scoring's place among its project's scorings and the chunk's number in the plan,
+    not by database ids, which a scratch copy does not reproduce: two simulations with the same
+    seeds draw alike. The draws still differ between chunks and between scorings.
+    """
+    return np.random.default_rng([queue_selectors.scoring_ordinal(scoring), chunk])
+
+
+def _score(project_id: int, scoring: QueueScoring, id_range: tuple[int, int], chunk: int) -> ScoreColumns:
     featurizer, live, ranker = _context(project_id, scoring)
     ids, X = selectors.pool_matrix_unlabeled(project_id, id_range, featurizer)
-    # Seeded by scoring and chunk: the seeding's (and the random strategy's) draws differ between chunks.
-    rng = np.random.default_rng([scoring.pk, id_range[0]])
-    if live is None and ranker is None:
+    seeding = live is None and ranker is None
+    rng = _chunk_rng(scoring, chunk) if seeding or scoring.strategy == Project.Strategy.RANDOM else None
+    if seeding:
         return ScoreColumns(ids, rng.random(len(ids)))
     if len(ids) == 0:
         return ScoreColumns(ids, np.empty(0), np.empty(0, dtype=np.int64), np.empty(0))

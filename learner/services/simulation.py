@@ -5,7 +5,12 @@ features into a scratch project with the same labels and settings, lets N scratc
 label through ``queue_next`` / ``annotation_submit`` with the oracle's answers, runs the count
 trigger after every label and executes what it requests synchronously (train, gate, swap, and
 the rescoring that a swap or a new ranking candidate asks for), and records a learning curve on
-the test split.
+the test split: a model fitted on every label so far, and the model live at that moment.
+Before a model is live a client's /predict gets no answer; the live curve then counts the
+accuracy of answering the most frequent label so far, the baseline the first model must beat.
+Some annotators may turn noisy part way (``noisy_annotators`` from ``noisy_from``): they answer
+uniformly at random over the labels. Every draw follows the seed: runs with the same seeds
+record the same curves.
 
 A run is one database transaction, rolled back at its end: no other process ever sees the
 scratch project, and the task messages its services queue after commit are never sent, so a
@@ -278,20 +283,33 @@ class _Run:
     curve: list[dict] = field(default_factory=list)
     retrains: list[dict] = field(default_factory=list)
     audit_labels: int = 0
+    noisy_labels: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: {"queue": 0.0, "retrain": 0.0, "curve": 0.0})
     artifacts: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"strategy": self.strategy, "seed": self.seed, "audit_labels": self.audit_labels,
-                "seconds": {k: round(v, 2) for k, v in self.seconds.items()}, "retrains": self.retrains,
-                "curve": self.curve}
+                "noisy_labels": self.noisy_labels, "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+                "retrains": self.retrains, "curve": self.curve}
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The first ``annotators`` simulated experts answer at random (uniform over the labels) after ``after`` labels."""
+
+    annotators: int = 0
+    after: int = 0
 
 
 class _Driver:
     """Runs one scratch project: leases, oracle answers, triggers and curve points."""
 
-    def __init__(self, scratch: Project, data: _Data, pool: np.ndarray, test: np.ndarray, run: _Run) -> None:
-        self.scratch, self.data, self.run = scratch, data, run
+    def __init__(
+        self, scratch: Project, data: _Data, pool: np.ndarray, test: np.ndarray, run: _Run, noise: Noise = Noise()
+    ) -> None:
+        self.scratch, self.data, self.run, self.noise = scratch, data, run, noise
+        # Its own stream, so that noise leaves the queue's audit draws (module ``random``) as they were.
+        self.noise_rng = np.random.default_rng([run.seed, 11])
         self.X_test, self.y_test = data.X[test], data.y[test]
         row_of_external = {data.external_ids[row]: int(row) for row in pool}
         items = Item.objects.filter(project=scratch).values_list("pk", "external_id")
@@ -299,10 +317,13 @@ class _Driver:
         label_pks = dict(Label.objects.filter(project=scratch).values_list("name", "pk"))
         self.index_of_label = {label_pks[name]: i for i, name in enumerate(data.label_names)}
         self.labeled_rows: list[int] = []
+        self.given: dict[int, int] = {}  # row → the label index last given for it (the oracle's, or noise)
+        self.label_counts = np.zeros(len(data.label_names), dtype=np.int64)  # every label given, by label index
         self.live_accuracy: dict[int, float] = {}
 
     def drive(self, annotators: list[AbstractBaseUser], budget: int, step: int) -> None:
         _score_pool_now(self.scratch.pk)  # the seeding the feature job asks for after an import
+        noisy = {user.pk for user in annotators[:self.noise.annotators]}
         held = {user.pk: self._next(user) for user in annotators}
         labels, seen = 0, set()
         while labels < budget:
@@ -314,8 +335,12 @@ class _Driver:
                 if lease is None:
                     continue
                 row = self.row_of[lease.item_id]
+                answer = int(self.data.y[row])
+                if user.pk in noisy and labels >= self.noise.after:
+                    answer = int(self.noise_rng.integers(len(self.data.label_names)))
+                    self.run.noisy_labels += 1
                 started = time.perf_counter()
-                annotation_submit(lease_id=lease.pk, user=user, label_name=self.data.label_names[self.data.y[row]])
+                annotation_submit(lease_id=lease.pk, user=user, label_name=self.data.label_names[answer])
                 self.run.seconds["queue"] += time.perf_counter() - started
                 labels += 1
                 progressed = True
@@ -323,6 +348,8 @@ class _Driver:
                 if row not in seen:
                     seen.add(row)
                     self.labeled_rows.append(row)
+                self.given[row] = answer
+                self.label_counts[answer] += 1
                 retrained = self._triggers(labels)
                 if labels % step == 0 or retrained or labels == budget:
                     self._point(labels)
@@ -368,11 +395,16 @@ class _Driver:
     def _point(self, labels: int) -> None:
         started = time.perf_counter()
         rows = self.labeled_rows
-        accuracy = curves.fit_accuracy(self.data.kind, self.data.X[rows], self.data.y[rows], self.X_test, self.y_test)
+        given = np.array([self.given[row] for row in rows], dtype=np.int64)
+        accuracy = curves.fit_accuracy(self.data.kind, self.data.X[rows], given, self.X_test, self.y_test)
         live = model_version_live(self.scratch.pk)
         point = {"labels": labels, "items": len(rows), "accuracy": round(accuracy, 5),
                  "live_version": live.number if live else None, "live_accuracy": None}
-        if live is not None:
+        if live is None:
+            # No prediction yet: count the most frequent label given so far (ties to the label shown first).
+            majority = int(self.label_counts.argmax())
+            point["live_accuracy"] = round(float(np.mean(self.y_test == majority)), 5)
+        else:
             if live.pk not in self.live_accuracy:
                 loaded = model_version_loaded(live)
                 proba = proba_over(loaded.pipeline, self.X_test, list(loaded.classes))
@@ -395,13 +427,17 @@ def simulation_run(
     test_share: float = DEFAULT_TEST_SHARE,
     overrides: dict | None = None,
     keep: bool = False,
+    noisy_annotators: int = 0,
+    noisy_from: int = 0,
+    baseline: bool = True,
     log: Log | None = None,
 ) -> dict:
     """Simulate labeling with the strategy and with random sampling; return every curve, the summaries and settings.
 
     The project itself is only read: each run works on a scratch copy in a transaction that is
     rolled back at its end, or committed with ``keep``. ``overrides`` (from ``settings_overrides``)
-    change the copies' settings.
+    change the copies' settings. ``noisy_annotators`` of the annotators answer at random once a
+    run has ``noisy_from`` labels; without ``baseline`` the strategy runs alone.
     """
     log = log or (lambda message: None)
     overrides = overrides or {}
@@ -412,6 +448,15 @@ def simulation_run(
         raise SimulationError("annotators, budget, seeds and step must each be at least 1.")
     if not 0.0 < test_share < 1.0:
         raise SimulationError("The test share must lie strictly between 0 and 1.")
+    if not 0 <= noisy_annotators <= annotators:
+        raise SimulationError(
+            f"The noisy annotators must number from 0 to the {annotators} annotators (got {noisy_annotators})."
+        )
+    if noisy_from < 0:
+        raise SimulationError(f"Noisy answers start after a number of labels, 0 or more (got {noisy_from}).")
+    if noisy_from and not noisy_annotators:
+        raise SimulationError("A start for noisy answers needs noisy annotators: say how many.")
+    noise = Noise(noisy_annotators, noisy_from)
     started_at, started = timezone.now(), time.perf_counter()
     data = _load(project, oracle)
     splits = [curves.holdout_split(data.y, test_share, seed) for seed in range(seeds)]
@@ -423,7 +468,7 @@ def simulation_run(
     full = [
         curves.fit_accuracy(data.kind, data.X[pool], data.y[pool], data.X[test], data.y[test]) for pool, test in splits
     ]
-    strategies = [strategy] if strategy == BASELINE else [strategy, BASELINE]
+    strategies = [strategy] if strategy == BASELINE or not baseline else [strategy, BASELINE]
     token = uuid.uuid4().hex[:8]
     runs: list[_Run] = []
     kept: list[str] = []
@@ -440,7 +485,7 @@ def simulation_run(
                         overrides=overrides,
                     )
                     with _seeded(seed):
-                        _Driver(scratch, data, pool, test, run).drive(users, budget, step)
+                        _Driver(scratch, data, pool, test, run, noise).drive(users, budget, step)
                     if keep:
                         kept.append(scratch.slug)
                         committed = True
@@ -459,17 +504,20 @@ def simulation_run(
     summary = {}
     for name in strategies:
         own = [r for r in runs if r.strategy == name]
-        summary[name] = curves.summarise(
-            [[(p["labels"], p["accuracy"]) for p in r.curve if p["labels"] % step == 0 or p["labels"] == budget]
-             for r in own],
-            full_pool_accuracy, budget,
-        )
-        summary[name]["live_mean_curve"] = curves.mean_curve(
-            [[(p["labels"], p["live_accuracy"]) for p in r.curve if p["live_accuracy"] is not None and
-              (p["labels"] % step == 0 or p["labels"] == budget)] for r in own]
-        ).as_dict()
+
+        def points(run: _Run, key: str) -> list[tuple[int, float]]:
+            return [(p["labels"], p[key]) for p in run.curve if p["labels"] % step == 0 or p["labels"] == budget]
+
+        summary[name] = curves.summarise([points(r, "accuracy") for r in own], full_pool_accuracy, budget)
+        live = curves.summarise([points(r, "live_accuracy") for r in own], full_pool_accuracy, budget)
+        summary[name].update({
+            "live_n95": live["n95"], "live_n99": live["n99"], "live_aulc": live["aulc"],
+            "live_final_accuracy": live["final_accuracy"], "live_max_drop": live["max_drop"],
+            "live_mean_curve": live["mean_curve"],
+        })
         promoted_at = [[x["labels"] for x in r.retrains if x["status"] == TrainingRun.Status.PROMOTED] for r in own]
         summary[name]["first_promotion_labels"] = [labels[0] if labels else None for labels in promoted_at]
+        summary[name]["median_first_promotion"] = curves.median_or_never(summary[name]["first_promotion_labels"])
         summary[name]["retrains"] = [len(r.retrains) for r in own]
         summary[name]["promotions"] = [sum(x["status"] == TrainingRun.Status.PROMOTED for x in r.retrains) for r in own]
     return {
@@ -489,6 +537,8 @@ def simulation_run(
         "settings": effective,
         "overrides": overrides,
         "triggers": ["count"],
+        "noise": {"annotators": noisy_annotators, "after_labels": noisy_from},
+        "live_before_first_model": "majority label so far",
         "full_pool_accuracy": round(full_pool_accuracy, 5),
         "full_pool_accuracy_per_seed": [round(a, 5) for a in full],
         "summary": summary,

@@ -16,6 +16,18 @@ from tests.factories import ItemFactory
 CENTRES = [(-4.0, 0.0), (4.0, 0.0), (0.0, 5.0)]
 
 
+def _oracle_items(project: Project, spread: float) -> None:
+    """150 items of three classes around CENTRES in two columns; each item's true class is in metadata['truth']."""
+    names = list(project.labels.order_by("order").values_list("name", flat=True))
+    rng = np.random.default_rng(3)
+    items = []
+    for i in range(150):
+        cls = i % 3
+        point = rng.normal(CENTRES[cls], spread)
+        items.append(ItemFactory(project=project, values=[float(v) for v in point], metadata={"truth": names[cls]}))
+    features_compute_chunk(project.pk, [item.pk for item in items])
+
+
 @pytest.fixture
 def oracle_project(tabular_project: Project) -> Project:
     """Three well-separated classes in two columns; each item's true class is in metadata['truth']."""
@@ -26,15 +38,16 @@ def oracle_project(tabular_project: Project) -> Project:
     project.gate_min_audit = 5
     project.audit_share = 0.4
     project.save()
-    names = list(project.labels.order_by("order").values_list("name", flat=True))
-    rng = np.random.default_rng(3)
-    items = []
-    for i in range(150):
-        cls = i % 3
-        point = rng.normal(CENTRES[cls], 0.8)
-        items.append(ItemFactory(project=project, values=[float(v) for v in point], metadata={"truth": names[cls]}))
-    features_compute_chunk(project.pk, [item.pk for item in items])
+    _oracle_items(project, 0.8)
     return project
+
+
+@pytest.fixture
+def overlapping_project(oracle_project: Project) -> Project:
+    """The oracle project's classes spread wide enough to overlap: which items are labeled shows in the curve."""
+    oracle_project.items.all().delete()
+    _oracle_items(oracle_project, 3.0)
+    return oracle_project
 
 
 def simulate(project: Project, tmp_path, *extra: str) -> dict:
@@ -127,6 +140,12 @@ def test_oracle_from_csv_leaves_out_items_without_an_answer(oracle_project, tmp_
         (["--project", "wine", "--oracle-field", "truth", "--strategy", "psychic"], "Unknown strategy 'psychic'"),
         (["--project", "wine", "--oracle-field", "truth", "--set", "gate_alpha=2"], "Cannot set gate_alpha"),
         (["--project", "wine", "--oracle-field", "truth", "--set", "name=x"], "Cannot set 'name=x'"),
+        (["--project", "wine", "--oracle-field", "truth", "--noisy-annotators", "5"],
+         "The noisy annotators must number from 0 to the 4 annotators (got 5)"),
+        (["--project", "wine", "--oracle-field", "truth", "--noisy-annotators", "1", "--noisy-from", "-3"],
+         "Noisy answers start after a number of labels, 0 or more (got -3)"),
+        (["--project", "wine", "--oracle-field", "truth", "--noisy-from", "10"],
+         "A start for noisy answers needs noisy annotators"),
     ],
 )
 def test_bad_arguments_say_what_is_wrong(oracle_project, args, message, tmp_path):
@@ -193,3 +212,78 @@ def test_holdout_split_is_seeded_stratified_and_disjoint():
 def test_fit_accuracy_with_one_class_seen_is_that_class_share():
     X = np.array([[0.0], [1.0]])
     assert curves.fit_accuracy("tabular", X, np.array([1, 1]), np.zeros((4, 1)), np.array([1, 0, 0, 1])) == 0.5
+
+
+def _trace(result: dict) -> dict:
+    """What a run did, less its timings: each arm's curve and its retrains' outcomes."""
+    return {
+        run["strategy"]: {
+            "curve": run["curve"],
+            "retrains": [(r["labels"], r["status"], r["version"], r["audit_n"]) for r in run["retrains"]],
+            "audit_labels": run["audit_labels"],
+        }
+        for run in result["runs"]
+    }
+
+
+@pytest.mark.django_db
+def test_two_runs_with_the_same_seeds_draw_the_same(overlapping_project, tmp_path):
+    first = simulate(overlapping_project, tmp_path / "a", "--budget", "90")
+    second = simulate(overlapping_project, tmp_path / "b", "--budget", "90")
+
+    assert set(_trace(first)) == {"margin", "random"}
+    assert _trace(first) == _trace(second)
+
+
+@pytest.mark.django_db
+def test_the_live_curve_counts_the_majority_label_until_a_model_is_live(oracle_project, tmp_path):
+    # No count trigger: no model is ever trained, let alone live.
+    result = simulate(oracle_project, tmp_path, "--budget", "30", "--no-baseline", "--set", "retrain_every_n_labels=0")
+
+    [run] = result["runs"]
+    assert run["strategy"] == "margin" and not run["retrains"]
+    # The test split holds 13, 13 and 12 items of the three classes: always answering one is right on 12 or 13 of 38.
+    for point in run["curve"]:
+        assert point["live_version"] is None
+        assert round(point["live_accuracy"] * 38) in (12, 13)
+        assert point["live_accuracy"] == pytest.approx(round(point["live_accuracy"] * 38) / 38, abs=1e-5)
+    summary = result["summary"]["margin"]
+    assert summary["live_mean_curve"]["labels"] == summary["mean_curve"]["labels"] == [10, 20, 30]
+    assert summary["live_final_accuracy"] == pytest.approx(run["curve"][-1]["live_accuracy"])
+    assert summary["first_promotion_labels"] == [None] and summary["median_first_promotion"] is None
+    assert summary["live_n95"] is None and summary["live_max_drop"] >= 0.0
+    assert list(result["summary"]) == ["margin"]  # --no-baseline: random sampling was not run
+
+
+@pytest.mark.django_db
+def test_a_noisy_annotator_answers_at_random_from_the_given_label_on(oracle_project, tmp_path):
+    result = simulate(
+        oracle_project, tmp_path, "--no-baseline", "--keep", "--noisy-annotators", "1", "--noisy-from", "20",
+    )
+
+    [run] = result["runs"]
+    assert result["noise"] == {"annotators": 1, "after_labels": 20}
+    scratch = Project.objects.get(slug=result["kept_projects"][0])
+    annotations = list(Annotation.objects.filter(item__project=scratch).order_by("created_at", "pk")
+                       .values_list("annotator__username", "label__name", "item__metadata"))
+    assert len(annotations) == 60
+    noisy_user = sorted({username for username, _, _ in annotations})[0]  # the first simulated expert
+    right = [label == metadata["truth"] for _, label, metadata in annotations]
+    assert all(right[:20])  # everyone answers from the oracle until then
+    after = [ok for (username, _, _), ok in zip(annotations[20:], right[20:]) if username == noisy_user]
+    others = [ok for (username, _, _), ok in zip(annotations[20:], right[20:]) if username != noisy_user]
+    assert run["noisy_labels"] == len(after) and len(after) >= 15
+    assert all(others) and sum(after) < 0.7 * len(after)  # uniform over 3 labels: right about a third of the time
+
+
+def test_max_drop_is_the_largest_fall_below_the_best_so_far():
+    assert curves.max_drop(np.array([0.1, 0.9, 0.85, 0.95, 0.9, 0.8, 0.97])) == pytest.approx(0.15)
+    assert curves.max_drop(np.array([0.1, 0.5, 0.5, 0.9])) == 0.0
+    assert curves.max_drop(np.array([])) is None
+
+
+def test_median_first_promotion_counts_never_as_later_than_any():
+    assert curves.median_or_never([40, None, 30]) == 40
+    assert curves.median_or_never([40, 20, 30, 50]) == 35
+    assert curves.median_or_never([40, None, None]) is None
+    assert curves.median_or_never([]) is None

@@ -10,6 +10,7 @@ from django.utils import timezone
 from annotations.models import Annotation
 from annotations.services import item_resolve
 from learner.ml import gate as gate_ml
+from learner.ml.evaluation import evaluate
 from learner.models import DriftCheck, LiveModel, ModelVersion, SwapHistory, TrainingRun
 from learner.services.training import (
     _run_lock_key,
@@ -17,6 +18,8 @@ from learner.services.training import (
     training_run_request,
     training_runs_reap,
 )
+from tests.factories import AnnotationFactory, LabelFactory, ProjectFactory
+from tests.learner.conftest import blob_items
 
 pytestmark = pytest.mark.django_db
 
@@ -227,6 +230,53 @@ def test_repeated_looks_keep_the_false_promotion_of_equal_candidates_within_alph
     assert unspent["promoted_any"] > 0.05  # the simulation can see the problem the spending solves
     first = gate_ml.simulate_looks(comparison="first_model", accuracy=0.3, looks=15, runs=400, seed=2)
     assert first["promoted_any"] <= 0.05
+
+
+def test_figures_follow_the_models_class_order_not_the_label_ids():
+    # Label 7 is shown first, label 3 second: the model's columns are [7, 3], not sorted.
+    y = np.array([7, 7, 3, 3, 3])
+    proba = np.array([[0.99, 0.01], [0.98, 0.02], [0.01, 0.99], [0.02, 0.98], [0.03, 0.97]])
+    metrics = evaluate(y, proba, [7, 3])
+    assert metrics["accuracy"] == 1.0
+    assert metrics["log_loss"] == pytest.approx(-np.log([0.99, 0.98, 0.99, 0.98, 0.97]).mean())
+    assert metrics["per_class"] == {"7": {"precision": 1.0, "recall": 1.0, "support": 2},
+                                    "3": {"precision": 1.0, "recall": 1.0, "support": 3}}
+    assert metrics["confusion_matrix"] == [[2, 0], [0, 3]] and metrics["classes"] == [7, 3]
+    # Confidently wrong is a large log-loss whichever way the columns run.
+    assert evaluate(y, proba[:, ::-1], [7, 3])["log_loss"] > 3.0
+
+
+def test_macro_f1_is_over_the_classes_with_audit_items():
+    y = np.array([1, 1, 2, 2])
+    proba = np.array([[0.9, 0.1, 0, 0, 0], [0.8, 0.2, 0, 0, 0], [0.1, 0.9, 0, 0, 0], [0.3, 0.7, 0, 0, 0]])
+    metrics = evaluate(y, proba, [1, 2, 3, 4, 5])
+    assert metrics["accuracy"] == 1.0 and metrics["macro_f1"] == 1.0
+    assert metrics["macro_f1_classes"] == 2 and metrics["classes_total"] == 5
+    assert metrics["per_class"]["4"]["support"] == 0
+    # A class predicted but never labeled in the audit set still costs the classes that are.
+    wrong = evaluate(y, np.array([[0.9, 0.1, 0, 0, 0], [0.1, 0, 0.9, 0, 0], [0.1, 0.9, 0, 0, 0], [0, 1, 0, 0, 0]]),
+                     [1, 2, 3, 4, 5])
+    assert wrong["macro_f1_classes"] == 2 and wrong["macro_f1"] == pytest.approx((2 / 3 + 1.0) / 2)
+
+
+def test_a_trained_model_on_labels_shown_out_of_id_order_reads_right(manager):
+    project = ProjectFactory(kind="tabular", feature_names=["x0", "x1"], gate_min_audit=30)
+    # Created "b" then "a", shown "a" then "b"; three more labels nobody has used yet.
+    b = LabelFactory(project=project, name="b", order=1)
+    a = LabelFactory(project=project, name="a", order=0)
+    for order, name in enumerate("cde", start=2):
+        LabelFactory(project=project, name=name, order=order)
+    assert a.pk > b.pk
+    for i, item in enumerate(blob_items(project, np.random.default_rng(7), 200)):
+        AnnotationFactory(item=item, annotator=manager, label=b if i % 2 else a, is_audit=i >= 120)
+
+    run = _run(project)
+
+    assert run.status == TrainingRun.Status.PROMOTED, run.decision or run.error
+    metrics = run.model_version.metrics
+    assert metrics["classes"][:2] == [a.pk, b.pk] and metrics["accuracy"] == 1.0
+    assert metrics["log_loss"] < 0.1
+    assert metrics["macro_f1"] == 1.0 and metrics["macro_f1_classes"] == 2 and metrics["classes_total"] == 5
 
 
 def test_two_requests_make_one_run(labeled_blobs):

@@ -59,6 +59,7 @@ def test_versions_page_shows_status_metrics_lineage_promoters_timeline_and_curve
     v1 = ModelVersion.objects.get(project=two_versions, number=1)
     low, high = v1.metrics["accuracy_ci"]
     assert f"{v1.metrics['accuracy']:.3f} 95% CI {low:.3f}–{high:.3f} · n = 80" in text
+    assert f"{v1.metrics['macro_f1']:.3f} over 2 of 3 classes" in text
     # Trigger and evidence, lineage recorded at training time, who made each version live.
     assert "Label count 200 new labels before any model was live. Promoted: beats the majority-class baseline" in text
     assert v1.code_version and v1.code_version in text and v1.query_strategy == "margin"
@@ -83,6 +84,7 @@ def test_version_page_shows_confusion_matrix_and_per_class_figures(client, two_v
     v1 = ModelVersion.objects.get(project=two_versions, number=1)
     first_class = v1.metrics["per_class"][str(v1.classes[0])]
     assert f"class_0 {first_class['precision']:.3f} {first_class['recall']:.3f} {first_class['support']}" in text
+    assert f"Macro-F1 {v1.metrics['macro_f1']:.3f} over 2 of 3 classes" in text
     assert "<svg" in body and ">predicted label</text>" in body and ">expert label</text>" in body
     assert "Gate: Promoted: beats the majority-class baseline (audit accuracy 1.000 against 0.500" in text
     # A reviewer sees no promote or roll back buttons.
@@ -95,7 +97,15 @@ def test_compare_view_puts_two_versions_side_by_side(client, two_versions, revie
     assert response.status_code == 200
     body, text = response.content.decode(), text_of(response)
     assert "Status Retired Live" in text
-    assert "v1 precision v1 recall v2 precision v2 recall Recall change" in text
+    assert "v1 precision v1 recall v1 audit items v2 precision v2 recall v2 audit items Recall change" in text
+    # Each version's per-class support beside its precision and recall; class_2 has no audit items.
+    v1, v2 = (ModelVersion.objects.get(project=two_versions, number=n) for n in (1, 2))
+    first = str(v1.classes[0])
+    a, b = v1.metrics["per_class"][first], v2.metrics["per_class"][first]
+    assert (f"class_0 {a['precision']:.3f} {a['recall']:.3f} {a['support']} "
+            f"{b['precision']:.3f} {b['recall']:.3f} {b['support']}") in text
+    assert "class_2 – – 0 – – 0 –" in text
+    assert f"Macro-F1 {v1.metrics['macro_f1']:.3f} over 2 of 3 classes {v2.metrics['macro_f1']:.3f} over 2 of 3" in text
     assert body.count("<svg") == 2 and "predicted label" in body
     assert '<option value="1" selected>' in body and '<option value="2" selected>' in body
 

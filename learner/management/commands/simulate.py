@@ -25,6 +25,10 @@ def _na(value) -> str:
     return "—" if value is None else str(value)
 
 
+def _fixed(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
 class Command(BaseCommand):
     help = (
         "Drive the real queue, retrain triggers, gate and swaps with simulated experts who answer from a held-back "
@@ -49,6 +53,13 @@ class Command(BaseCommand):
         parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
                             help="Change a retrain, gate or queue setting of the scratch copies, e.g. "
                                  "--set retrain_every_n_labels=20 (repeatable).")
+        parser.add_argument("--noisy-annotators", type=int, default=0, metavar="K",
+                            help="The first K simulated experts answer at random (uniform over the labels, seeded) "
+                                 "from --noisy-from on (default 0: all answer from the oracle).")
+        parser.add_argument("--noisy-from", type=int, default=0, metavar="N",
+                            help="The noisy experts turn noisy once a run has N labels (default 0: from the start).")
+        parser.add_argument("--no-baseline", action="store_true",
+                            help="Run the strategy alone, without random sampling beside it.")
         parser.add_argument("--keep", action="store_true",
                             help="Commit the scratch projects for inspection instead of rolling each run back "
                                  "(the task messages their services queued are then sent too).")
@@ -68,7 +79,9 @@ class Command(BaseCommand):
                     project=project, oracle=oracle, strategy=options["strategy"] or project.query_strategy,
                     annotators=options["annotators"], budget=options["budget"], seeds=options["seeds"],
                     step=options["step"], test_share=options["test_share"],
-                    overrides=settings_overrides(options["overrides"]), keep=options["keep"], log=self._log,
+                    overrides=settings_overrides(options["overrides"]), keep=options["keep"],
+                    noisy_annotators=options["noisy_annotators"], noisy_from=options["noisy_from"],
+                    baseline=not options["no_baseline"], log=self._log,
                 )
         except SimulationError as exc:
             raise CommandError(exc.message) from None
@@ -121,9 +134,20 @@ class Command(BaseCommand):
             f"\n{result['dataset']}: {result['annotators']} annotators, budget {result['budget']}, "
             f"{len(result['seeds'])} seeds; full-pool accuracy {full:.3f}"
         )
-        self.stdout.write(f"{'strategy':<16}{'n95':>6}{'n99':>6}{'AULC':>8}{'final':>8}  first promotion (labels)")
+        noise = result["noise"]
+        if noise["annotators"]:
+            self.stdout.write(f"{noise['annotators']} of them answer at random after {noise['after_labels']} labels")
+        self.stdout.write(
+            f"{'':<16}{'fitted on all labels':^28}{'live model':^36}\n"
+            f"{'strategy':<16}{'n95':>6}{'n99':>6}{'AULC':>8}{'final':>8}"
+            f"{'n95':>6}{'n99':>6}{'AULC':>8}{'final':>8}{'drop':>8}  first promotion (labels)"
+        )
         for name, s in result["summary"].items():
-            aulc = "—" if s["aulc"] is None else f"{s['aulc']:.3f}"
-            final = "—" if s["final_accuracy"] is None else f"{s['final_accuracy']:.3f}"
             firsts = ", ".join(_na(x) for x in s["first_promotion_labels"])
-            self.stdout.write(f"{name:<16}{_na(s['n95']):>6}{_na(s['n99']):>6}{aulc:>8}{final:>8}  {firsts}")
+            self.stdout.write(
+                f"{name:<16}{_na(s['n95']):>6}{_na(s['n99']):>6}{_fixed(s['aulc']):>8}{_fixed(s['final_accuracy']):>8}"
+                f"{_na(s['live_n95']):>6}{_na(s['live_n99']):>6}{_fixed(s['live_aulc']):>8}"
+                f"{_fixed(s['live_final_accuracy']):>8}{_fixed(s['live_max_drop']):>8}  {firsts}"
+            )
+        self.stdout.write("Live model: before the first is live, the accuracy of answering the most frequent label "
+                          "so far; drop: its largest fall below its best so far.")
