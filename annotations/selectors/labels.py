@@ -55,13 +55,18 @@ def _resolved_labels(project_id: int, item_ids: list[int] | None = None) -> dict
     return dict(items.values_list("id", "resolved_label_id"))
 
 
-def label_snapshot(project_id: int) -> LabelSnapshot:
-    """Snapshot the project's labels now: final label per item and a hash of exactly what was read."""
+def label_snapshot(project_id: int, leave_out: frozenset[int] = frozenset()) -> LabelSnapshot:
+    """Snapshot the project's labels now: final label per item and a hash of exactly what was read.
+
+    ``leave_out``: annotation ids not to use (an unreliable stretch of one expert's labels).
+    """
     rows = list(
         Annotation.objects.filter(item__project_id=project_id)
         .order_by("id")
         .values_list("id", "item_id", "label_id", "is_audit")
     )
+    if leave_out:
+        rows = [row for row in rows if row[0] not in leave_out]
     resolved = _resolved_labels(project_id)
     annotation_ids, item_ids, label_ids, audit = _final_labels(rows, resolved)
     digest = hashlib.sha256()
@@ -72,6 +77,16 @@ def label_snapshot(project_id: int) -> LabelSnapshot:
     for item_id in sorted(resolved):
         digest.update(f"r{item_id}:{resolved[item_id]};".encode())
     return LabelSnapshot(sorted(annotation_ids), item_ids, label_ids, frozenset(audit), digest.hexdigest())
+
+
+def label_agreements(project_id: int) -> list[tuple[int, int, bool]]:
+    """Every label that recorded a live model's prediction, in the order given: (annotation id, expert id, agreed)."""
+    rows = (
+        Annotation.objects.filter(item__project_id=project_id, predicted_label__isnull=False)
+        .order_by("id")
+        .values_list("id", "annotator_id", "label_id", "predicted_label_id")
+    )
+    return [(pk, annotator, label == predicted) for pk, annotator, label, predicted in rows.iterator(chunk_size=10_000)]
 
 
 def item_final_labels(project_id: int, item_ids: list[int] | None = None) -> dict[int, int]:

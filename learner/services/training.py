@@ -6,15 +6,17 @@ import traceback
 from datetime import timedelta
 
 import numpy as np
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from annotations.models import Project
-from annotations.selectors.labels import label_snapshot
+from annotations.selectors.labels import label_agreements, label_snapshot
 from labelhub.celery import send_task_on_commit
 from learner.ml import evaluation, training
 from learner.ml import gate as gate_ml
+from learner.ml import reliability
 from learner.models import LiveModel, ModelVersion, SwapHistory, TrainingRun
 from learner.selectors import live_model_stale_reason, pool_matrix, project_featurizer
 from learner.services.models import (
@@ -140,7 +142,8 @@ def _pipeline(run: TrainingRun) -> None:
     project: Project = run.project
     classes = list(project.labels.order_by("order", "name").values_list("pk", flat=True))
     with _Stage(run, "snapshot"):
-        snapshot = label_snapshot(project.pk)
+        left_out, unreliable = _unreliable_labels(project.pk)
+        snapshot = label_snapshot(project.pk, leave_out=left_out)
         run.label_snapshot_hash, run.label_ids = snapshot.sha256, snapshot.annotation_ids
         label_of = dict(zip(snapshot.item_ids, snapshot.label_ids))
         train_ids = [i for i in snapshot.item_ids if i not in snapshot.audit_item_ids]
@@ -177,6 +180,12 @@ def _pipeline(run: TrainingRun) -> None:
                         classes=classes)
         if champion_metrics is not None:
             decision["champion_metrics"] = champion_metrics  # the champion on the same audit items
+        if unreliable:
+            decision["left_out"] = unreliable
+            decision["reason"] += " Left out as unreliable: " + "; ".join(
+                f"{u['labels']} labels of {u['username']} (agreeing with the live model on {u['agreement']:.0%} "
+                f"of them, the other experts on {u['others_agreement']:.0%})" for u in unreliable
+            ) + "."
         run.decision = decision
     if decision["promote"]:
         with _Stage(run, "swap"):
@@ -188,6 +197,32 @@ def _pipeline(run: TrainingRun) -> None:
         _finish(run, TrainingRun.Status.KEPT_CHAMPION)
     # Labels that arrived while this run trained may already call for the next one.
     send_task_on_commit(LABELS_ADDED_TASK, [project.pk])
+
+
+def _unreliable_labels(project_id: int) -> tuple[frozenset[int], list[dict]]:
+    """The labels of unreliable stretches (``learner.ml.reliability``) and, per expert, how many and why."""
+    rows = label_agreements(project_id)
+    if not rows:
+        return frozenset(), []
+    ids, annotators, agrees = (np.array(column) for column in zip(*rows))
+    windows = reliability.unreliable_windows(annotators, agrees)
+    if not windows:
+        return frozenset(), []
+    by_annotator: dict[int, list] = {}
+    for window in windows:
+        by_annotator.setdefault(window.annotator, []).append(window)
+    names = dict(get_user_model().objects.filter(pk__in=list(by_annotator)).values_list("pk", "username"))
+    left_out: set[int] = set()
+    summary = []
+    for annotator, own in sorted(by_annotator.items()):
+        positions = np.unique(np.concatenate([w.positions for w in own]))
+        left_out.update(int(i) for i in ids[positions])
+        summary.append({
+            "annotator": annotator, "username": names.get(annotator, f"expert {annotator}"),
+            "labels": int(len(positions)), "agreement": float(agrees[positions].mean()),
+            "others_agreement": float(np.mean([w.others_agreement for w in own])), "windows": len(own),
+        })
+    return frozenset(left_out), summary
 
 
 def _majority(y: np.ndarray) -> int:

@@ -1,0 +1,70 @@
+"""Unreliable experts: a stretch of labels that agrees with the live model far less than the others' is left out."""
+import numpy as np
+import pytest
+
+from annotations.models import Annotation
+from learner.ml.reliability import unreliable_windows
+from learner.models import TrainingRun
+from learner.services.training import training_run_execute, training_run_request
+from tests.factories import AnnotationFactory, UserFactory
+from tests.learner.conftest import blob_items
+
+
+def _stream(rng, n=400, experts=4, agreement=0.7):
+    return rng.integers(0, experts, n), rng.random(n) < agreement
+
+
+def test_an_expert_answering_at_random_from_some_point_is_flagged_from_there():
+    rng = np.random.default_rng(0)
+    annotators, agrees = _stream(rng)
+    noisy = (annotators == 0) & (np.arange(len(annotators)) >= 150)
+    agrees[noisy] = rng.random(noisy.sum()) < 0.1
+    windows = unreliable_windows(annotators, agrees)
+    flagged = np.unique(np.concatenate([w.positions for w in windows]))
+    assert {w.annotator for w in windows} == {0}
+    assert flagged.min() >= 100  # nothing long before the expert turned careless
+    assert np.isin(np.flatnonzero(noisy), flagged).mean() > 0.6  # most of what followed
+
+
+def test_honest_experts_are_almost_never_flagged_even_when_they_differ():
+    flagged_runs = 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        annotators, agrees = _stream(rng, agreement=0.6)
+        # One expert disagrees with the model more than the others (harder items, or right where it is wrong).
+        own = annotators == 1
+        agrees[own] = rng.random(own.sum()) < 0.45
+        flagged_runs += bool(unreliable_windows(annotators, agrees))
+    assert flagged_runs <= 2
+
+
+def test_a_sole_expert_is_never_flagged():
+    rng = np.random.default_rng(1)
+    assert unreliable_windows(np.zeros(300, dtype=int), rng.random(300) < 0.05) == []
+
+
+@pytest.mark.django_db
+def test_training_leaves_out_a_careless_experts_labels_and_says_so(labeled_blobs, manager):
+    train = TrainingRun.objects
+    first = training_run_execute(training_run_request(project_id=labeled_blobs.pk, trigger="manual", evidence={}).pk)
+    assert first.status == TrainingRun.Status.PROMOTED
+    negative, positive = labeled_blobs.labels.order_by("order")[:2]
+    careful, careless = UserFactory(username="careful"), UserFactory(username="careless")
+    rng = np.random.default_rng(3)
+    items = blob_items(labeled_blobs, rng, 120)
+    for i, item in enumerate(items):
+        truth = positive if i % 2 else negative
+        expert = careful if i % 2 == 0 or i % 4 == 1 else careless
+        label = truth if expert == careful else (negative, positive)[int(rng.integers(0, 2))]
+        # Both were served with the live model's (right) prediction; the careless one ignores the items.
+        AnnotationFactory(item=item, annotator=expert, label=label, predicted_label=truth, model_version=1)
+
+    run = training_run_execute(training_run_request(project_id=labeled_blobs.pk, trigger="manual", evidence={}).pk)
+
+    left_out = run.decision["left_out"]
+    assert [u["username"] for u in left_out] == ["careless"]
+    assert left_out[0]["labels"] >= 25 and left_out[0]["agreement"] < 0.7 and left_out[0]["others_agreement"] == 1.0
+    assert "Left out as unreliable: " in run.decision["reason"] and "labels of careless" in run.decision["reason"]
+    careless_ids = set(Annotation.objects.filter(annotator=careless).values_list("pk", flat=True))
+    assert len(careless_ids & set(run.label_ids)) == len(careless_ids) - left_out[0]["labels"]
+    assert train.filter(project=labeled_blobs).count() == 2
