@@ -20,6 +20,7 @@ GOALS = {
         "paced_next_p99_ms": "≤ 30", "paced_submit_p99_ms": "≤ 50", "duplicates": "0",
     },
     "freshness": {"total_s": "≤ 15"},
+    "drift_false_alarms": {"false_alarm_50": "≤ 0.05", "false_alarm_100": "≤ 0.05", "false_alarm_500": "≤ 0.05"},
     "label_efficiency": {"n99": "≤ 240"},
     "load": {"errors": "0", "lost": "0", "duplicated": "0"},
     "predict_latency": {"single_p99_ms": "≤ 20", "batch_items_per_s": "≥ 20,000"},

@@ -179,7 +179,7 @@ def drift_summary(result: DriftResult) -> str:
     worst = result.worst
     if not result.enough_data or worst is None:
         return result.summary or "too few items to tell"
-    figures = f"PSI {worst.psi:.2f} on {worst.name} (p = {_p(worst.p_adjusted)})"
+    figures = f"PSI {worst.psi:.2f} on {worst.name} (p {_p(worst.p_adjusted)})"
     if result.drifted:
         others = len(result.drifted_columns) - 1
         more = f" and {others} other column{'s' if others != 1 else ''}" if others > 0 else ""
@@ -188,4 +188,4 @@ def drift_summary(result: DriftResult) -> str:
 
 
 def _p(p: float) -> str:
-    return f"{p:.2g}" if p >= 0.001 else "< 0.001"
+    return f"= {p:.2g}" if p >= 0.001 else "< 0.001"

@@ -22,7 +22,7 @@ def test_a_shifted_column_is_drift_and_named():
     result = drift.drift_test(reference, recent, threshold=0.2, names=["a", "b", "c", "d"])
     assert result.drifted and result.drifted_columns == ["c"]
     assert result.worst.name == "c" and result.worst.psi >= 0.2 and result.worst.p_adjusted < 0.05
-    assert result.summary == f"drifted, PSI {result.worst.psi:.2f} on c (p = < 0.001)"
+    assert result.summary == f"drifted, PSI {result.worst.psi:.2f} on c (p < 0.001)"
     evidence = result.as_dict()
     assert evidence["worst"]["name"] == "c" and evidence["reference_n"] == 1000 and evidence["recent_n"] == 200
     assert evidence["threshold"] == 0.2 and "Kolmogorov" in evidence["test"]

@@ -213,3 +213,23 @@ def test_manual_trigger_records_who(live_blobs, manager):
     assert run.trigger == "manual" and run.requested_by == manager
     assert run.evidence == {"requested_by": "manager", "note": "new guidelines"}
     assert triggers.manual_trigger(live_blobs.pk, manager) is None  # one active run at a time
+
+
+def test_the_dashboard_says_when_drift_was_last_checked_and_what_it_found(client, live_blobs, manager):
+    from html import unescape
+
+    from django.urls import reverse
+
+    from tests.learner.test_versions_pages import text_of
+
+    blob_items(live_blobs, np.random.default_rng(2), 300, shift=6.0)
+    triggers.drift_check(live_blobs.pk)
+    check = DriftCheck.objects.get(project=live_blobs)
+    worst = check.evidence["worst"]
+    client.force_login(manager)
+    text = unescape(text_of(client.get(reverse("project-dashboard", args=[live_blobs.pk]))))
+    version = check.model_version
+    assert (f"Drift Drift last checked 0 minutes ago for v{version}: drifted, PSI {worst['psi']:.2f} "
+            f"on {worst['name']} (p < 0.001)") in text
+    assert "300 since" in text and "Holm-corrected" in text
+    assert f"Retrain: none asked for: no new labels since run {check.evidence['retrain'].rsplit(' ', 1)[1]}." in text
