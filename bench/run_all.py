@@ -20,6 +20,8 @@ GOALS = {
         "paced_next_p99_ms": "≤ 30", "paced_submit_p99_ms": "≤ 50", "duplicates": "0",
     },
     "freshness": {"total_s": "≤ 15"},
+    "drift_false_alarms": {"false_alarm_50": "≤ 0.05", "false_alarm_100": "≤ 0.05", "false_alarm_500": "≤ 0.05"},
+    "gate_looks": {"better_false_promotion": "≤ 0.05", "first_model_false_promotion": "≤ 0.05"},
     "label_efficiency": {
         "n99": "≤ 220", "live_n99": "≤ 260", "live_final_accuracy": "≥ 0.99 × full_pool_accuracy",
         "median_first_promotion": "≤ 40", "noisy_live_max_drop": "≤ 0.02",

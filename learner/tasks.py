@@ -114,6 +114,12 @@ def triggers_check() -> dict[str, int]:
     return triggers.triggers_check_all()
 
 
+@shared_task(name="learner.drift_check", acks_late=True, time_limit=600, soft_time_limit=540)
+def drift_check(project_id: int) -> bool:
+    """Measure drift for one project now (its import's features were just stored); True if a retrain was asked for."""
+    return triggers.drift_check(project_id) is not None
+
+
 @shared_task(name="learner.drift_check_all", acks_late=True, time_limit=1800, soft_time_limit=1700)
 def drift_check_all() -> int:
     """Measure drift for every project with a live model."""

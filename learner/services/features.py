@@ -12,6 +12,7 @@ from learner import selectors
 from learner.ml.featurize import FeaturizeError, ImageFeaturizer, TabularFeaturizer, TextFeaturizer, pack
 from learner.models import FeatureVector
 from learner.services.scoring import score_pool_after_features
+from learner.services.triggers import drift_check_after_features
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ def features_compute_chunk(project_id: int, item_ids: Sequence[int]) -> int:
     if completed:
         # After commit, so that the scoring it asks for sees every feature row of these imports.
         score_pool_after_features(project_id, completed)
+        # New items may not look like those the live model was trained beside: check now, not at the next hour.
+        drift_check_after_features(project_id)
     return len(pending)
 
 

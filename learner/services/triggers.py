@@ -6,19 +6,23 @@ import math
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from annotations.models import Annotation, Item, Project
 from annotations.selectors.labels import audit_predictions_latest
-from learner.ml import evaluation, training
+from labelhub.celery import send_task_on_commit
+from learner.ml import drift, evaluation, training
 from learner.models import DriftCheck, TrainingRun
 from learner.selectors import pool_matrix
 from learner.services.models import model_version_live, model_version_loaded
 from learner.services.training import training_run_request
 
 SCHEDULE_TASK = "learner.retrain_scheduled"
+DRIFT_TASK = "learner.drift_check"
 DRIFT_SAMPLE = 5000
+CONFIDENCE = "the live model's confidence"
 DEGRADATION_CONFIDENCE = 0.95
 # Below this many audit labels the bound is too wide to act on, whatever it says.
 DEGRADATION_MIN_AUDIT = 20
@@ -156,58 +160,174 @@ def degradation_check(project_id: int) -> TrainingRun | None:
         return None
     evidence = {"model_version": live.number, "audit_n": n, "accuracy": correct / n, "upper_bound": upper,
                 "confidence": DEGRADATION_CONFIDENCE, "accuracy_at_promotion": at_promotion, "why": reasons}
-    return training_run_request(project_id=project_id, trigger=TrainingRun.Trigger.DEGRADATION, evidence=evidence)
+    summary = f"v{live.number} is {correct}/{n} right on its latest audit labels: " + "; ".join(reasons) + "."
+    held = _no_new_labels_since(project_id)
+    if held is not None and _records_degradation(held, live.number):
+        return None  # retrained for this already, and no label since: the same labels would decide the same
+    run, requested = _request_or_record(project_id, trigger=TrainingRun.Trigger.DEGRADATION, summary=summary,
+                                        evidence=evidence)
+    return run if requested else None
+
+
+def training_run_finding_record(
+    project_id: int, *, kind: str, summary: str, evidence: dict, drift_check_id: int | None = None
+) -> TrainingRun | None:
+    """Record a drift or degradation finding against the project's active run; None if no run is active.
+
+    The finding goes into the run's ``evidence["findings"]`` under a row lock, so that two checks
+    recording at once both land; one of the same kind for the same live version replaces the
+    earlier one (a check every minute adds its latest figures, not a line a minute). A drift
+    check's row is linked to the run.
+    """
+    with transaction.atomic():
+        run = (
+            TrainingRun.objects.select_for_update()
+            .filter(project_id=project_id, status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING])
+            .first()
+        )
+        if run is None:
+            return None
+        if run.trigger == kind and run.evidence.get("model_version") == evidence.get("model_version"):
+            # The run was asked for by this very finding (a second check of the same version).
+            if drift_check_id is not None:
+                DriftCheck.objects.filter(pk=drift_check_id).update(training_run=run)
+            return run
+        finding = {"kind": kind, "at": timezone.now().isoformat(), "summary": summary, "evidence": evidence}
+        findings = [
+            f for f in run.evidence.get("findings", [])
+            if (f.get("kind"), f.get("evidence", {}).get("model_version")) != (kind, evidence.get("model_version"))
+        ]
+        run.evidence = {**run.evidence, "findings": [*findings, finding]}
+        run.save(update_fields=["evidence"])
+        if drift_check_id is not None:
+            DriftCheck.objects.filter(pk=drift_check_id).update(training_run=run)
+    return run
+
+
+def _request_or_record(
+    project_id: int, *, trigger: str, summary: str, evidence: dict, drift_check_id: int | None = None
+) -> tuple[TrainingRun | None, bool]:
+    """Ask for a retrain; if one is active, record the finding against it. Returns (run, requested)."""
+    for _ in range(2):  # the active run may finish between the two: then ask again
+        run = training_run_request(project_id=project_id, trigger=trigger, evidence=evidence)
+        if run is not None:
+            return run, True
+        run = training_run_finding_record(project_id, kind=trigger, summary=summary, evidence=evidence,
+                                          drift_check_id=drift_check_id)
+        if run is not None:
+            return run, False
+    return None, False
+
+
+def _no_new_labels_since(project_id: int) -> TrainingRun | None:
+    """The last finished run, if no label arrived since it started: retraining would learn nothing new."""
+    last = _last_run(project_id)
+    if last is None or last.status in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING):
+        return None
+    since = last.started_at or last.created_at
+    if Annotation.objects.filter(item__project_id=project_id, created_at__gt=since).exists():
+        return None
+    return last
+
+
+def _records_degradation(run: TrainingRun, version: int) -> bool:
+    """Whether the run was asked for, or told of, a degradation of this live version."""
+    if run.trigger == TrainingRun.Trigger.DEGRADATION and run.evidence.get("model_version") == version:
+        return True
+    return any(f.get("kind") == TrainingRun.Trigger.DEGRADATION and f.get("evidence", {}).get("model_version") == version
+               for f in run.evidence.get("findings", []))
+
+
+def _feature_names(project: Project, n: int) -> list[str]:
+    names = list(project.feature_names or []) if project.kind == Project.Kind.TABULAR else []
+    return names if len(names) == n else [f"feature {j}" for j in range(n)]
 
 
 def drift_measure(project_id: int) -> dict | None:
-    """Compare items imported since the live model was trained with those it was trained beside.
+    """Compare items imported since the live model was trained with those present when it was.
 
-    Measures PSI of the live model's confidence (every kind) and, for dense features, the
-    largest per-feature PSI.
+    Every dense feature column and the live model's confidence (the only column of sparse
+    features) are tested (``learner.ml.drift``). The confidence's reference leaves out the items
+    the model was trained on, on which it is more confident than on any new item.
     """
     live = model_version_live(project_id)
     if live is None:
         return None
+    project = Project.objects.get(pk=project_id)
     items = Item.objects.filter(project_id=project_id, features__isnull=False)
     reference_ids = list(items.filter(created_at__lte=live.created_at).order_by("-pk").values_list("pk", flat=True)[:DRIFT_SAMPLE])
     recent_ids = list(items.filter(created_at__gt=live.created_at).order_by("-pk").values_list("pk", flat=True)[:DRIFT_SAMPLE])
-    if len(reference_ids) < 50 or len(recent_ids) < 50:
-        return {"enough_data": False, "model_version": live.number, "reference_n": len(reference_ids),
-                "recent_n": len(recent_ids)}
+    base = {"model_version": live.number}
+    if len(reference_ids) < drift.MIN_REFERENCE or len(recent_ids) < drift.MIN_RECENT:
+        return {**base, **drift.too_few(threshold=project.drift_threshold, reference_n=len(reference_ids),
+                                        recent_n=len(recent_ids)).as_dict()}
+    trained = set(
+        Annotation.objects.filter(item_id__in=reference_ids, is_audit=False, created_at__lte=live.created_at)
+        .values_list("item_id", flat=True)
+    )
     model = model_version_loaded(live).pipeline
-    _, reference = pool_matrix(project_id, item_ids=sorted(reference_ids))
-    _, recent = pool_matrix(project_id, item_ids=sorted(recent_ids))
-    confidence = [training.proba_over(model, X, list(live.classes)).max(axis=1, keepdims=True) for X in (reference, recent)]
-    out = {"enough_data": True, "model_version": live.number, "reference_n": len(reference_ids),
-           "recent_n": len(recent_ids),
-           "confidence_psi": float(evaluation.population_stability_index(*confidence)[0])}
+    ref_ids, reference = pool_matrix(project_id, item_ids=reference_ids)
+    _, recent = pool_matrix(project_id, item_ids=recent_ids)
+    columns = []
+    untrained = ~np.isin(ref_ids, list(trained))
+    if untrained.sum() >= drift.MIN_REFERENCE:
+        confidence = [training.proba_over(model, X, list(live.classes)).max(axis=1) for X in (reference[untrained], recent)]
+        columns.append(drift.column_drift(CONFIDENCE, *confidence))
     if isinstance(reference, np.ndarray):
-        psi = evaluation.population_stability_index(reference, recent)
-        worst = int(np.argmax(psi))
-        out.update({"max_feature_psi": float(psi[worst]), "max_feature": worst})
-    return out
+        names = _feature_names(project, reference.shape[1])
+        columns += [drift.column_drift(names[j], reference[:, j], recent[:, j]) for j in range(reference.shape[1])]
+    if not columns:
+        result = drift.too_few(threshold=project.drift_threshold, reference_n=int(untrained.sum()),
+                               recent_n=len(recent_ids))
+        return {**base, **result.as_dict()}
+    result = drift.drift_decide(columns, threshold=project.drift_threshold, reference_n=len(ref_ids),
+                                recent_n=recent.shape[0], confidence_name=CONFIDENCE)
+    return {**base, **result.as_dict()}
 
 
 def drift_check(project_id: int) -> TrainingRun | None:
-    """Record a drift measurement (kept for the dashboard); retrain when it is beyond the project's PSI threshold."""
+    """Record a drift measurement (kept for the dashboard); on drift, retrain or record it against the active run.
+
+    No retrain is asked for when no label arrived since the last run: it would learn from the same
+    labels again. The check still says drifted, and why nothing was asked for. Returns the run it
+    asked for, if any.
+    """
     project = Project.objects.get(pk=project_id)
     if not project.drift_enabled:
         return None
     measured = drift_measure(project_id)
     if not measured:
         return None
-    evidence = {**measured, "threshold": project.drift_threshold, "measured_at": timezone.now().isoformat()}
-    drifted = measured["enough_data"] and max(
-        measured["confidence_psi"], measured.get("max_feature_psi", 0.0)) >= project.drift_threshold
+    evidence = {**measured, "measured_at": timezone.now().isoformat()}
+    drifted = bool(measured["drifted"])
+    held = _no_new_labels_since(project_id) if drifted else None
+    if held is not None:
+        evidence["retrain"] = f"none asked for: no new labels since run {held.pk}"
     # Every measurement is kept, so that the dashboard shows the latest one even when it fired nothing.
     check = DriftCheck.objects.create(project_id=project_id, model_version=measured["model_version"], evidence=evidence,
                                       drifted=drifted)
-    if not drifted:
+    if not drifted or held is not None:
         return None
-    run = training_run_request(project_id=project_id, trigger=TrainingRun.Trigger.DRIFT, evidence=evidence)
-    if run is not None:
+    summary = f"Drift for v{measured['model_version']}: {measured['summary']}."
+    run, requested = _request_or_record(project_id, trigger=TrainingRun.Trigger.DRIFT, summary=summary,
+                                        evidence=evidence, drift_check_id=check.pk)
+    if run is None:
+        return None
+    if requested:
         DriftCheck.objects.filter(pk=check.pk).update(training_run=run)
-    return run
+        return run
+    check.evidence["retrain"] = f"recorded against run {run.pk}, already {run.status}"
+    check.save(update_fields=["evidence"])
+    return None
+
+
+def drift_check_after_features(project_id: int) -> bool:
+    """An import's features are stored: check drift once they are committed, if a live model would be judged."""
+    enabled = Project.objects.filter(pk=project_id, drift_enabled=True).exists()
+    if not enabled or model_version_live(project_id) is None:
+        return False
+    send_task_on_commit(DRIFT_TASK, [project_id])
+    return True
 
 
 def triggers_check_all() -> dict[str, int]:
