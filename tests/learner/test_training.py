@@ -12,6 +12,7 @@ from annotations.services import item_resolve
 from learner.ml import gate as gate_ml
 from learner.ml.evaluation import evaluate
 from learner.models import DriftCheck, LiveModel, ModelVersion, SwapHistory, TrainingRun
+from learner.services.models import model_version_force_promote
 from learner.services.training import (
     _run_lock_key,
     training_run_execute,
@@ -97,6 +98,29 @@ def test_a_change_of_kind_needs_the_better_rule(labeled_blobs):
     assert run.decision["change_of_kind"] == "another hyperparameters than v1"
     assert "must prove itself better" in run.decision["reason"]
     assert LiveModel.objects.get(project=labeled_blobs).version.number == 1
+
+
+def test_a_candidate_of_another_algorithm_goes_live_only_when_it_proves_better(labeled_blobs, manager):
+    negative, positive = labeled_blobs.labels.order_by("order")[:2]
+    training = Annotation.objects.filter(item__project=labeled_blobs, is_audit=False)
+    truth = dict(training.values_list("pk", "label_id"))
+    # A poor live model of another algorithm: trained on swapped labels, recorded as a random forest, and
+    # made live by a manager.
+    training.update(label=negative)
+    for pk in list(truth)[::2]:
+        Annotation.objects.filter(pk=pk).update(label=positive)
+    assert _run(labeled_blobs).decision["verdict"] == "rejected"  # worse than always answering one label
+    poor = ModelVersion.objects.get(project=labeled_blobs, number=1)
+    model_version_force_promote(version=poor, actor=manager, reason="trying the forest")
+    ModelVersion.objects.filter(pk=poor.pk).update(algorithm="RandomForestClassifier")
+    for pk, label_id in truth.items():
+        Annotation.objects.filter(pk=pk).update(label_id=label_id)
+
+    run = _run(labeled_blobs)
+
+    assert run.decision["comparison"] == "better" and run.decision["change_of_kind"] == "another algorithm than v1"
+    assert run.status == TrainingRun.Status.PROMOTED, run.decision["reason"]
+    assert run.decision["reason"].startswith("Promoted: better than v1 ")
 
 
 def test_too_small_an_audit_set_is_not_promoted_and_says_how_many_are_needed(labeled_blobs):
