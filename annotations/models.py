@@ -84,8 +84,8 @@ class Project(models.Model):
     )
     gate_margin = models.FloatField(
         default=0.02, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
-        help_text="Under 'not worse': a retrain whose audit accuracy falls more than this below the live "
-                  "model's on the same items is kept out, whatever the test says.",
+        help_text="Under 'not worse': a retrain the test shows worse is kept out only when its audit accuracy is "
+                  "also more than this below the live model's on the same items.",
     )
     gate_alpha = models.FloatField(default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
     gate_min_gain = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])

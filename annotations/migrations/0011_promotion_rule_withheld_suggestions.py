@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='project',
             name='gate_margin',
-            field=models.FloatField(default=0.02, help_text="Under 'not worse': a retrain whose audit accuracy falls more than this below the live model's on the same items is kept out, whatever the test says.", validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(0.5)]),
+            field=models.FloatField(default=0.02, help_text="Under 'not worse': a retrain the test shows worse is kept out only when its audit accuracy is also more than this below the live model's on the same items.", validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(0.5)]),
         ),
         migrations.AddField(
             model_name='project',

@@ -5,10 +5,13 @@ Three comparisons, each on the same audit items for both models:
 - **First model** against the majority-class baseline: promoted when a one-sided exact McNemar
   test finds it better at the look's α.
 - **not_worse** (a routine retrain, or any retrain of a model known to be stale): promoted unless
-  the audit labels show it worse: a one-sided exact McNemar test that it is worse at α, an
-  accuracy more than ``margin`` below the champion's on the same items, or a class whose recall
-  drop is confidently beyond ``max_recall_drop``, judged only on classes with at least
-  ``RECALL_VETO_MIN_SUPPORT`` audit items.
+  the audit labels show it worse: a one-sided exact McNemar test finds it worse at α with an
+  accuracy more than ``margin`` below the champion's on the same items (a significant drop
+  within the margin is tolerated), or a class's recall drop is confidently beyond
+  ``max_recall_drop``, judged only on classes with at least ``RECALL_VETO_MIN_SUPPORT`` audit
+  items. A point estimate alone never keeps a retrain out: the champion was chosen on the same
+  audit items, so on a small audit set it looks better than it is (the winner's curse), and a
+  bar on the point estimate would keep every later retrain out.
 - **better** (the rule ``better``, and every change of kind): promoted when the one-sided exact
   McNemar test finds it better at the look's α with at least ``min_gain``, and no class vetoes.
 
@@ -167,19 +170,21 @@ def decide_against_champion(
                         f"Rejected: worse than v{champion} on class {label} (recall down {drop.drop:.3f} on "
                         f"{drop.support} audit items, lower {1 - settings.alpha:.0%} bound {drop.lower_bound:.3f} > "
                         f"{settings.max_recall_drop}).", {**figures, "veto_label": label})
-    if worse.p_value < settings.alpha:
-        return Decision(REJECTED, comparison,
-                        f"Rejected: worse than v{champion} ({accuracies}; exact McNemar p = {worse.p_value:.4f} "
-                        f"for 'worse', α = {settings.alpha}).", figures)
+    shown_worse = worse.p_value < settings.alpha
     if comparison == "not_worse":
-        if better.gain < -settings.margin:
+        if shown_worse and better.gain < -settings.margin:
             return Decision(REJECTED, comparison,
-                            f"Rejected: worse than v{champion} by more than the margin ({accuracies}; "
-                            f"{better.gain:+.3f} < −{settings.margin}).", figures)
+                            f"Rejected: worse than v{champion} ({accuracies}, {better.gain:+.3f} beyond the margin of "
+                            f"{settings.margin}; exact McNemar p = {worse.p_value:.4f} for 'worse', "
+                            f"α = {settings.alpha}).", figures)
         why = f"the live model is stale ({stale}); " if stale else ""
         return Decision(LIVE, comparison,
                         f"Promoted: not worse than v{champion} ({why}{accuracies}; exact McNemar p = "
                         f"{worse.p_value:.4f} for 'worse').", figures)
+    if shown_worse:
+        return Decision(REJECTED, comparison,
+                        f"Rejected: worse than v{champion} ({accuracies}; exact McNemar p = {worse.p_value:.4f} "
+                        f"for 'worse', α = {settings.alpha}).", figures)
     alpha_look = look_alpha(settings.alpha, look)
     figures["alpha_look"] = alpha_look
     said = f"{accuracies}; exact McNemar p = {better.p_value:.4f}, α = {alpha_look:.4g} at look {look}"
