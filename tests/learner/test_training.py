@@ -169,11 +169,11 @@ def test_the_first_model_goes_live_on_a_handful_of_audit_labels_when_clearly_bet
     Annotation.objects.filter(pk__in=handful[9:]).update(is_audit=True)
     run = _run(labeled_blobs)
 
-    # Two balanced classes: the baseline is right on about half, the model on all twelve (p ≈ 1/64).
+    # Two balanced classes: the baseline is right on about half, the model on all twelve (mid-p ≈ 1/128).
     assert run.status == TrainingRun.Status.PROMOTED, run.decision
     assert run.decision["audit_n"] == 12 and run.decision["min_audit"] == 10
     assert run.decision["look"] == 1 and run.decision["alpha_look"] == 0.025  # the run with too few took no test
-    assert run.decision["test"]["p_value"] < 0.025
+    assert run.decision["p_mid"] < 0.025
     assert LiveModel.objects.get(project=labeled_blobs).version.training_run_id == run.pk
 
 
@@ -183,13 +183,13 @@ SETTINGS = gate_ml.GateSettings()
 def test_the_first_model_needs_a_significant_gain_over_the_majority_baseline():
     # Twelve audit items, half of them of the majority class: the baseline is right on six.
     y = np.array([1] * 6 + [2] * 6)
-    clearly = gate_ml.decide_first(y, y, majority=1, settings=SETTINGS, look=1)  # 6 fixed, none broken: p = 1/64
+    clearly = gate_ml.decide_first(y, y, majority=1, settings=SETTINGS, look=1)  # 6 fixed, none broken: mid-p 1/128
     assert clearly.promote and clearly.figures["test"]["only_candidate_right"] == 6
     assert clearly.reason.startswith("Promoted: beats the majority-class baseline (audit accuracy 1.000 against 0.500")
     barely = gate_ml.decide_first(y, np.array([1] * 5 + [2] + [2] * 5 + [1]), majority=1, settings=SETTINGS, look=1)
-    assert not barely.promote and barely.verdict == "not_promoted"  # 5 fixed, 1 broken: p = 7/64
+    assert not barely.promote and barely.verdict == "not_promoted"  # 5 fixed, 1 broken: mid-p 4/64
     assert barely.reason.startswith("Not promoted: not enough evidence yet that it beats the majority-class baseline")
-    # The same clear win at the fifth look must pass α / 30: six fixed items (p = 1/64) no longer do.
+    # The same clear win at the fifth look must pass α / 30: six fixed items (mid-p 1/128) no longer do.
     assert not gate_ml.decide_first(y, y, majority=1, settings=SETTINGS, look=5).promote
 
 
