@@ -4,7 +4,7 @@ Each (strategy, seed) run copies the project's items (less a held-out test split
 features into a scratch project with the same labels and settings, lets N scratch annotators
 label through ``queue_next`` / ``annotation_submit`` with the oracle's answers, runs the count
 trigger after every label and executes what it requests synchronously (train, gate, swap, and
-the rescoring that a swap or a new ranking candidate asks for), and records a learning curve on
+the rescoring that a swap asks for), and records a learning curve on
 the test split: a model fitted on every label so far, and the model live at that moment.
 Before a model is live a client's /predict gets no answer; the live curve then counts the
 accuracy of answering the most frequent label so far, the baseline the first model must beat.
@@ -378,16 +378,16 @@ class _Driver:
             return False
         started = time.perf_counter()
         run = training_run_execute(requested.pk)
-        if run.status in (TrainingRun.Status.PROMOTED, TrainingRun.Status.KEPT_CHAMPION):
-            # The scoring a swap, or a candidate that now ranks the queue, asks for; a no-op when one stands.
-            _score_pool_now(self.scratch.pk)
+        if run.status == TrainingRun.Status.PROMOTED:
+            _score_pool_now(self.scratch.pk)  # the rescoring a swap asks for
         version = ModelVersion.objects.filter(training_run=run).values_list("number", "artifact_name").first()
         if version is not None:
             self.run.artifacts.append(version[1])
         reason = run.decision.get("reason") or (run.error.splitlines()[0] if run.error else "")
         self.run.retrains.append({
             "labels": labels, "trigger": run.trigger, "status": run.status, "version": version and version[0],
-            "audit_n": run.decision.get("audit_n"), "worse": run.decision.get("worse"), "reason": reason, "seconds": round(sum(run.timings.values()), 3),
+            "audit_n": run.decision.get("audit_n"), "verdict": run.decision.get("verdict"), "reason": reason,
+            "seconds": round(sum(run.timings.values()), 3),
         })
         self.run.seconds["retrain"] += time.perf_counter() - started
         return True
