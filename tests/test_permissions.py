@@ -154,6 +154,7 @@ RULES: dict[str, Rule] = {
     "model-versions-compare": Rule({"GET": REVIEWER}, project),
     "project-dashboard": Rule({"GET": REVIEWER}, project),
     "project-dashboard-jobs": Rule({"GET": REVIEWER}, project),
+    "project-model-status": Rule({"GET": ANNOTATOR}, project),
     "model-version-rollback": Rule({"POST": MANAGER}, project_and(number=version)),
     "model-version-promote": Rule({"POST": MANAGER}, project_and(number=version)),
     "project-experiments": Rule({"GET": MANAGER}, project),

@@ -17,8 +17,10 @@ PASSWORD = "versions-and-more-versions"
 
 
 def project_with_two_versions(project: Project, manager) -> Project:
-    """The wine project on two blob classes: v1 promoted by the gate, v2 promoted anyway, so v1 is retired."""
+    """The wine project on two blob classes: v1 promoted by the gate, v2 kept out (rule 'better') and promoted
+    anyway, so v1 is retired."""
     project.feature_names = ["x0", "x1"]
+    project.promotion_rule = "better"
     project.save()
     negative, positive = project.labels.order_by("order")[:2]
     expert = UserFactory(username="dr-lee")
