@@ -128,10 +128,9 @@ class SuggestionOutputSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="QueueScoringSummary")
 class ScoringOutputSerializer(serializers.Serializer):
-    model_version = serializers.IntegerField(help_text="The live version, whose predictions are the suggestions (0: none).")
-    ranking_version = serializers.IntegerField(
-        help_text="The version whose uncertainty orders the queue: the live one, or a newer candidate the gate kept "
-                  "out only for want of audit evidence (0: no model yet, diverse items first)."
+    model_version = serializers.IntegerField(
+        help_text="The live version, whose uncertainty orders the queue and whose predictions are the suggestions "
+                  "(0: no model yet, diverse items first)."
     )
     finished_at = serializers.DateTimeField()
     strategy = serializers.CharField()

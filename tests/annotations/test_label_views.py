@@ -31,11 +31,11 @@ def _lease(project, user, exclude=()) -> Lease:
     return lease
 
 
-def _served_scoring(project, items, *, ranked_by=None) -> QueueScoring:
-    """A complete scoring by v4 (ranked by ``ranked_by``) putting the items first in order, each suggested
-    "negative" at 61%; no audit draws, so the queue serves them in that order."""
+def _served_scoring(project, items) -> QueueScoring:
+    """A complete scoring by v4 putting the items first in order, each suggested "negative" at 61%; no audit
+    draws (so no suggestion withheld either), so the queue serves them in that order."""
     scoring = QueueScoring.objects.create(
-        project=project, model_version=4, ranked_by=ranked_by, strategy=Project.Strategy.MARGIN,
+        project=project, model_version=4, strategy=Project.Strategy.MARGIN,
         status=QueueScoring.Status.COMPLETE, finished_at=timezone.now() - timedelta(minutes=5),
     )
     negative = project.labels.get(name="negative")
@@ -194,7 +194,9 @@ def test_the_suggestion_is_left_out_when_the_project_hides_it(expert_client, tex
         assert "87%" not in body
 
 
-def test_a_suggestion_comes_from_the_scoring_the_queue_serves(expert_client, text_project, items):
+def test_a_suggestion_comes_from_the_scoring_the_queue_serves_and_one_model_ranks_and_suggests(
+    expert_client, text_project, items
+):
     _served_scoring(text_project, items)
 
     body = expert_client.get(_url("label", text_project)).content.decode()
@@ -202,6 +204,7 @@ def test_a_suggestion_comes_from_the_scoring_the_queue_serves(expert_client, tex
     assert items[0].text in body
     assert "61% confident" in body and "model v4" in body
     assert "Queue ranked by model <strong>v4</strong> (margin) · scored" in body
+    assert "suggestions by" not in body
     assert "5\xa0minutes ago" in body
 
 
@@ -420,13 +423,3 @@ def test_the_fragments_take_the_csrf_header_the_script_sends(text_project, items
     assert response.status_code == 200
     assert Annotation.objects.filter(item=lease.item, annotator=annotator).exists()
 
-
-def test_the_page_says_when_a_newer_candidate_ranks_the_queue_and_whose_suggestion_is_shown(
-    expert_client, text_project, items
-):
-    _served_scoring(text_project, items, ranked_by=6)
-
-    body = expert_client.get(_url("label", text_project)).content.decode()
-
-    assert "61% confident" in body and "model v4" in body  # the suggestion is the live model's
-    assert "Queue ranked by model <strong>v6</strong> (margin) · suggestions by the live model v4 · scored" in body

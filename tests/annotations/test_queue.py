@@ -518,8 +518,7 @@ def test_progress_counts_the_pool_labels_and_todays_work(project, annotator):
     progress = selectors.queue_progress(project, annotator)
     assert progress == {
         "pool": 3, "labeled": 2, "done": 1, "mine_today": 2,
-        "scoring": {"model_version": 8, "ranking_version": 8, "finished_at": scoring.finished_at,
-                    "strategy": project.query_strategy},
+        "scoring": {"model_version": 8, "finished_at": scoring.finished_at, "strategy": project.query_strategy},
     }
 
 
