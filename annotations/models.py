@@ -34,7 +34,8 @@ class Project(models.Model):
     audit_share = models.FloatField(
         default=0.10,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="Share of served items drawn uniformly at random and used to evaluate models.",
+        help_text="Share of served items drawn uniformly at random and used to evaluate models. Until the first "
+                  "model ranks the queue, at least half are, so that it can go live within a few dozen labels.",
     )
     overlap = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(20)],

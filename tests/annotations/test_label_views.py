@@ -1,4 +1,5 @@
 """The labeling page and its fragments: who sees them, what they show, what submit, skip, undo, renew, release do."""
+import random
 import re
 from datetime import timedelta
 
@@ -57,8 +58,9 @@ def _error_text(response) -> str:
 
 
 def _suggest(lease, label, confidence=0.87, version=3) -> None:
+    """Give the lease a suggestion that it shows (not withheld)."""
     Lease.objects.filter(pk=lease.pk).update(
-        predicted_label=label, predicted_confidence=confidence, model_version=version
+        predicted_label=label, predicted_confidence=confidence, model_version=version, suggestion_withheld=False
     )
 
 
@@ -219,6 +221,48 @@ def test_audit_items_look_like_any_other(expert_client, text_project, items, ann
     assert 'data-kind="item"' in fragment
     for body in (page, fragment):
         assert "audit" not in body.lower()
+
+
+def test_an_audit_item_shows_no_suggestion_on_the_page_or_in_the_next_fragment(expert_client, text_project, items):
+    _served_scoring(text_project, items)
+    text_project.audit_share = 1.0
+    text_project.save()
+
+    page = expert_client.get(_url("label", text_project)).content.decode()
+    lease = Lease.objects.get(status=Lease.Status.ACTIVE)
+    fragment = expert_client.post(_url("label-next", text_project), {"exclude": [lease.pk]}).content.decode()
+
+    assert lease.is_audit and lease.predicted_label.name == "negative"  # stored, not shown
+    assert f'data-lease="{lease.pk}"' in page and 'data-kind="item"' in fragment
+    for body in (page, fragment):
+        assert "Model suggests" not in body and "data-suggested" not in body and "61%" not in body
+
+
+def _markup(fragment: str, lease: Lease) -> str:
+    """An item fragment with its lease id, item id and text left out."""
+    fragment = fragment.replace(str(lease.pk), "LEASE").replace(lease.item.text, "TEXT")
+    return re.sub(r'data-item-id="\d+"|Item (<strong>)?\d+', "ITEM", fragment)
+
+
+def test_an_audit_item_and_an_ordinary_item_with_its_suggestion_withheld_look_the_same(
+    expert_client, text_project, annotator
+):
+    items = [ItemFactory(project=text_project, text=f"review {i}") for i in range(40)]
+    _served_scoring(text_project, items)
+    text_project.audit_share = 0.3  # w = 0.43
+    text_project.save()
+    random.seed(8)
+
+    shown = {}  # (is_audit, suggestion withheld): the item fragment
+    for _ in range(40):
+        fragment = expert_client.post(_url("label-next", text_project)).content.decode()
+        lease = Lease.objects.select_related("item").get(user=annotator, status=Lease.Status.ACTIVE)
+        shown.setdefault((lease.is_audit, lease.suggestion_withheld), _markup(fragment, lease))
+        services.annotation_submit(lease_id=lease.pk, user=annotator, label_name="positive")
+    assert set(shown) == {(True, True), (False, True), (False, False)}
+
+    assert shown[True, True] == shown[False, True]
+    assert "Model suggests" in shown[False, False] and shown[False, False] != shown[False, True]
 
 
 # --- next ---------------------------------------------------------------------------------------
