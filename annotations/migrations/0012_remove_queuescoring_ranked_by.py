@@ -1,4 +1,4 @@
-"""One model: the live version ranks the queue too, so a scoring names no separate ranking version; audit_share's help."""
+"""One model: the live version ranks the queue, so a scoring names no separate ranking version; audit_share's help."""
 import django.core.validators
 from django.db import migrations, models
 
@@ -16,7 +16,9 @@ class Migration(migrations.Migration):
                 help_text="Share of served items drawn uniformly at random and used to evaluate models. Until the "
                           "first model ranks the queue, at least half are, so that it can go live within a few dozen "
                           "labels.",
-                validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)],
+                validators=[
+                    django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)
+                ],
             ),
         ),
     ]

@@ -32,9 +32,10 @@ MAX_ATTEMPTS = 50
 # Until the first model is live, audit items are drawn at least this often. The gate lets the
 # first model go live only on gate_min_audit_first audit labels, and audit labels come at the
 # project's share whatever the pool's size: 10 audit labels at the default 10 % take about a
-# hundred labels (a 200-item project showed its first suggestion after 130). At one in two they
-# take about twenty, while the other half still serves the diverse seeds the first model learns
-# from; the project's share applies again once a model ranks the queue.
+# hundred labels. At one in two they take about twenty, while the other half still serves the
+# diverse seeds the first model learns from (simulated on a 200-item text pool, retraining every
+# 25 labels: the first model went live after 100-125 labels at 10 %, after 25-75 at one in two).
+# The project's share applies again once a model ranks the queue.
 COLD_START_AUDIT_SHARE = 0.5
 # Of the leases whose suggestion is withheld, this share are audit leases. Every audit lease
 # withholds it (its label judges the model, so the model must not anchor it), and so does a

@@ -328,7 +328,8 @@ def _context(project_id: int, scoring: QueueScoring) -> _ScoringContext:
     context = _chunk_context.get(key)
     if context is None:
         featurizer = selectors.project_featurizer(project_id)
-        version = selectors.model_version_by_number(project_id, scoring.model_version) if scoring.model_version else None
+        number = scoring.model_version
+        version = selectors.model_version_by_number(project_id, number) if number else None
         if version is not None and version.feature_space != featurizer.space:
             raise ScoringError(f"v{version.number} was trained on features {version.feature_space!r}, "
                                f"the pool has {featurizer.space!r}")

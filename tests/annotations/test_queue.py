@@ -219,7 +219,8 @@ def test_until_a_model_ranks_the_queue_half_the_draws_are_audit_then_the_project
     assert 33 <= sum(lease.is_audit for lease in no_scoring) <= 87
     assert 33 <= sum(lease.is_audit for lease in seeding) <= 87
     assert 4 <= sum(lease.is_audit for lease in ranked) <= 56
-    assert Annotation.objects.filter(is_audit=True).count() == sum(lease.is_audit for lease in no_scoring + seeding + ranked)
+    audit = sum(lease.is_audit for lease in no_scoring + seeding + ranked)
+    assert Annotation.objects.filter(is_audit=True).count() == audit
 
 
 def test_the_cold_start_share_only_ever_raises_the_projects_share(project):

@@ -110,9 +110,8 @@ def test_an_audit_item_comes_without_the_suggestion_that_is_stored_with_its_labe
     assert (again["lease"]["id"], again["suggestion"]) == (body["lease"]["id"], None)
     api.post(lease_url(lease.pk, "submit"), {"label": "negative"}, format="json")
     annotation = Annotation.objects.get()
-    assert (annotation.is_audit, annotation.predicted_label, annotation.predicted_confidence, annotation.model_version) == (
-        True, positive, 0.62, 2
-    )
+    stored = (annotation.is_audit, annotation.predicted_label, annotation.predicted_confidence, annotation.model_version)
+    assert stored == (True, positive, 0.62, 2)
 
 
 def _shape(body: dict) -> dict:
