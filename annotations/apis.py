@@ -73,7 +73,8 @@ class ImportJobCreateApi(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-# The queue. Responses to annotators never say how an item was drawn (audit or not), nor its priority.
+# The queue. Responses to annotators never say how an item was drawn (audit or not), nor its priority;
+# a withheld suggestion (every audit item's, some others') is null, as for an item the model never scored.
 
 
 @extend_schema_serializer(component_name="QueueLease")
@@ -128,10 +129,9 @@ class SuggestionOutputSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="QueueScoringSummary")
 class ScoringOutputSerializer(serializers.Serializer):
-    model_version = serializers.IntegerField(help_text="The live version, whose predictions are the suggestions (0: none).")
-    ranking_version = serializers.IntegerField(
-        help_text="The version whose uncertainty orders the queue: the live one, or a newer candidate the gate kept "
-                  "out only for want of audit evidence (0: no model yet, diverse items first)."
+    model_version = serializers.IntegerField(
+        help_text="The live version, whose uncertainty orders the queue and whose predictions are the suggestions "
+                  "(0: no model yet, diverse items first)."
     )
     finished_at = serializers.DateTimeField()
     strategy = serializers.CharField()
@@ -148,11 +148,15 @@ class ProgressOutputSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="QueueServed")
 class ServedOutputSerializer(serializers.Serializer):
-    """A leased item with the model's suggestion (if the project shows them); progress is its own endpoint."""
+    """A leased item with the model's suggestion (if the project shows them and this lease does not withhold it);
+    progress is its own endpoint."""
 
     lease = LeaseOutputSerializer()
     item = QueueItemOutputSerializer()
-    suggestion = SuggestionOutputSerializer(allow_null=True)
+    suggestion = SuggestionOutputSerializer(
+        allow_null=True, help_text="Null when the project hides suggestions, the model has none for the item, or "
+                                   "this lease withholds it (some items are labeled without one).",
+    )
 
 
 # The queue's responses are built as plain dicts in the shape of their serializers (which document
@@ -163,7 +167,7 @@ _datetime = serializers.DateTimeField()
 
 def _served(request: Request, project: Project, lease: Lease) -> dict[str, Any]:
     suggestion = None
-    if project.show_suggestions and lease.predicted_label is not None:
+    if project.show_suggestions and not lease.suggestion_withheld and lease.predicted_label is not None:
         suggestion = {
             "label_id": lease.predicted_label_id,
             "label": lease.predicted_label.name,

@@ -139,10 +139,14 @@ def _features(project: Project, values: list | None) -> list[list[tuple[str, str
 
 
 def _item(project: Project, lease: Lease) -> dict[str, Any]:
-    """What the item fragment shows. Only the lease id leaves the server, never how the item was drawn."""
+    """What the item fragment shows. Only the lease id leaves the server, never how the item was drawn.
+
+    A withheld suggestion (every audit item's, and some others') shows as no suggestion at all,
+    the same markup whatever the reason.
+    """
     item = lease.item
     suggestion = None
-    if project.show_suggestions and lease.predicted_label_id is not None:
+    if project.show_suggestions and not lease.suggestion_withheld and lease.predicted_label_id is not None:
         confidence = lease.predicted_confidence
         suggestion = {
             "label": lease.predicted_label,

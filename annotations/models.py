@@ -34,7 +34,8 @@ class Project(models.Model):
     audit_share = models.FloatField(
         default=0.10,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="Share of served items drawn uniformly at random and used to evaluate models.",
+        help_text="Share of served items drawn uniformly at random and used to evaluate models. Until the first "
+                  "model ranks the queue, at least half are, so that it can go live within a few dozen labels.",
     )
     overlap = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(20)],
@@ -369,10 +370,8 @@ class Lease(models.Model):
 class QueueScoring(models.Model):
     """One scoring of a project's unlabeled pool by one model version; the queue serves the newest complete one.
 
-    ``model_version`` is the live version, whose predictions the experts see as suggestions (0:
-    none yet). The queue is ordered by the uncertainty of ``ranking_version``: the live one, or
-    a newer candidate the gate kept out only for want of evidence (``ranked_by``). Ranked by 0
-    is the seeding before any model exists (diverse items first).
+    ``model_version`` is the live version, whose uncertainty orders the queue and whose
+    predictions are the suggestions; 0 is the seeding before any model exists (diverse items first).
     """
 
     class Status(models.TextChoices):
@@ -382,9 +381,6 @@ class QueueScoring(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="scorings")
     model_version = models.PositiveIntegerField()
-    ranked_by = models.PositiveIntegerField(
-        null=True, blank=True, help_text="The version whose uncertainty orders the queue when it is not model_version."
-    )
     strategy = models.CharField(max_length=20, choices=Project.Strategy.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     chunks_total = models.PositiveIntegerField(default=0)
@@ -412,13 +408,7 @@ class QueueScoring(models.Model):
         indexes = [models.Index(fields=["project", "status", "-finished_at"], name="scoring_newest_complete")]
 
     def __str__(self) -> str:
-        ranked = f", ranked by v{self.ranked_by}" if self.ranking_version != self.model_version else ""
-        return f"scoring {self.pk} of {self.project_id} by v{self.model_version}{ranked} ({self.status})"
-
-    @property
-    def ranking_version(self) -> int:
-        """The model version whose uncertainty orders the queue (0: none, the seeding)."""
-        return self.model_version if self.ranked_by is None else self.ranked_by
+        return f"scoring {self.pk} of {self.project_id} by v{self.model_version} ({self.status})"
 
 
 class ItemScore(models.Model):

@@ -172,7 +172,6 @@ def queue_progress(project: Project, user: AbstractBaseUser) -> dict[str, Any]:
         "mine_today": mine_today,
         "scoring": None if scoring is None else {
             "model_version": scoring.model_version,
-            "ranking_version": scoring.ranking_version,
             "finished_at": scoring.finished_at,
             "strategy": scoring.strategy,
         },

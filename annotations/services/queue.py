@@ -29,6 +29,21 @@ LABELS_ADDED_COALESCE_SECONDS = 0.5
 MAX_ACTIVE_LEASES = 3
 # Candidates tried per pass; a candidate fails its re-check only when a concurrent lease won it.
 MAX_ATTEMPTS = 50
+# Until the first model is live, audit items are drawn at least this often. The gate lets the
+# first model go live only on gate_min_audit_first audit labels, and audit labels come at the
+# project's share whatever the pool's size: 10 audit labels at the default 10 % take about a
+# hundred labels. At one in two they take about twenty, while the other half still serves the
+# diverse seeds the first model learns from (simulated on a 200-item text pool, retraining every
+# 25 labels: the first model went live after 100-125 labels at 10 %, after 25-75 at one in two).
+# The project's share applies again once a model ranks the queue.
+COLD_START_AUDIT_SHARE = 0.5
+# Of the leases whose suggestion is withheld, this share are audit leases. Every audit lease
+# withholds it (its label judges the model, so the model must not anchor it), and so does a
+# random share w of the other leases, so that a missing suggestion does not give an audit item
+# away: at audit share a, a half here means w = a / (1 - a), as many ordinary leases as audit
+# ones (capped at all of them from a = 1/2 on), so a suggestion-less item is an audit item at
+# even odds and experts cannot tell one from the other by what the page shows.
+WITHHELD_AUDIT_FRACTION = 0.5
 # How long the second, waiting pass of a next-item request waits for one row lock.
 BLOCKING_LOCK_TIMEOUT_MS = 2000
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout expires
@@ -206,9 +221,32 @@ def _lease_insert_if_free(
     return row[0], row[1]
 
 
+def audit_share_effective(project: Project, scoring: QueueScoring | None) -> float:
+    """The share of audit draws now: the project's, raised to COLD_START_AUDIT_SHARE until a model ranks the queue.
+
+    The served scoring tells: none yet, or one by model version 0 (the seeding), means that no
+    model has gone live, or that the first one's scoring has not completed.
+    """
+    if scoring is None or scoring.model_version == 0:
+        return max(project.audit_share, COLD_START_AUDIT_SHARE)
+    return project.audit_share
+
+
+def withheld_share(audit_share: float) -> float:
+    """The share of non-audit leases whose suggestion is withheld at this audit share (see WITHHELD_AUDIT_FRACTION)."""
+    f = WITHHELD_AUDIT_FRACTION
+    if audit_share >= 1.0:
+        return 1.0
+    return min(1.0, audit_share * (1 - f) / (f * (1 - audit_share)))
+
+
+def _suggestion_withheld(audit: bool, audit_share: float) -> bool:
+    return audit or random.random() < withheld_share(audit_share)
+
+
 def _lease_attempt(
     *, project: Project, user: AbstractBaseUser, now: datetime, audit: bool, scoring: QueueScoring | None,
-    start: float | None, tried: set[int], skip_locked: bool,
+    start: float | None, tried: set[int], skip_locked: bool, withheld: bool = False,
 ) -> Lease | Item | None:
     """In one transaction, lock the best candidate and lease it if it is still free.
 
@@ -246,6 +284,7 @@ def _lease_attempt(
             priority=priority,
             predicted_label=label,
             predicted_confidence=confidence,
+            suggestion_withheld=withheld,
         )
         if connection.vendor == "postgresql":
             free, inserted = _lease_insert_if_free(lease, project=project, user=user, now=now)
@@ -264,9 +303,13 @@ def _lease_attempt(
 
 
 def _lease_new(
-    *, project: Project, user: AbstractBaseUser, now: datetime, audit: bool, scoring: QueueScoring | None
+    *, project: Project, user: AbstractBaseUser, now: datetime, audit: bool, scoring: QueueScoring | None,
+    withheld: bool = False,
 ) -> Lease | None:
-    """Lease the most uncertain free item (or a random one for an audit draw) to the user, or None."""
+    """Lease the most uncertain free item (or a random one for an audit draw) to the user, or None.
+
+    ``withheld``: the lease does not show its suggestion (its prediction is stored all the same).
+    """
     start = random.random() if audit else None
     # SKIP LOCKED lets concurrent requests pass each other; when it finds nothing, rows that other
     # requests hold may still turn out free (their re-check failed), so look once more, waiting.
@@ -278,7 +321,7 @@ def _lease_new(
             try:
                 outcome = _lease_attempt(
                     project=project, user=user, now=now, audit=audit, scoring=scoring, start=start, tried=tried,
-                    skip_locked=skip_locked,
+                    skip_locked=skip_locked, withheld=withheld,
                 )
             except OperationalError as exc:
                 if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
@@ -312,8 +355,10 @@ def queue_next(
     """Return the user's oldest held lease not in ``exclude``, else lease them the next item; None when none is left.
 
     The new item is the most uncertain free one of the newest complete scoring, or with
-    probability ``project.audit_share`` an audit item drawn uniformly from the unlabeled pool;
-    without a scoring, or once its items run out, items come in random-key order.
+    probability ``audit_share_effective`` (the project's audit share, raised until a model ranks
+    the queue) an audit item drawn uniformly from the unlabeled pool; without a scoring, or once
+    its items run out, items come in random-key order. The lease withholds its suggestion if it
+    is an audit lease, and with probability ``withheld_share`` otherwise.
     """
     excluded = _lease_ids(exclude)
     now = timezone.now()
@@ -325,8 +370,10 @@ def queue_next(
         for lease in held:
             if _renew_unexpired(lease, project):
                 return lease
-    audit = random.random() < project.audit_share
-    lease = _lease_new(project=project, user=user, now=now, audit=audit, scoring=scoring)
+    share = audit_share_effective(project, scoring)
+    audit = random.random() < share
+    withheld = _suggestion_withheld(audit, share)
+    lease = _lease_new(project=project, user=user, now=now, audit=audit, scoring=scoring, withheld=withheld)
     if lease is not None:
         lease.project = project
     return lease
@@ -620,6 +667,11 @@ def annotation_undo(*, project: Project, user: AbstractBaseUser) -> Lease | None
         # be the user's only active one on the item.
         retire = Q(status=ACTIVE) | Q(pk=old_lease.pk) if old_lease is not None else Q(status=ACTIVE)
         Lease.objects.filter(retire, item_id=item.pk, user=user).update(status=Lease.Status.RELEASED)
+        # The item comes back as it was served: with its suggestion shown or withheld as before.
+        withheld = (
+            old_lease.suggestion_withheld if old_lease is not None
+            else _suggestion_withheld(annotation.is_audit, project.audit_share)
+        )
         lease = Lease.objects.create(
             project=project,
             item_id=item.pk,
@@ -630,6 +682,7 @@ def annotation_undo(*, project: Project, user: AbstractBaseUser) -> Lease | None
             priority=old_lease.priority if old_lease is not None else None,
             predicted_label_id=annotation.predicted_label_id,
             predicted_confidence=annotation.predicted_confidence,
+            suggestion_withheld=withheld,
         )
     return Lease.objects.select_related("item", "predicted_label").get(pk=lease.pk)
 

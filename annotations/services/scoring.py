@@ -23,13 +23,11 @@ PRIORITY_BOOST = 1_000_000.0
 def scoring_start(
     *, project_id: int, model_version: int, strategy: str, items_total: int,
     chunk_ranges: Sequence[tuple[int, int]] | None = None, chunks_total: int | None = None,
-    ranked_by: int | None = None,
 ) -> QueueScoring:
     """Record a new running scoring of the project's pool, planned as these chunks, and create its partition.
 
     ``chunks_total`` without ``chunk_ranges`` records chunks whose ranges come later
     (``scoring_chunks_record``); until then reconciliation cannot send them again.
-    ``ranked_by`` names the version that orders the queue when it is not ``model_version``.
     """
     if strategy not in Project.Strategy.values:
         raise ValueError(f"unknown strategy {strategy!r}")
@@ -38,7 +36,6 @@ def scoring_start(
     with transaction.atomic():
         scoring = QueueScoring.objects.create(
             project_id=project_id, model_version=model_version, strategy=strategy, chunks_total=total,
-            ranked_by=None if ranked_by == model_version else ranked_by,
             items_total=items_total, chunk_ranges=ranges.tobytes(), chunks_stored=bytes((total + 7) // 8),
         )
         if connection.vendor == "postgresql":

@@ -19,7 +19,7 @@ from django.db.models import Max
 from annotations.models import Project
 from labelhub.api import DomainError
 from labelhub.celery import send_task_on_commit
-from learner.models import LiveModel, ModelVersion, SwapHistory, TrainingRun
+from learner.models import LiveModel, ModelVersion, SwapHistory
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -147,30 +147,6 @@ def model_version_live(project_id: int) -> ModelVersion | None:
         ModelVersion.objects.filter(pk=LiveModel.objects.filter(project_id=project_id).values("version_id")[:1])
         .first()
     )
-
-
-def model_version_ranking(project_id: int) -> ModelVersion | None:
-    """The version whose uncertainty orders the queue: the newest candidate kept out only for want of evidence, else the live one.
-
-    The gate guards what goes live, i.e. every prediction an expert or a client sees, and a
-    small audit set rarely lets it prove a challenger better: the live model would then rank
-    the queue for hundreds of labels with its stale view of where the classes meet. A candidate
-    trained on all the labels so far, whose gate decision did not find it worse than what it
-    was compared with (``decision["worse"]`` false), knows better which items are still in
-    doubt; only candidates trained since the live model went live count, so that a rollback
-    also sets aside the candidates it turned away from.
-    """
-    live = LiveModel.objects.filter(project_id=project_id).select_related("version").first()
-    kept = ModelVersion.objects.filter(
-        project_id=project_id, status=ModelVersion.Status.REJECTED,
-        training_run__status=TrainingRun.Status.KEPT_CHAMPION, training_run__decision__worse=False,
-    )
-    if live is not None and live.version is not None:
-        kept = kept.filter(created_at__gt=live.changed_at)
-    newest = kept.order_by("-number").first()
-    if newest is not None:
-        return newest
-    return live.version if live is not None else None
 
 
 def model_version_promote(

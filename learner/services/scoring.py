@@ -1,9 +1,8 @@
-"""Pool scoring: plan a scoring of the unlabeled pool, score its chunks, finish it.
+"""Pool scoring: plan a scoring of the unlabeled pool, score its chunks with the live model, finish it.
 
-Priorities come from the ranking model (``model_version_ranking``: the live model or a newer
-candidate the gate kept out only for want of evidence), suggestions from the live model. Scores
-reach annotations' tables only through ``annotations.services``. A scoring ranked by version 0
-is the seeding before any model exists: diverse items first, random order after them.
+The live model both ranks the queue and suggests. Scores reach annotations' tables only through
+``annotations.services``. A scoring by model version 0 is the seeding before any model exists:
+diverse items first, random order after them.
 """
 from __future__ import annotations
 
@@ -26,10 +25,10 @@ from annotations.models import Project, QueueScoring
 from annotations.services import PRIORITY_BOOST, ChunkStoredAlready, ScoreColumns, ScoringGone
 from learner import selectors
 from learner.ml.featurize import Featurizer
-from learner.ml.strategies import diverse_batch_order, diverse_seed_order, queue_scores, ranked_batch_order, uncertainty
+from learner.ml.strategies import diverse_batch_order, diverse_seed_order, queue_scores, ranked_batch_order
 from learner.ml.training import proba_batch
 from learner.models import ModelVersion
-from learner.services.models import SCORE_TASK, model_version_live, model_version_loaded, model_version_ranking
+from learner.services.models import SCORE_TASK, model_version_live, model_version_loaded
 
 SCORE_CHUNK_TASK = "learner.score_chunk"
 SCORE_INDEX_TASK = "learner.score_index_rest"
@@ -38,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 # The diversity-aware batch: how many items are ranked, and from how many of the most uncertain.
 # The uncertainty strategies' diverse batch is as long as the labels that trigger the next
-# retrain (and with it the next ranking), or BATCH_SIZE without a count trigger.
+# retrain (and with it, once it goes live, the next ranking), or BATCH_SIZE without a count trigger.
 BATCH_SIZE = 50
 SHORTLIST_FACTOR = 10
 UNCERTAINTY_STRATEGIES = (Project.Strategy.LEAST_CONFIDENT, Project.Strategy.MARGIN, Project.Strategy.ENTROPY)
@@ -74,9 +73,9 @@ class ScoringPlan:
 def score_pool_plan(
     project_id: int, *, newer_than: int | None = None, chunk_items: int | None = None, send: ChunkSend | None = None
 ) -> ScoringPlan | None:
-    """Plan a scoring of the unlabeled pool by the live and ranking models (0: seeding); None if one already stands.
+    """Plan a scoring of the unlabeled pool by the live model (0: seeding); None if one already stands.
 
-    The newest scoring stands for this request if it is by the same two versions and complete, or
+    The newest scoring stands for this request if it is by the live version and complete, or
     running and younger than SCORING_STALE_AFTER; with ``newer_than``, only one planned after
     that scoring id does. An empty pool gets a complete scoring with no chunks, so that the
     queue shows it is up to date. Chunks hold ``chunk_items`` items (LABELHUB_SCORING_CHUNK).
@@ -89,26 +88,22 @@ def score_pool_plan(
     chunk_items = chunk_items or settings.LABELHUB_SCORING_CHUNK
     version = model_version_live(project_id)
     number = version.number if version is not None else 0
-    strategy = Project.objects.values_list("query_strategy", flat=True).get(pk=project_id)
-    ranker = model_version_ranking(project_id) if strategy != Project.Strategy.RANDOM else version
-    ranked_by = ranker.number if ranker is not None else 0
     standing = queue_selectors.scoring_newest_standing(
         project_id, running_since=timezone.now() - SCORING_STALE_AFTER, newer_than=newer_than or 0
     )
-    if standing is not None and (standing.model_version, standing.ranking_version) == (number, ranked_by):
-        logger.info("Project %s: scoring %s by v%s (ranked by v%s) stands (%s); not planning another",
-                    project_id, standing.pk, number, ranked_by, standing.status)
+    if standing is not None and standing.model_version == number:
+        logger.info("Project %s: scoring %s by v%s stands (%s); not planning another",
+                    project_id, standing.pk, number, standing.status)
         return None
+    strategy = Project.objects.values_list("query_strategy", flat=True).get(pk=project_id)
     counted = selectors.pool_scorable_count(project_id)
     chunks = -(-counted // chunk_items)
     scoring = queue_services.scoring_start(
-        project_id=project_id, model_version=number, ranked_by=ranked_by, strategy=strategy, chunks_total=chunks,
-        items_total=counted,
+        project_id=project_id, model_version=number, strategy=strategy, chunks_total=chunks, items_total=counted,
     )
     if not chunks:
         queue_services.scoring_complete(scoring.pk)
-        logger.info("Project %s: scoring %s by v%s (ranked by v%s) has no items to score", project_id, scoring.pk,
-                    number, ranked_by)
+        logger.info("Project %s: scoring %s by v%s has no items to score", project_id, scoring.pk, number)
         return ScoringPlan(scoring.pk, [])
     ranges, items = [], 0
     for lo, hi, n in _chunk_spans(selectors.pool_scorable_id_slices(project_id, chunk_items), chunks, chunk_items):
@@ -117,8 +112,8 @@ def score_pool_plan(
         ranges.append((lo, hi))
         items += n
     queue_services.scoring_chunks_record(scoring.pk, ranges, items_total=items)
-    logger.info("Project %s: scoring %s by v%s (ranked by v%s) plans %s items in %s chunks", project_id, scoring.pk,
-                number, ranked_by, items, len(ranges))
+    logger.info("Project %s: scoring %s by v%s plans %s items in %s chunks", project_id, scoring.pk, number, items,
+                len(ranges))
     return ScoringPlan(scoring.pk, ranges)
 
 
@@ -203,7 +198,7 @@ def scoring_finish(project_id: int, scoring_id: int) -> bool:
     indexed = time.perf_counter()
     top = queue_selectors.item_scores_top(scoring_id, 1)
     if top and top[0][1] < PRIORITY_BOOST:
-        if scoring.ranking_version == 0:
+        if scoring.model_version == 0:
             _seed(project_id, scoring_id)
         elif scoring.strategy == Project.Strategy.BATCH:
             _rank_batch(project_id, scoring_id)
@@ -320,10 +315,10 @@ def _send_after_commit(task: str, args: list) -> None:
     transaction.on_commit(send, robust=True)
 
 
-# What every chunk of one scoring looks up alike (the project's featurizer, the scoring's live
-# and ranking versions), kept per process for the few scorings under way: statements saved per
-# chunk. Keyed with the start time too: SQLite may reuse a rolled-back scoring's id.
-_ScoringContext = tuple[Featurizer, ModelVersion | None, ModelVersion | None]
+# What every chunk of one scoring looks up alike (the project's featurizer, the scoring's model
+# version), kept per process for the few scorings under way: statements saved per chunk. Keyed
+# with the start time too: SQLite may reuse a rolled-back scoring's id.
+_ScoringContext = tuple[Featurizer, ModelVersion | None]
 _chunk_context: OrderedDict[tuple[int, datetime], _ScoringContext] = OrderedDict()
 _CHUNK_CONTEXT_SIZE = 8
 
@@ -333,17 +328,12 @@ def _context(project_id: int, scoring: QueueScoring) -> _ScoringContext:
     context = _chunk_context.get(key)
     if context is None:
         featurizer = selectors.project_featurizer(project_id)
-        live = selectors.model_version_by_number(project_id, scoring.model_version) if scoring.model_version else None
-        ranker = live
-        if scoring.ranking_version != scoring.model_version:
-            ranker = (
-                selectors.model_version_by_number(project_id, scoring.ranking_version) if scoring.ranking_version else None
-            )
-        for version in (live, ranker):
-            if version is not None and version.feature_space != featurizer.space:
-                raise ScoringError(f"v{version.number} was trained on features {version.feature_space!r}, "
-                                   f"the pool has {featurizer.space!r}")
-        context = _chunk_context[key] = (featurizer, live, ranker)
+        number = scoring.model_version
+        version = selectors.model_version_by_number(project_id, number) if number else None
+        if version is not None and version.feature_space != featurizer.space:
+            raise ScoringError(f"v{version.number} was trained on features {version.feature_space!r}, "
+                               f"the pool has {featurizer.space!r}")
+        context = _chunk_context[key] = (featurizer, version)
         while len(_chunk_context) > _CHUNK_CONTEXT_SIZE:
             _chunk_context.popitem(last=False)
     return context
@@ -360,26 +350,18 @@ def _chunk_rng(scoring: QueueScoring, chunk: int) -> np.random.Generator:
 
 
 def _score(project_id: int, scoring: QueueScoring, id_range: tuple[int, int], chunk: int) -> ScoreColumns:
-    featurizer, live, ranker = _context(project_id, scoring)
+    featurizer, version = _context(project_id, scoring)
     ids, X = selectors.pool_matrix_unlabeled(project_id, id_range, featurizer)
-    seeding = live is None and ranker is None
+    seeding = version is None
     rng = _chunk_rng(scoring, chunk) if seeding or scoring.strategy == Project.Strategy.RANDOM else None
     if seeding:
-        return ScoreColumns(ids, rng.random(len(ids)))
+        return ScoreColumns(ids, rng.random(len(ids)))  # no model yet: nothing to rank by or suggest
     if len(ids) == 0:
         return ScoreColumns(ids, np.empty(0), np.empty(0, dtype=np.int64), np.empty(0))
-    suggested = None
-    if live is not None:
-        loaded = model_version_loaded(live)
-        proba = proba_batch(loaded.pipeline, X, list(loaded.classes))
-        priorities, best, confidences = queue_scores(proba, scoring.strategy, rng)
-        suggested = (np.asarray(loaded.classes, dtype=np.int64)[best], confidences)
-    if ranker is not None and ranker != live:
-        loaded = model_version_loaded(ranker)
-        priorities = uncertainty(proba_batch(loaded.pipeline, X, list(loaded.classes)), scoring.strategy, rng)
-    if suggested is None:
-        return ScoreColumns(ids, priorities)  # no live model yet: nothing to suggest
-    return ScoreColumns(ids, priorities, *suggested)
+    loaded = model_version_loaded(version)
+    proba = proba_batch(loaded.pipeline, X, list(loaded.classes))
+    priorities, best, confidences = queue_scores(proba, scoring.strategy, rng)
+    return ScoreColumns(ids, priorities, np.asarray(loaded.classes, dtype=np.int64)[best], confidences)
 
 
 def _seed(project_id: int, scoring_id: int) -> None:
@@ -392,15 +374,15 @@ def _seed(project_id: int, scoring_id: int) -> None:
 
 def _diverse_batch(project_id: int, scoring: QueueScoring) -> None:
     # The items served until the next retrain re-ranks the queue come from one ranking: spread
-    # them over the most uncertain, in the ranking model's own input space (its scaling).
+    # them over the most uncertain, in the live model's own input space (its scaling).
     every = Project.objects.values_list("retrain_every_n_labels", flat=True).get(pk=project_id)
     size = every or BATCH_SIZE
     shortlist = dict(queue_selectors.item_scores_top(scoring.pk, size * SHORTLIST_FACTOR))
     ids, X = selectors.pool_matrix(project_id, list(shortlist))
     if not len(ids):
         return
-    _, _, ranker = _context(project_id, scoring)
-    steps = model_version_loaded(ranker).pipeline.steps[:-1]
+    _, version = _context(project_id, scoring)
+    steps = model_version_loaded(version).pipeline.steps[:-1]
     for _, step in steps:
         X = step.transform(X)
     order = diverse_batch_order(X, np.array([shortlist[i] for i in ids.tolist()]), size)

@@ -1,4 +1,5 @@
 """The labeling page and its fragments: who sees them, what they show, what submit, skip, undo, renew, release do."""
+import random
 import re
 from datetime import timedelta
 
@@ -31,11 +32,11 @@ def _lease(project, user, exclude=()) -> Lease:
     return lease
 
 
-def _served_scoring(project, items, *, ranked_by=None) -> QueueScoring:
-    """A complete scoring by v4 (ranked by ``ranked_by``) putting the items first in order, each suggested
-    "negative" at 61%; no audit draws, so the queue serves them in that order."""
+def _served_scoring(project, items) -> QueueScoring:
+    """A complete scoring by v4 putting the items first in order, each suggested "negative" at 61%; no audit
+    draws (so no suggestion withheld either), so the queue serves them in that order."""
     scoring = QueueScoring.objects.create(
-        project=project, model_version=4, ranked_by=ranked_by, strategy=Project.Strategy.MARGIN,
+        project=project, model_version=4, strategy=Project.Strategy.MARGIN,
         status=QueueScoring.Status.COMPLETE, finished_at=timezone.now() - timedelta(minutes=5),
     )
     negative = project.labels.get(name="negative")
@@ -57,8 +58,9 @@ def _error_text(response) -> str:
 
 
 def _suggest(lease, label, confidence=0.87, version=3) -> None:
+    """Give the lease a suggestion that it shows (not withheld)."""
     Lease.objects.filter(pk=lease.pk).update(
-        predicted_label=label, predicted_confidence=confidence, model_version=version
+        predicted_label=label, predicted_confidence=confidence, model_version=version, suggestion_withheld=False
     )
 
 
@@ -194,7 +196,9 @@ def test_the_suggestion_is_left_out_when_the_project_hides_it(expert_client, tex
         assert "87%" not in body
 
 
-def test_a_suggestion_comes_from_the_scoring_the_queue_serves(expert_client, text_project, items):
+def test_a_suggestion_comes_from_the_scoring_the_queue_serves_and_one_model_ranks_and_suggests(
+    expert_client, text_project, items
+):
     _served_scoring(text_project, items)
 
     body = expert_client.get(_url("label", text_project)).content.decode()
@@ -202,6 +206,7 @@ def test_a_suggestion_comes_from_the_scoring_the_queue_serves(expert_client, tex
     assert items[0].text in body
     assert "61% confident" in body and "model v4" in body
     assert "Queue ranked by model <strong>v4</strong> (margin) · scored" in body
+    assert "suggestions by" not in body
     assert "5\xa0minutes ago" in body
 
 
@@ -216,6 +221,48 @@ def test_audit_items_look_like_any_other(expert_client, text_project, items, ann
     assert 'data-kind="item"' in fragment
     for body in (page, fragment):
         assert "audit" not in body.lower()
+
+
+def test_an_audit_item_shows_no_suggestion_on_the_page_or_in_the_next_fragment(expert_client, text_project, items):
+    _served_scoring(text_project, items)
+    text_project.audit_share = 1.0
+    text_project.save()
+
+    page = expert_client.get(_url("label", text_project)).content.decode()
+    lease = Lease.objects.get(status=Lease.Status.ACTIVE)
+    fragment = expert_client.post(_url("label-next", text_project), {"exclude": [lease.pk]}).content.decode()
+
+    assert lease.is_audit and lease.predicted_label.name == "negative"  # stored, not shown
+    assert f'data-lease="{lease.pk}"' in page and 'data-kind="item"' in fragment
+    for body in (page, fragment):
+        assert "Model suggests" not in body and "data-suggested" not in body and "61%" not in body
+
+
+def _markup(fragment: str, lease: Lease) -> str:
+    """An item fragment with its lease id, item id and text left out."""
+    fragment = fragment.replace(str(lease.pk), "LEASE").replace(lease.item.text, "TEXT")
+    return re.sub(r'data-item-id="\d+"|Item (<strong>)?\d+', "ITEM", fragment)
+
+
+def test_an_audit_item_and_an_ordinary_item_with_its_suggestion_withheld_look_the_same(
+    expert_client, text_project, annotator
+):
+    items = [ItemFactory(project=text_project, text=f"review {i}") for i in range(40)]
+    _served_scoring(text_project, items)
+    text_project.audit_share = 0.3  # w = 0.43
+    text_project.save()
+    random.seed(8)
+
+    shown = {}  # (is_audit, suggestion withheld): the item fragment
+    for _ in range(40):
+        fragment = expert_client.post(_url("label-next", text_project)).content.decode()
+        lease = Lease.objects.select_related("item").get(user=annotator, status=Lease.Status.ACTIVE)
+        shown.setdefault((lease.is_audit, lease.suggestion_withheld), _markup(fragment, lease))
+        services.annotation_submit(lease_id=lease.pk, user=annotator, label_name="positive")
+    assert set(shown) == {(True, True), (False, True), (False, False)}
+
+    assert shown[True, True] == shown[False, True]
+    assert "Model suggests" in shown[False, False] and shown[False, False] != shown[False, True]
 
 
 # --- next ---------------------------------------------------------------------------------------
@@ -420,13 +467,3 @@ def test_the_fragments_take_the_csrf_header_the_script_sends(text_project, items
     assert response.status_code == 200
     assert Annotation.objects.filter(item=lease.item, annotator=annotator).exists()
 
-
-def test_the_page_says_when_a_newer_candidate_ranks_the_queue_and_whose_suggestion_is_shown(
-    expert_client, text_project, items
-):
-    _served_scoring(text_project, items, ranked_by=6)
-
-    body = expert_client.get(_url("label", text_project)).content.decode()
-
-    assert "61% confident" in body and "model v4" in body  # the suggestion is the live model's
-    assert "Queue ranked by model <strong>v6</strong> (margin) · suggestions by the live model v4 · scored" in body

@@ -1,4 +1,5 @@
 """The labeling queue's services: what an expert is served next, leases, submits, skips and undo."""
+import random
 import time
 from datetime import timedelta
 
@@ -6,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from annotations import selectors, services
+from annotations.services import queue as queue_services
 from annotations.models import Annotation, Item, ItemScore, Lease, Membership, QueueScoring
 from labelhub.api import Conflict, DomainError, NotFound
 from labelhub.celery import app as celery_app
@@ -115,15 +117,18 @@ def test_a_done_item_leaves_the_served_scoring(project, annotator):
 
 
 def test_without_a_scoring_items_come_in_random_key_order(project, annotator):
-    items = make_items(project, 4)
+    items = make_items(project, 8)
     Item.objects.filter(pk=items[0].pk).update(random_key=0.99)
+    key = dict(Item.objects.values_list("pk", "random_key"))
 
-    served = []
+    left = set(key)
     while lease := services.queue_next(project=project, user=annotator):
-        served.append(lease.item_id)
-        assert (lease.model_version, lease.predicted_label, lease.is_audit) == (None, None, False)
+        assert (lease.model_version, lease.predicted_label) == (None, None)
+        if not lease.is_audit:  # an audit draw starts at a random key (before a model, half the draws are audit)
+            assert key[lease.item_id] == min(key[i] for i in left)
+        left.remove(lease.item_id)
         submit(lease, annotator, project)
-    assert served == [i.pk for i in items[1:]] + [items[0].pk]
+    assert not left
 
 
 def test_once_scored_items_run_out_the_rest_come_in_random_order(project, annotator):
@@ -183,6 +188,92 @@ def test_audit_draws_without_a_scoring_record_no_prediction(project, annotator):
 
     lease = services.queue_next(project=project, user=annotator)
     assert (lease.is_audit, lease.model_version, lease.predicted_label) == (True, None, None)
+
+
+# Before the first model, and suggestions withheld
+
+
+def draw(project, user, n: int) -> list[Lease]:
+    """Serve and label n items, returning their leases."""
+    leases = []
+    for _ in range(n):
+        lease = services.queue_next(project=project, user=user)
+        submit(lease, user, project)
+        leases.append(lease)
+    return leases
+
+
+def test_until_a_model_ranks_the_queue_half_the_draws_are_audit_then_the_projects_share(project, annotator):
+    project.audit_share = 0.1
+    project.save()
+    items = make_items(project, 600)
+    random.seed(16)
+
+    no_scoring = draw(project, annotator, 120)
+    make_scoring(project, {item: 0.5 for item in items}, model_version=0)  # the seeding: no model yet
+    seeding = draw(project, annotator, 120)
+    make_scoring(project, {item: i / 600 for i, item in enumerate(items)}, model_version=1)
+    ranked = draw(project, annotator, 300)
+
+    # Binomial(120, 0.5): 60, sd 5.5; Binomial(300, 0.1): 30, sd 5.2; bounds 5 sd either way.
+    assert 33 <= sum(lease.is_audit for lease in no_scoring) <= 87
+    assert 33 <= sum(lease.is_audit for lease in seeding) <= 87
+    assert 4 <= sum(lease.is_audit for lease in ranked) <= 56
+    audit = sum(lease.is_audit for lease in no_scoring + seeding + ranked)
+    assert Annotation.objects.filter(is_audit=True).count() == audit
+
+
+def test_the_cold_start_share_only_ever_raises_the_projects_share(project):
+    scoring = QueueScoring(project=project, model_version=0)
+    for share, before, after in [(0.0, 0.5, 0.0), (0.1, 0.5, 0.1), (0.8, 0.8, 0.8)]:
+        project.audit_share = share
+        assert queue_services.audit_share_effective(project, None) == before
+        assert queue_services.audit_share_effective(project, scoring) == before
+        assert queue_services.audit_share_effective(project, QueueScoring(project=project, model_version=2)) == after
+
+
+def test_as_many_ordinary_leases_withhold_their_suggestion_as_audit_leases(project, annotator):
+    """w = a / (1 - a): half of the leases without a suggestion are audit leases, at any audit share below 1/2."""
+    assert [queue_services.withheld_share(a) for a in (0.0, 0.1, 0.2, 0.5, 0.8, 1.0)] == pytest.approx(
+        [0.0, 1 / 9, 0.25, 1.0, 1.0, 1.0]
+    )
+    project.audit_share = 0.2
+    project.save()
+    items = make_items(project, 400)
+    negative = project.labels.get(name="negative")
+    make_scoring(project, {item: i / 400 for i, item in enumerate(items)}, model_version=3, label=negative)
+    random.seed(3)
+
+    leases = draw(project, annotator, 400)
+
+    audit = [lease for lease in leases if lease.is_audit]
+    ordinary = [lease for lease in leases if not lease.is_audit]
+    assert all(Lease.objects.get(pk=lease.pk).suggestion_withheld for lease in audit)
+    withheld = sum(Lease.objects.get(pk=lease.pk).suggestion_withheld for lease in ordinary)
+    # About 320 ordinary leases at w = 0.25: 80, sd 7.7; bounds 5 sd either way.
+    assert abs(withheld - 0.25 * len(ordinary)) <= 5 * (0.25 * 0.75 * len(ordinary)) ** 0.5
+    # About half of the leases without a suggestion are audit leases (about 160 of them: sd 0.04).
+    assert 0.3 <= len(audit) / (len(audit) + withheld) <= 0.7
+    # A withheld suggestion is still the prediction stored with the label: degradation monitoring reads it.
+    stored = Annotation.objects.filter(lease__suggestion_withheld=True)
+    assert stored.count() == len(audit) + withheld
+    assert set(stored.values_list("model_version", "predicted_label_id")) == {(3, negative.pk)}
+    assert not stored.filter(predicted_confidence__isnull=True).exists()
+
+
+def test_undo_leases_the_item_back_with_its_suggestion_withheld_or_shown_as_before(project, annotator):
+    items = make_items(project, 2)
+    make_scoring(project, {items[0]: 0.9, items[1]: 0.1}, model_version=2)
+    for withheld in (True, False):
+        lease = services.queue_next(project=project, user=annotator)
+        Lease.objects.filter(pk=lease.pk).update(suggestion_withheld=withheld)
+        submit(lease, annotator, project)
+
+        again = services.annotation_undo(project=project, user=annotator)
+
+        assert (again.item_id, again.suggestion_withheld, again.is_audit) == (lease.item_id, withheld, False)
+        assert services.queue_next(project=project, user=annotator).suggestion_withheld is withheld
+        submit(again, annotator, project)
 
 
 # Held leases
@@ -518,8 +609,7 @@ def test_progress_counts_the_pool_labels_and_todays_work(project, annotator):
     progress = selectors.queue_progress(project, annotator)
     assert progress == {
         "pool": 3, "labeled": 2, "done": 1, "mine_today": 2,
-        "scoring": {"model_version": 8, "ranking_version": 8, "finished_at": scoring.finished_at,
-                    "strategy": project.query_strategy},
+        "scoring": {"model_version": 8, "finished_at": scoring.finished_at, "strategy": project.query_strategy},
     }
 
 

@@ -1,5 +1,6 @@
 """The queue's REST endpoints: next, submit, skip, release, renew and undo, as an annotator's client sees them."""
 import json
+import random
 import uuid
 
 import pytest
@@ -38,6 +39,8 @@ def score(project, item, priority: float, label, model_version: int = 2) -> None
 
 
 def test_next_serves_a_text_item_with_suggestion_and_progress(api, text_project):
+    text_project.audit_share = 0.0  # no audit draw, so no suggestion withheld
+    text_project.save()
     item = ItemFactory(project=text_project, external_id="r1", text="Great film", metadata={"source": "imdb"})
     positive = text_project.labels.get(name="positive")
     score(text_project, item, 0.9, positive)
@@ -87,6 +90,67 @@ def test_audit_draws_look_like_any_other_item(api, text_project):
     assert "audit" not in text and "priority" not in text
     assert set(response.json()) == {"lease", "item", "suggestion"}
     assert set(response.json()["lease"]) == {"id", "expires_at"}
+
+
+def test_an_audit_item_comes_without_the_suggestion_that_is_stored_with_its_label(api, text_project):
+    text_project.audit_share = 1.0
+    text_project.save()
+    item = ItemFactory(project=text_project)
+    positive = text_project.labels.get(name="positive")
+    score(text_project, item, 0.9, positive)
+
+    body = api.post(next_url(text_project), format="json").json()
+
+    assert body["suggestion"] is None
+    lease = Lease.objects.get()
+    assert (lease.is_audit, lease.suggestion_withheld, lease.predicted_label, lease.model_version) == (
+        True, True, positive, 2
+    )
+    again = api.post(next_url(text_project), format="json").json()  # the held lease, renewed: still withheld
+    assert (again["lease"]["id"], again["suggestion"]) == (body["lease"]["id"], None)
+    api.post(lease_url(lease.pk, "submit"), {"label": "negative"}, format="json")
+    annotation = Annotation.objects.get()
+    stored = (annotation.is_audit, annotation.predicted_label, annotation.predicted_confidence, annotation.model_version)
+    assert stored == (True, positive, 0.62, 2)
+
+
+def _shape(body: dict) -> dict:
+    """The response with its ids and content left out: what is left can only tell items apart by how they were drawn."""
+    return {
+        "lease": sorted(body["lease"]),
+        "item": {key: type(value).__name__ for key, value in body["item"].items()},
+        "suggestion": body["suggestion"],
+    }
+
+
+def test_an_audit_item_and_an_ordinary_item_with_its_suggestion_withheld_are_served_alike(api, text_project):
+    text_project.audit_share = 0.3  # w = 0.43
+    text_project.save()
+    positive = text_project.labels.get(name="positive")
+    scoring = QueueScoring.objects.create(
+        project=text_project, model_version=2, strategy=text_project.query_strategy,
+        status=QueueScoring.Status.COMPLETE, finished_at="2026-01-01T00:00:00Z",
+    )
+    for i in range(40):
+        item = ItemFactory(project=text_project, text=f"review {i}", metadata={"n": i})
+        ItemScore.objects.create(scoring=scoring, item=item, priority=i, predicted_label=positive, confidence=0.62)
+    random.seed(5)
+
+    served = {}  # (is_audit, suggestion withheld): a response and its raw bytes
+    for _ in range(40):
+        response = api.post(next_url(text_project), format="json")
+        lease = Lease.objects.get(pk=response.json()["lease"]["id"])
+        served.setdefault((lease.is_audit, lease.suggestion_withheld), response)
+        api.post(lease_url(lease.pk, "submit"), {"label": "negative"}, format="json")
+    assert set(served) == {(True, True), (False, True), (False, False)}  # an audit lease never shows it
+
+    audit, withheld, shown = served[True, True], served[False, True], served[False, False]
+    assert _shape(audit.json()) == _shape(withheld.json())
+    assert list(audit.json()) == list(withheld.json()) and list(audit.json()["item"]) == list(withheld.json()["item"])
+    assert audit.headers["Content-Type"] == withheld.headers["Content-Type"]
+    # What tells them apart from an item that shows its suggestion is there, so the comparison can fail.
+    assert _shape(shown.json()) != _shape(withheld.json())
+    assert shown.json()["suggestion"] == {"label_id": positive.pk, "label": "positive", "confidence": 0.62}
 
 
 def test_tabular_and_image_items_carry_their_own_fields(tabular_project, image_project, manager):
@@ -139,6 +203,8 @@ def test_non_members_get_404_everywhere(text_project, annotator):
 
 
 def test_next_and_submit_answer_exactly_what_their_serializers_document(api, text_project):
+    text_project.audit_share = 0.0  # no audit draw, so no suggestion withheld
+    text_project.save()
     item = ItemFactory(project=text_project, external_id="r1", text="Great film", metadata={"source": "imdb"})
     positive = text_project.labels.get(name="positive")
     score(text_project, item, 0.9, positive)

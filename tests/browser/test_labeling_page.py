@@ -1,6 +1,7 @@
 """An expert labels digits in Chromium with the keyboard: prefetch, undo, progress, all done, leases given back."""
 import io
 import random
+import re
 import time
 import zipfile
 from collections.abc import Callable
@@ -8,6 +9,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
@@ -15,12 +17,13 @@ from playwright.sync_api import Page, expect
 from sklearn.datasets import load_digits
 
 from annotations.models import Annotation, Item, Lease, Membership, Project, QueueScoring
-from annotations.services import import_file
+from annotations.services import import_file, lease_release, queue_next
 from tests.browser.conftest import TABLET
 from tests.factories import LabelFactory, MembershipFactory, ProjectFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
+User = get_user_model()
 PASSWORD = "digits-and-more-digits"
 COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
 STAGE_ITEM = "#label-stage [data-kind=item]"
@@ -117,6 +120,7 @@ def test_an_expert_labels_five_digits_with_the_keyboard_undoes_one_and_the_label
 ):
     project, truth = digits_project(items=12)
     score_pool(project, truth)
+    Project.objects.filter(pk=project.pk).update(audit_share=0.0)  # no audit draw, so every suggestion is shown
     label_url = reverse("label", args=[project.pk])
 
     log_in(page, "dr-lee", label_url)
@@ -200,6 +204,64 @@ def test_an_expert_labels_five_digits_with_the_keyboard_undoes_one_and_the_label
         b = control.bounding_box()
         assert b["height"] >= 44 and b["x"] + b["width"] <= TABLET["width"]
     page.screenshot(path=str(artifacts / "labeling-page-tablet.png"), full_page=True)
+    assert js_errors == []
+
+
+def stage_look(page: Page) -> dict:
+    """What the item on stage looks like, ids left out: its text, elements, attribute names and size."""
+    look = page.locator(STAGE_ITEM).evaluate(
+        """el => ({
+            text: el.innerText,
+            elements: [el, ...el.querySelectorAll("*")].map(e => e.tagName + "." + [...e.classList].sort().join(".")),
+            attributes: [el, ...el.querySelectorAll("*")].map(e => e.getAttributeNames().sort().join(" ")),
+            size: [el.getBoundingClientRect().width, el.getBoundingClientRect().height],
+        })"""
+    )
+    look["text"] = re.sub(r"\d+", "N", look["text"])
+    return look
+
+
+def test_an_audit_item_shows_no_suggestion_and_looks_like_an_ordinary_item_whose_suggestion_is_withheld(
+    page: Page, live_server, artifacts, js_errors
+):
+    project, truth = digits_project(items=12)
+    score_pool(project, truth)
+    expert = User.objects.get(username="dr-lee")
+    project.audit_share = 1.0
+    audit = queue_next(project=project, user=expert)
+    # An ordinary item whose suggestion is withheld (w = 0.43 at an audit share of 0.3), held next.
+    project.audit_share = 0.3
+    Project.objects.filter(pk=project.pk).update(audit_share=0.3)
+    random.seed(4)
+    for _ in range(50):
+        ordinary = queue_next(project=project, user=expert, exclude=[audit.pk])
+        if not ordinary.is_audit and ordinary.suggestion_withheld:
+            break
+        lease_release(lease_id=ordinary.pk, user=expert)
+    assert (audit.is_audit, audit.suggestion_withheld, ordinary.is_audit, ordinary.suggestion_withheld) == (
+        True, True, False, True
+    )
+    assert audit.predicted_label_id is not None and ordinary.predicted_label_id is not None
+
+    log_in(page, "dr-lee", reverse("label", args=[project.pk]))
+
+    expect(page.locator(STAGE_ITEM)).to_have_attribute("data-item-id", str(audit.item_id))
+    assert wait_for_prefetch(page) == ordinary.item_id
+    expect(page.locator("#label-stage .label-suggestion")).to_have_count(0)
+    expect(page.locator("#label-stage")).not_to_contain_text("suggests")
+    expect(page.locator(".label-button.suggested")).to_have_count(0)  # no button picked out either
+    audit_look = stage_look(page)
+    page.screenshot(path=str(artifacts / "labeling-audit-item.png"))
+
+    page.keyboard.press(str(truth[audit.item_id]))
+
+    expect(page.locator(STAGE_ITEM)).to_have_attribute("data-item-id", str(ordinary.item_id))
+    expect(page.locator("#label-stage .label-suggestion")).to_have_count(0)
+    expect(page.locator(".label-button.suggested")).to_have_count(0)
+    assert stage_look(page) == audit_look
+    expect(page.locator(".label-button.pressed")).to_have_count(0)  # the key's flash is over
+    page.screenshot(path=str(artifacts / "labeling-withheld-item.png"))
+    assert "audit" not in page.content().lower()
     assert js_errors == []
 
 
