@@ -26,16 +26,17 @@ def test_an_expert_answering_at_random_from_some_point_is_flagged_from_there():
     assert np.isin(np.flatnonzero(noisy), flagged).mean() > 0.6  # most of what followed
 
 
-def test_honest_experts_are_almost_never_flagged_even_when_they_differ():
+def test_honest_experts_are_rarely_flagged_over_a_whole_run_even_when_they_differ():
     flagged_runs = 0
-    for seed in range(200):
+    for seed in range(100):
         rng = np.random.default_rng(seed)
         annotators, agrees = _stream(rng, agreement=0.6)
         # One expert disagrees with the model more than the others (harder items, or right where it is wrong).
         own = annotators == 1
         agrees[own] = rng.random(own.sum()) < 0.45
-        flagged_runs += bool(unreliable_windows(annotators, agrees))
-    assert flagged_runs <= 2
+        # Retrains look again every 20 labels: a flag at any of them counts against the run.
+        flagged_runs += any(unreliable_windows(annotators[:t], agrees[:t]) for t in range(100, 401, 20))
+    assert flagged_runs <= 6  # 3 measured
 
 
 def test_a_sole_expert_is_never_flagged():
