@@ -122,7 +122,7 @@ class TrainingRun(models.Model):
 
     @property
     def verdict(self) -> str:
-        """The gate's verdict: "live", "not_promoted" (no evidence either way) or "rejected" (shown worse); "" if none."""
+        """The gate's verdict: "live", "not_promoted" (no evidence either way), "rejected" (shown worse) or ""."""
         decision = self.decision if isinstance(self.decision, dict) else {}
         if decision.get("verdict"):
             return decision["verdict"]
@@ -141,7 +141,8 @@ class TrainingRun(models.Model):
         elif self.trigger == self.Trigger.COUNT and "new_labels" in e:
             sentence = f"{_count(e['new_labels'], 'new label')} {since}"
         elif self.trigger == self.Trigger.SCHEDULE and "new_labels" in e:
-            sentence = f"Scheduled every {_count(e.get('interval_minutes'), 'minute')}: {_count(e['new_labels'], 'new label')} {since}"
+            every = _count(e.get("interval_minutes"), "minute")
+            sentence = f"Scheduled every {every}: {_count(e['new_labels'], 'new label')} {since}"
         elif self.trigger == self.Trigger.DEGRADATION and "accuracy" in e:
             sentence = (f"The audit accuracy of v{e.get('model_version')} fell to {e['accuracy']:.3f} on its latest "
                         f"{_count(e.get('audit_n'), 'audit label')}")

@@ -401,6 +401,13 @@ def training_runs_active(project_id: int) -> list[TrainingRun]:
     )
 
 
+# Why a live model is known to be stale, by the kind of finding (drift first when both).
+STALE_BECAUSE = {
+    TrainingRun.Trigger.DRIFT: "data drift was found",
+    TrainingRun.Trigger.DEGRADATION: "its audit accuracy fell",
+}
+
+
 def live_model_stale_reason(project_id: int, live_number: int, run: TrainingRun | None = None) -> str:
     """Why the live version is known to be stale, in words, or "" if nothing says so.
 
@@ -408,22 +415,19 @@ def live_model_stale_reason(project_id: int, live_number: int, run: TrainingRun 
     against it, or a drift check found drift while this version was live, or a degradation
     retrain was asked for against it.
     """
+    kinds = set()
     if run is not None:
-        if run.trigger == TrainingRun.Trigger.DRIFT:
-            return "data drift was found"
-        if run.trigger == TrainingRun.Trigger.DEGRADATION:
-            return "its audit accuracy fell"
         findings = (run.evidence or {}).get("findings") or []
-        kinds = {finding.get("kind") for finding in findings if isinstance(finding, dict)}
-        if "drift" in kinds:
-            return "data drift was found"
-        if "degradation" in kinds:
-            return "its audit accuracy fell"
-    if DriftCheck.objects.filter(project_id=project_id, model_version=live_number, drifted=True).exists():
-        return "data drift was found"
-    degraded = TrainingRun.objects.filter(
+        kinds = {run.trigger} | {finding.get("kind") for finding in findings if isinstance(finding, dict)}
+    if TrainingRun.Trigger.DRIFT not in kinds and DriftCheck.objects.filter(
+        project_id=project_id, model_version=live_number, drifted=True
+    ).exists():
+        kinds.add(TrainingRun.Trigger.DRIFT)
+    if not kinds & set(STALE_BECAUSE) and TrainingRun.objects.filter(
         project_id=project_id, trigger=TrainingRun.Trigger.DEGRADATION, evidence__model_version=live_number
-    )
-    if degraded.exists():
-        return "its audit accuracy fell"
+    ).exists():
+        kinds.add(TrainingRun.Trigger.DEGRADATION)
+    for kind, because in STALE_BECAUSE.items():
+        if kind in kinds:
+            return because
     return ""

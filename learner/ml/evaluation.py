@@ -157,7 +157,11 @@ def accuracy_upper_bound(correct: int, n: int, confidence: float = 0.95) -> floa
 
 
 def population_stability_index(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> np.ndarray:
-    """PSI per column, binned on the reference's quantiles (0.1 = watch, 0.2 = shifted, by convention)."""
+    """PSI per column, binned on the reference's quantiles (0.1 = watch, 0.2 = shifted, by convention).
+
+    The drift check's former measure, kept for ``bench/drift_false_alarms.py``'s comparison; the
+    check itself uses ``learner.ml.drift``.
+    """
     reference = np.asarray(reference, dtype=np.float64)
     current = np.asarray(current, dtype=np.float64)
     out = np.zeros(reference.shape[1])

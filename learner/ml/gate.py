@@ -229,7 +229,7 @@ def simulate_looks(
     seed: int = 0,
     spend: bool = True,
 ) -> dict:
-    """Run ``runs`` sequences of ``looks`` gate decisions on a growing, overlapping audit set; how often candidates go live.
+    """Run ``runs`` sequences of ``looks`` gate decisions on a growing, overlapping audit set: how often they promote.
 
     ``comparison`` is "first_model" (against the majority-class baseline), "better" or
     "not_worse" (against a champion of accuracy ``accuracy``). Each item has a difficulty: a model

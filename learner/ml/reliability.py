@@ -4,9 +4,9 @@ Every label records what the live model predicted for its item at that moment. E
 the same stream of items (the queue hands every expert the same kind of item) agree with that
 model about equally often; an expert who answers at random, or against the task, agrees far less
 than the others over the same stretch of time. Each expert's labels are cut, in the order they
-were given, into consecutive windows (the last one ending at their latest label); a window is unreliable when, against the other
-experts' labels given over the same stretch (widened until it holds ``OTHERS_FACTOR`` times as
-many of theirs), with windows of each length in ``WINDOWS``,
+were given, into consecutive windows of each length in ``WINDOWS`` (the last one ending at their
+latest label); a window is unreliable when, against the other experts' labels given over the same
+stretch (widened until it holds ``OTHERS_FACTOR`` times as many of theirs),
 
 - its agreement is at least ``gap`` below theirs (a random answer among two labels agrees half
   as often as a good model; among ten, a tenth), and
