@@ -1,6 +1,7 @@
 """REST endpoints of the annotations app: one view per operation."""
 from typing import Any
 
+from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
@@ -8,6 +9,8 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from labelhub.api import ID_MAX
 
 from . import selectors, services
 from .models import ImportJob, Item, Lease, Project
@@ -44,7 +47,9 @@ class ImportJobCreateApi(APIView):
 
     @extend_schema_serializer(component_name="ImportJobCreate")
     class InputSerializer(serializers.Serializer):
-        file = serializers.ListField(child=serializers.FileField(), allow_empty=False)
+        # Django refuses more files than DATA_UPLOAD_MAX_NUMBER_FILES in one request anyway.
+        file = serializers.ListField(child=serializers.FileField(), allow_empty=False,
+                                     max_length=settings.DATA_UPLOAD_MAX_NUMBER_FILES)
 
     JobsSerializer = inline_serializer("ImportJobList", {"jobs": ImportJobDetailApi.OutputSerializer(many=True)})
     # A file that failed gives its jobs and why; a request without a usable file, field errors and no jobs.
@@ -242,7 +247,7 @@ class LeaseSubmitApi(APIView):
 
     @extend_schema_serializer(component_name="LeaseSubmit")
     class InputSerializer(serializers.Serializer):
-        label_id = serializers.IntegerField(required=False, min_value=1)
+        label_id = serializers.IntegerField(required=False, min_value=1, max_value=ID_MAX)
         label = serializers.CharField(required=False, max_length=100, help_text="The label's name (or send label_id).")
         time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**31 - 1)
 

@@ -126,6 +126,10 @@ def _unsafe_path(name: str) -> bool:
 
 
 JSON_MAX_DEPTH = 32
+# An integer of more digits is no finite float (values) and no 255-character id: refused by the
+# JSON reader before Python converts it (above 4,300 digits that conversion raises).
+JSON_MAX_INT_DIGITS = 309
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _JSON_SCALARS = frozenset({"null", "boolean", "integer", "double", "number", "string"})
 
 
@@ -234,7 +238,10 @@ class RowReader:
                     continue
                 number += 1
                 try:
-                    record = json.loads(line)
+                    record = json.loads(line, parse_int=_json_int)
+                except RowError as exc:
+                    yield Row(number, f"line {lineno}", error=str(exc))
+                    continue
                 except json.JSONDecodeError as exc:
                     raise ImportFileError(f"Line {lineno}: invalid JSON ({exc.msg} at column {exc.colno}).") from exc
                 except RecursionError as exc:
@@ -258,11 +265,16 @@ class RowReader:
             for number, record in enumerate(_json_array_items(self.fileobj), 1):
                 yield self._json_row(number, "", record)
         except ijson.JSONError as exc:
-            raise ImportFileError(f"Invalid JSON: {_first_line(exc)}.") from exc
+            raise ImportFileError(f"Invalid JSON: {_json_error(exc)}.") from exc
 
     def _json_row(self, number: int, where: str, record: Any) -> Row:
         if not isinstance(record, dict):
             return Row(number, where, error=f"expected a JSON object, found {type(record).__name__}")
+        surrogate = _lone_surrogate(record)
+        if surrogate is not None:
+            # Not text: no database stores it (and hashing the text would fail).
+            reason = f"the row contains a lone surrogate (\\u{ord(surrogate):04x}), which is not text"
+            return Row(number, where, error=reason)
         if self.kind == "tabular":
             if not self._features_seen:
                 self._check_columns(list(record))
@@ -283,6 +295,8 @@ class RowReader:
                 raise ImportFileError("The header has an empty column name.")
             if column in seen:
                 raise ImportFileError(f"Column {column!r} appears twice in the header.")
+            if "\x00" in column:
+                raise ImportFileError(f"Column {column!r} contains a NUL character.")
             seen.add(column)
         if self.kind == "text" and "text" not in seen:
             raise ImportFileError(f"The header has no 'text' column (found: {', '.join(columns)}).")
@@ -471,19 +485,59 @@ class RowReader:
         return row
 
 
+def _json_int(digits: str) -> int:
+    """parse_int of the JSON reader: a row with an integer of more than JSON_MAX_INT_DIGITS digits is rejected."""
+    count = len(digits.lstrip("-"))
+    if count > JSON_MAX_INT_DIGITS:
+        raise RowError(f"a number has {count:,} digits, above the {JSON_MAX_INT_DIGITS}-digit limit")
+    return int(digits)
+
+
+def _json_error(exc: Exception) -> str:
+    """The parser's message and, when it shows one (yajl's second line), the text around the error."""
+    lines = [line.strip() for line in (str(exc.args[0]) if exc.args else "").splitlines() if line.strip()]
+    message = _first_line(exc)
+    if len(lines) > 1 and "(right here)" not in lines[1]:
+        message += f" near {lines[1][-40:]!r}"
+    return message
+
+
+def _lone_surrogate(record: dict[str, Any]) -> str | None:
+    """The first lone UTF-16 surrogate in a record's keys or strings (at any depth), or None."""
+    stack: list[Any] = [record]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            found = _SURROGATE.search(value)
+            if found is not None:
+                return found.group()
+    return None
+
+
+def _shown(raw: Any) -> str:
+    """A value as an error message quotes it: its repr, cut short."""
+    text = repr(raw)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
 def _number(column: str, raw: Any) -> float:
     try:
         value = float(raw)  # a str (CSV) or a JSON number; the common case, so tried first
     except (TypeError, ValueError):
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             raise RowError(f"column {column!r} is empty") from None
-        raise RowError(f"column {column!r}: {raw!r} is not a number") from None
+        raise RowError(f"column {column!r}: {_shown(raw)} is not a number") from None
     except OverflowError:
         value = math.inf
     if raw is True or raw is False:
-        raise RowError(f"column {column!r}: {raw!r} is not a number")
+        raise RowError(f"column {column!r}: {_shown(raw)} is not a number")
     if not math.isfinite(value):
-        raise RowError(f"column {column!r}: {raw!r} is not a finite number")
+        raise RowError(f"column {column!r}: {_shown(raw)} is not a finite number")
     return value
 
 

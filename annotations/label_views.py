@@ -13,7 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
-from labelhub.api import DomainError, NotFound
+from labelhub.api import ID_MAX, DomainError, NotFound
 
 from . import selectors, services
 from .models import Lease, Project
@@ -34,7 +34,7 @@ BUTTON_MIN_REM, BUTTON_TOUCH_REM, BUTTON_MAX_REM = 4.8, 5.75, 16.0
 
 
 class SubmitForm(forms.Form):
-    label_id = forms.IntegerField(min_value=1, error_messages={"required": "Choose a label."})
+    label_id = forms.IntegerField(min_value=1, max_value=ID_MAX, error_messages={"required": "Choose a label."})
     time_spent_ms = forms.IntegerField(min_value=0, required=False)
 
 

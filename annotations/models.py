@@ -8,6 +8,18 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
+# Bounds of the settings a manager may change, the same on every database (SQLite would store any
+# 64-bit integer): a lease past the year 9999 or a schedule every 4,000 years made every next-item
+# request, or beat, fail with an overflow.
+INSTRUCTIONS_MAX_CHARS = 20_000
+LEASE_TTL_MAX_SECONDS = 24 * 3600
+RETRAIN_EVERY_MAX = 1_000_000
+RETRAIN_INTERVAL_MAX_MINUTES = 366 * 24 * 60
+DEGRADATION_WINDOW_MAX = 100_000
+DRIFT_THRESHOLD_MAX = 10.0
+LABEL_ORDER_MAX = 1_000_000
+
+
 class Project(models.Model):
     """A labeling project: what is labeled, with which labels, and how the model learns."""
 
@@ -26,7 +38,9 @@ class Project(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    instructions = models.TextField(blank=True, help_text="Guidelines shown to experts while labeling.")
+    instructions = models.TextField(
+        blank=True, max_length=INSTRUCTIONS_MAX_CHARS, help_text="Guidelines shown to experts while labeling."
+    )
     # Tabular projects: the ordered numeric feature columns, fixed by the first import.
     feature_names = models.JSONField(default=list, blank=True)
 
@@ -41,7 +55,10 @@ class Project(models.Model):
         default=1, validators=[MinValueValidator(1), MaxValueValidator(20)],
         help_text="How many distinct experts label each item.",
     )
-    lease_ttl_seconds = models.PositiveIntegerField(default=600, validators=[MinValueValidator(10)])
+    lease_ttl_seconds = models.PositiveIntegerField(
+        default=600, validators=[MinValueValidator(10), MaxValueValidator(LEASE_TTL_MAX_SECONDS)],
+        help_text="How long a served item stays reserved for its expert (renewed while the page is open).",
+    )
     show_suggestions = models.BooleanField(
         default=True, help_text="Show the model's suggestion to experts (off avoids anchoring)."
     )
@@ -53,13 +70,16 @@ class Project(models.Model):
 
     # Retrain policy: each trigger is off when its field is empty/zero.
     retrain_every_n_labels = models.PositiveIntegerField(
-        default=25, help_text="Retrain after this many new labels (0 turns the count trigger off)."
+        default=25, validators=[MaxValueValidator(RETRAIN_EVERY_MAX)],
+        help_text="Retrain after this many new labels (0 turns the count trigger off).",
     )
     retrain_interval_minutes = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Retrain on this schedule (empty: no scheduled retrain)."
+        null=True, blank=True, validators=[MaxValueValidator(RETRAIN_INTERVAL_MAX_MINUTES)],
+        help_text="Retrain on this schedule (empty: no scheduled retrain).",
     )
     degradation_window = models.PositiveIntegerField(
-        default=100, help_text="Latest audit labels on which the live model's accuracy is watched."
+        default=100, validators=[MaxValueValidator(DEGRADATION_WINDOW_MAX)],
+        help_text="Latest audit labels on which the live model's accuracy is watched.",
     )
     degradation_floor = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
@@ -70,7 +90,10 @@ class Project(models.Model):
         help_text="Retrain when audit accuracy is confidently this far below its accuracy at promotion.",
     )
     drift_enabled = models.BooleanField(default=True)
-    drift_threshold = models.FloatField(default=0.2, help_text="Population stability index that counts as drift.")
+    drift_threshold = models.FloatField(
+        default=0.2, validators=[MinValueValidator(0.0), MaxValueValidator(DRIFT_THRESHOLD_MAX)],
+        help_text="Population stability index that counts as drift.",
+    )
 
     # The promotion gate (learner.services.training.gate): the first model must beat the
     # majority-class baseline; after that, the project's promotion rule decides.
@@ -146,7 +169,7 @@ class Label(models.Model):
     name = models.CharField(max_length=100)
     shortcut = models.CharField(max_length=1, blank=True, help_text="Keyboard key that assigns this label.")
     color = models.CharField(max_length=7, default="#4c78a8", help_text="Hex colour, e.g. #4c78a8.")
-    order = models.PositiveIntegerField(default=0)
+    order = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(LABEL_ORDER_MAX)])
 
     class Meta:
         ordering = ["project", "order", "name"]

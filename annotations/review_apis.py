@@ -8,18 +8,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from labelhub.api import ID_MAX
+
 from . import selectors, services
 from .models import Item, Project
 from .selectors.labels import majority_label
 from .services.review import NOTE_MAX
 
-LABEL_ID_MAX = 2**63 - 1
-
 
 class LabelChoiceInputSerializer(serializers.Serializer):
     """A label of the project by id or name, or ``clear`` to remove the one set."""
 
-    label_id = serializers.IntegerField(required=False, min_value=1, max_value=LABEL_ID_MAX)
+    label_id = serializers.IntegerField(required=False, min_value=1, max_value=ID_MAX)
     label = serializers.CharField(required=False, max_length=100, help_text="The label's name (or send label_id).")
     clear = serializers.BooleanField(required=False, default=False, help_text="Remove the label set before.")
 
@@ -126,7 +126,7 @@ class AnnotationCorrectApi(APIView):
 
     @extend_schema_serializer(component_name="AnnotationCorrect")
     class InputSerializer(serializers.Serializer):
-        label_id = serializers.IntegerField(required=False, min_value=1, max_value=LABEL_ID_MAX)
+        label_id = serializers.IntegerField(required=False, min_value=1, max_value=ID_MAX)
         label = serializers.CharField(required=False, max_length=100, help_text="The label's name (or send label_id).")
         note = serializers.CharField(required=False, allow_blank=True, max_length=NOTE_MAX)
 

@@ -7,7 +7,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
-from labelhub.api import DomainError, NotFound
+from labelhub.api import ID_MAX, DomainError, NotFound
 
 from . import selectors, services
 from .label_views import _controls, _features
@@ -19,7 +19,7 @@ PAGE_SIZE = 50
 
 
 class ResolveForm(forms.Form):
-    label_id = forms.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    label_id = forms.IntegerField(min_value=1, max_value=ID_MAX, required=False)
     clear = forms.BooleanField(required=False)
 
     def clean(self) -> dict[str, Any]:
@@ -30,7 +30,7 @@ class ResolveForm(forms.Form):
 
 
 class CorrectForm(forms.Form):
-    label_id = forms.IntegerField(min_value=1, max_value=2**63 - 1, error_messages={"required": "Choose a label."})
+    label_id = forms.IntegerField(min_value=1, max_value=ID_MAX, error_messages={"required": "Choose a label."})
     note = forms.CharField(required=False, max_length=NOTE_MAX)
 
 

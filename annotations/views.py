@@ -114,7 +114,12 @@ def project_import(request: HttpRequest, project_id: int) -> HttpResponse:
         except DomainError as exc:
             form.add_error("files", exc.message)
         else:
-            messages.success(request, f"Queued {len(jobs)} file{'s' if len(jobs) != 1 else ''} for import.")
+            failed = [job for job in jobs if job.status == ImportJob.Status.FAILED]
+            for job in failed:
+                messages.error(request, f"{job.filename}: {job.message}")
+            if len(failed) < len(jobs):
+                queued = len(jobs) - len(failed)
+                messages.success(request, f"Queued {queued} file{'s' if queued != 1 else ''} for import.")
             return redirect("project-import", project.pk)
     return render(
         request,

@@ -9,6 +9,13 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
+# The largest id a client may send: keys are 64-bit on every database, and SQLite's driver raises
+# (a 500) on a larger integer where PostgreSQL would only find nothing.
+ID_MAX = 2**63 - 1
+# The largest version number (model versions are numbered in a 32-bit column).
+NUMBER_MAX = 2**31 - 1
+
+
 class DomainError(Exception):
     """A business rule was broken; the message is shown to the user as is."""
 

@@ -70,6 +70,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # NUL in a query string or a page's form field is a 400, never a database error.
+    "labelhub.middleware.RejectNulMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -192,6 +194,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "labelhub.api.exception_handler",
+    # DRF's JSON parser bounded: body size (API_JSON_MAX_BYTES), nesting, and no NUL or lone surrogates in strings.
+    "DEFAULT_PARSER_CLASSES": [
+        "labelhub.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # One throttle per request: the view's scope (queue, predict, export) if it names one, else "user";
     # anonymous callers by address. The queue's and predict's clients send many small requests each.
     "DEFAULT_THROTTLE_CLASSES": ["labelhub.throttling.ScopedUserRateThrottle"],
@@ -203,6 +211,8 @@ REST_FRAMEWORK = {
         "export": env.str("THROTTLE_EXPORT", default="60/hour"),
     },
 }
+# The largest JSON request body (413 above it); a full /predict batch of long texts must fit.
+LABELHUB_API_JSON_MAX_BYTES = env.int("API_JSON_MAX_BYTES", default=32 * 1024 * 1024)
 # Cursor-paginated lists (items, annotations): rows per page unless the client asks (page_size, at most the max).
 LABELHUB_API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=100)
 LABELHUB_API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=1000)

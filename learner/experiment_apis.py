@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import selectors as annotation_selectors
-from labelhub.api import DomainError, NotFound
+from labelhub.api import ID_MAX, NUMBER_MAX, DomainError, NotFound
 
 from .models import Experiment
 from .services import experiments as experiment_services
@@ -50,10 +50,13 @@ class PredictApi(APIView):
 
     @extend_schema_serializer(component_name="PredictRequest")
     class InputSerializer(serializers.Serializer):
-        items = serializers.ListField(child=serializers.DictField(), required=False)
-        text = serializers.CharField(required=False)
-        values = serializers.ListField(child=serializers.FloatField(), required=False)
-        item_id = serializers.IntegerField(required=False)
+        # Documents the body; the view checks it by hand (learner.services.predict), within the same bounds.
+        items = serializers.ListField(child=serializers.DictField(), required=False,
+                                      max_length=settings.LABELHUB_PREDICT_MAX_BATCH)
+        text = serializers.CharField(required=False, max_length=settings.LABELHUB_TEXT_MAX_CHARS)
+        values = serializers.ListField(child=serializers.FloatField(), required=False,
+                                       max_length=settings.LABELHUB_MAX_FEATURES)
+        item_id = serializers.IntegerField(required=False, min_value=1, max_value=ID_MAX)
         caller = serializers.CharField(required=False, max_length=100)
 
     @extend_schema(request=InputSerializer, responses={200: PredictionOutputSerializer(many=True)})
@@ -94,7 +97,7 @@ class PredictionFeedbackApi(APIView):
     @extend_schema_serializer(component_name="PredictionFeedbackRequest")
     class InputSerializer(serializers.Serializer):
         label = serializers.CharField(required=False, max_length=200)
-        label_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+        label_id = serializers.IntegerField(required=False, min_value=1, max_value=ID_MAX)
 
         def validate(self, attrs):
             if ("label" in attrs) == ("label_id" in attrs):
@@ -124,7 +127,8 @@ class ExperimentListApi(APIView):
 
     @extend_schema_serializer(component_name="ExperimentStart")
     class InputSerializer(serializers.Serializer):
-        challenger = serializers.IntegerField(min_value=1, help_text="Version number of the challenger.")
+        challenger = serializers.IntegerField(min_value=1, max_value=NUMBER_MAX,
+                                              help_text="Version number of the challenger.")
         mode = serializers.ChoiceField(choices=Experiment.Mode.choices)
         traffic_share = serializers.FloatField(required=False, default=0.1, min_value=0.0, max_value=1.0)
         alpha = serializers.FloatField(required=False, min_value=0.0001, max_value=0.5)

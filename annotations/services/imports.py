@@ -1,4 +1,5 @@
 """Item import: jobs, the streaming import in one transaction, and feature progress."""
+import logging
 import os
 import time
 import uuid
@@ -28,6 +29,8 @@ from .. import importing
 from ..models import Annotation, ImportJob, Item, Project, item_image_path
 from ..selectors import import_progress_key
 
+logger = logging.getLogger(__name__)
+
 IMPORT_TASK = "annotations.import_job_run"
 FEATURES_TASK = "learner.features_compute"
 ROW_CHUNK = 2000
@@ -39,9 +42,24 @@ PROGRESS_EVERY_SECONDS = 0.5
 Upload = tuple[str, IO[bytes]]
 
 
+IMPORT_NOT_QUEUED = (
+    "The import could not be queued (the task broker did not answer), so it never started; nothing was stored. "
+    "Import the file again."
+)
+
+
 def _enqueue(name: str, args: list[Any]) -> None:
     """Send a task by name, so that this app never imports the app that runs it."""
     current_app.send_task(name, args=args)
+
+
+def _import_enqueue(job_id: int) -> None:
+    """Send a committed job to the workers; if the broker refuses it, fail the job and delete its upload."""
+    try:
+        _enqueue(IMPORT_TASK, [job_id])
+    except Exception:  # kombu and redis raise many types when the broker is down
+        logger.warning("Could not queue import job %s; it is marked failed.", job_id, exc_info=True)
+        import_job_fail(job_id, IMPORT_NOT_QUEUED)
 
 
 def _size(fileobj: IO[bytes]) -> int:
@@ -70,26 +88,48 @@ def import_upload_check(*, project: Project, filename: str, size: int) -> None:
 def import_job_create(
     *, project: Project, user: AbstractBaseUser | None, filename: str, fileobj: IO[bytes]
 ) -> ImportJob:
-    """Store an upload as a queued import job; raise DomainError if it is refused."""
-    filename = Path(filename.replace("\\", "/")).name[-200:]
+    """Store an upload as a queued import job; raise DomainError if it is refused.
+
+    If storing the file or the job fails, neither is left behind.
+    """
+    # Only printable characters: a NUL (or a surrogate from an undecodable file name) cannot be stored as text.
+    filename = "".join(c for c in Path(filename.replace("\\", "/")).name if c.isprintable())[-200:]
     import_upload_check(project=project, filename=filename, size=_size(fileobj))
     job = ImportJob(project=project, created_by=user, filename=filename)
     stored_name = f"{uuid.uuid4().hex[:12]}-{get_valid_filename(filename)}"
     if hasattr(fileobj, "seek"):
         fileobj.seek(0)
-    job.upload.save(stored_name, fileobj if isinstance(fileobj, File) else File(fileobj), save=False)
-    job.save()
+    try:
+        job.upload.save(stored_name, fileobj if isinstance(fileobj, File) else File(fileobj), save=False)
+        job.save()
+    except BaseException:
+        # The storage leaves a partly written file behind when reading the upload fails.
+        _storage_delete([job.upload.name or job.upload.field.generate_filename(job, stored_name)])
+        raise
     return job
+
+
+def _uploads_delete(jobs: Iterable[ImportJob]) -> None:
+    """Delete the uploads of jobs whose rows were rolled back (or never written)."""
+    _storage_delete(job.upload.name for job in jobs if job.upload)
 
 
 def import_jobs_submit(*, project: Project, user: AbstractBaseUser, uploads: Sequence[Upload]) -> list[ImportJob]:
     """Store uploads as import jobs and queue each for a worker once committed."""
     for filename, fileobj in uploads:
         import_upload_check(project=project, filename=filename, size=_size(fileobj))
-    with transaction.atomic():
-        jobs = [import_job_create(project=project, user=user, filename=f, fileobj=fo) for f, fo in uploads]
-        for job in jobs:
-            transaction.on_commit(partial(_enqueue, IMPORT_TASK, [job.pk]))
+    jobs: list[ImportJob] = []
+    try:
+        with transaction.atomic():
+            for filename, fileobj in uploads:
+                jobs.append(import_job_create(project=project, user=user, filename=filename, fileobj=fileobj))
+            for job in jobs:
+                transaction.on_commit(partial(_import_enqueue, job.pk))
+    except BaseException:
+        _uploads_delete(jobs)  # the jobs' rows were rolled back: their files go too
+        raise
+    for job in jobs:
+        job.refresh_from_db(fields=["status", "message", "upload"])  # failed if the broker refused it
     return jobs
 
 
@@ -97,7 +137,14 @@ def import_files(*, project: Project, user: AbstractBaseUser, uploads: Sequence[
     """Import uploads now, one transaction per file, after checking that none is refused."""
     for filename, fileobj in uploads:
         import_upload_check(project=project, filename=filename, size=_size(fileobj))
-    jobs = [import_job_create(project=project, user=user, filename=f, fileobj=fo) for f, fo in uploads]
+    jobs: list[ImportJob] = []
+    try:
+        with transaction.atomic():
+            for filename, fileobj in uploads:
+                jobs.append(import_job_create(project=project, user=user, filename=filename, fileobj=fileobj))
+    except BaseException:
+        _uploads_delete(jobs)
+        raise
     return [import_job_run(job.pk) for job in jobs]
 
 

@@ -17,7 +17,7 @@ from labelhub import rows
 from labelhub.api import Conflict, DomainError
 from labelhub.celery import send_task_on_commit
 
-from ..models import Annotation, Item, ItemScore, Label, Lease, Project, QueueScoring
+from ..models import LEASE_TTL_MAX_SECONDS, Annotation, Item, ItemScore, Label, Lease, Project, QueueScoring
 from ..selectors.queue import SCORING_CURRENT_ID_SQL, lease_get_for_user
 from ..selectors.scoring import head_condition
 
@@ -66,7 +66,8 @@ def _lease_ids(exclude: Collection[uuid.UUID | str]) -> set[uuid.UUID]:
 
 
 def _ttl(project: Project) -> timedelta:
-    return timedelta(seconds=project.lease_ttl_seconds)
+    # Bounded again here: a value written past the model's validation must not make every lease overflow.
+    return timedelta(seconds=min(project.lease_ttl_seconds, LEASE_TTL_MAX_SECONDS))
 
 
 # The statements of the hot path are written out in SQL: the ORM took several milliseconds to

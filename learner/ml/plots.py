@@ -36,6 +36,13 @@ def _matplotlib() -> None:
     # in a threaded web server. Both keys only affect SVG output, which only this module writes.
     matplotlib.rcParams["svg.fonttype"] = "none"
     matplotlib.rcParams["svg.hashsalt"] = "labelhub"  # stable element ids: the same data gives the same SVG
+    matplotlib.rcParams["text.usetex"] = False  # a matplotlibrc must not send names to LaTeX (see ``plain``)
+
+
+def plain(text: str) -> str:
+    """A user's string (a label or user name) to draw as it is written: matplotlib reads text between two
+    ``$`` as math, and a name such as ``$\\foo$`` failed the whole page; an escaped dollar is drawn as one."""
+    return text.replace("$", r"\$")
 
 
 def _svg(figure: Figure) -> str:
@@ -119,9 +126,10 @@ def confusion_matrix_svg(matrix: Sequence[Sequence[int]], class_names: Sequence[
         axes.text(j, i, str(count), ha="center", va="center", fontsize=8,
                   color="white" if shares[i, j] > 0.6 else "#1d232a")
     ticks = np.arange(len(class_names))
-    axes.set_xticks(ticks, labels=list(class_names), rotation=45 if len(class_names) > 4 else 0, ha="right"
+    names = [plain(name) for name in class_names]
+    axes.set_xticks(ticks, labels=names, rotation=45 if len(class_names) > 4 else 0, ha="right"
                     if len(class_names) > 4 else "center")
-    axes.set_yticks(ticks, labels=list(class_names))
+    axes.set_yticks(ticks, labels=names)
     axes.set_xlabel("predicted label")
     axes.set_ylabel("expert label")
     axes.set_title(title)
@@ -138,7 +146,7 @@ def labels_per_day_svg(days: Sequence[date], per_expert: Mapping[str, Sequence[i
     bottom = np.zeros(len(days))
     for i, (name, counts) in enumerate(per_expert.items()):
         values = np.asarray(counts, dtype=float)
-        axes.bar(x, values, bottom=bottom, color=COLOURS[i % len(COLOURS)], label=name, width=0.8)
+        axes.bar(x, values, bottom=bottom, color=COLOURS[i % len(COLOURS)], label=plain(name), width=0.8)
         bottom += values
     if per_expert:
         axes.legend(loc="upper left", fontsize=8, ncols=min(4, len(per_expert)))

@@ -15,6 +15,7 @@ from scipy import sparse
 from annotations.models import Label, Project
 from labelhub import rows
 from labelhub.api import Conflict, DomainError
+from labelhub.text import bad_character
 from learner import selectors
 from learner.ml.featurize import FeaturizeError, ImageFeaturizer, TextFeaturizer, featurizer_for
 from learner.ml.training import proba_fast
@@ -70,6 +71,9 @@ def caller_arm(experiment: Experiment, caller: str) -> str:
     return CHALLENGER if position < experiment.traffic_share else CHAMPION
 
 
+NOT_FINITE = "values must be finite numbers (no NaN or infinity, within float32)."
+
+
 def _bad(message: str, index: int | None = None) -> DomainError:
     return DomainError(message if index is None else f"items[{index}]: {message}")
 
@@ -100,6 +104,9 @@ def _featurize(project: Project, items: Sequence[Mapping[str, Any]]) -> tuple[np
                 raise _bad("text must be a string.", index)
             if len(raw) > settings.LABELHUB_TEXT_MAX_CHARS:
                 raise _bad(f"text is longer than {settings.LABELHUB_TEXT_MAX_CHARS} characters.", index)
+            bad = bad_character(raw)
+            if bad is not None:
+                raise _bad(f"text contains {bad}.", index)
         elif project.kind == "image":
             if not isinstance(raw, (bytes, bytearray)):
                 # Never a string: PIL would open it as a path on this server.
@@ -126,11 +133,16 @@ def _featurize(project: Project, items: Sequence[Mapping[str, Any]]) -> tuple[np
         elif project.kind == "image":
             matrix = ImageFeaturizer().transform(raws)
         else:
-            with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values are refused just below
-                matrix = featurizer_for("tabular", project.feature_names).transform(raws)
+            featurizer = featurizer_for("tabular", project.feature_names)
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values are refused just below
+                    matrix = featurizer.transform(raws)
+            except OverflowError:
+                # An integer beyond any float (JSON has no limit, 10**400 parses): name the first row with one.
+                raise _bad(NOT_FINITE, raw_at[_first_overflow(featurizer, raws)]) from None
             if not np.isfinite(matrix).all():
                 bad = int(np.flatnonzero(~np.isfinite(matrix).all(axis=1))[0])
-                raise _bad("values must be finite numbers (no NaN or infinity, within float32).", raw_at[bad])
+                raise _bad(NOT_FINITE, raw_at[bad])
         parts.append(matrix)
         order.extend(raw_at)
     if wanted:
@@ -147,10 +159,26 @@ def _featurize(project: Project, items: Sequence[Mapping[str, Any]]) -> tuple[np
     return stacked[np.argsort(order)], item_ids
 
 
+def _first_overflow(featurizer: Any, raws: Sequence[Any]) -> int:
+    """The index of the first raw row whose numbers do not fit a float (the batch failed with OverflowError)."""
+    for index, raw in enumerate(raws):
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                featurizer.transform([raw])
+        except OverflowError:
+            return index
+        except FeaturizeError:
+            continue
+    return 0
+
+
 def predict(
     *, project: Project, items: Sequence[Mapping[str, Any]], caller: str
 ) -> list[dict[str, Any]]:
     """Predict the items with the version that serves this caller; log every prediction; return the answers."""
+    bad = bad_character(caller)
+    if bad is not None:
+        raise DomainError(f"caller contains {bad}.")
     if not items:
         raise DomainError("Give at least one item.")
     if len(items) > settings.LABELHUB_PREDICT_MAX_BATCH:
