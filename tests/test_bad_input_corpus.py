@@ -21,6 +21,8 @@ FAILS = {
     "malformed.csv": ("text_project", "Line 3: malformed CSV"),
     "invalid.json": ("text_project", "Invalid JSON: "),
     "not_a_zip.zip": ("image_project", "Not a valid ZIP archive"),
+    # A JSON array is read as one stream: a number beyond 64 bits stops the parser, which says where.
+    "big_integer.json": ("text_project", "Invalid JSON: parse error: integer overflow near '"),
 }
 REJECTS_ROWS = {
     "corrupt.png": ("image_project", ["not a valid PNG image"], 0),
@@ -34,6 +36,13 @@ REJECTS_ROWS = {
     "nonfinite.jsonl": ("tabular_project", ["nan is not a finite number", "inf is not a finite number"], 1),
     "traversal.zip": ("image_project", ["unsafe path '../evil.png'", "unsafe path 'digits/../../escape.png'",
                                         "unsafe path '/etc/absolute.png'"], 1),
+    "big_integer.jsonl": ("text_project", ["a number has 5,000 digits, above the 309-digit limit"], 2),
+    "big_value.jsonl": ("tabular_project", ["a number has 5,000 digits, above the 309-digit limit",
+                                            "column 'f1': 2000000000000000000000000000000000000... is not a finite"], 1),
+    "big_number.csv": ("tabular_project", ["column 'f1': '100000000000000000000000000000000000... is not a finite"],
+                       1),
+    "surrogate.jsonl": ("text_project", ["the row contains a lone surrogate (\\ud800), which is not text",
+                                         "(\\udc00)", "(\\ud83d)", "(\\udfff)"], 2),
 }
 # Stored as they are (text is data), then shown escaped and exported neutralised.
 STORED_AS_TEXT = {"html_text.csv": 2, "formula.csv": 4}

@@ -1,5 +1,6 @@
 """The three doors to item import: the management command, the REST API and the upload page."""
 import io
+import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from rest_framework.test import APIClient
 from annotations.services import imports as services
 from annotations.models import Annotation, ImportJob, Item
 from annotations.tasks import import_job_run as import_job_run_task
+from labelhub.celery import app as celery_app
 from tests.factories import UserFactory
 
 DATA = Path(__file__).parent.parent / "data"
@@ -234,3 +236,67 @@ def test_job_panel_is_for_managers_of_its_project(client, text_project, tabular_
     job = ImportJob.objects.create(project=text_project, created_by=manager, filename="a.csv")
     client.force_login(annotator)
     assert client.get(reverse("import-job-panel", args=[job.pk])).status_code == 404
+
+
+# An import that cannot start leaves no file behind
+
+
+def _stored_uploads(settings) -> list[Path]:
+    folder = Path(settings.MEDIA_ROOT) / "imports"
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+class ClientGoneAway(io.BytesIO):
+    """An upload whose client went away mid-way: the first 64 KiB arrive, then reading fails."""
+
+    def read(self, size: int = -1) -> bytes:
+        if self.tell() > 0:
+            raise OSError("Connection reset by peer")
+        return super().read(size)
+
+
+def _socket_nobody_listens_on() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def broker_down(monkeypatch):
+    """The task broker is down: its address refuses connections (the broker is outside the project)."""
+    url = f"redis://127.0.0.1:{_socket_nobody_listens_on()}/0"
+    for key in ("broker_url", "broker_write_url", "broker_read_url"):
+        monkeypatch.setitem(celery_app.conf, key, url)
+    monkeypatch.setattr(celery_app, "_pool", None)
+    monkeypatch.setattr(celery_app.amqp, "_producer_pool", None)
+    yield
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_the_broker_refuses_fails_with_its_reason_and_leaves_no_file(
+    client, text_project, manager, broker_down, settings
+):
+    client.force_login(manager)
+    url = reverse("project-import", args=[text_project.pk])
+    response = client.post(url, {"files": [upload("good.csv", GOOD_CSV)]}, follow=True)
+
+    assert response.status_code == 200
+    job = ImportJob.objects.get()
+    assert job.status == ImportJob.Status.FAILED and not job.upload
+    assert job.message == services.IMPORT_NOT_QUEUED
+    assert f"good.csv: {services.IMPORT_NOT_QUEUED}" in response.content.decode()
+    assert "Queued" not in response.content.decode()
+    assert Item.objects.count() == 0 and _stored_uploads(settings) == []
+
+
+@pytest.mark.parametrize("door", ["import_jobs_submit", "import_files"])
+def test_an_upload_that_cannot_be_stored_takes_the_others_back_with_it(text_project, manager, settings, door):
+    uploads = [("first.csv", io.BytesIO(GOOD_CSV)), ("second.csv", ClientGoneAway(b"text\n" + b"a row\n" * 20_000))]
+
+    with pytest.raises(OSError, match="Connection reset"):
+        getattr(services, door)(project=text_project, user=manager, uploads=uploads)
+
+    assert ImportJob.objects.count() == 0 and Item.objects.count() == 0
+    assert _stored_uploads(settings) == []

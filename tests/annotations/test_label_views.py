@@ -342,6 +342,8 @@ def test_submit_explains_what_is_wrong(expert_client, text_project, items, annot
     foreign = expert_client.post(_url("label-submit", text_project, lease), {"label_id": foreign_label.pk})
     assert foreign.status_code == 400
     assert _error_text(foreign) == f"{foreign_label.pk!r} is not a label of this project."
+    beyond = expert_client.post(_url("label-submit", text_project, lease), {"label_id": str(2**63)})
+    assert beyond.status_code == 400 and "less than or equal to 9223372036854775807" in _error_text(beyond)
     assert not Annotation.objects.exists()
 
 

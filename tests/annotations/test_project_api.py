@@ -1,13 +1,15 @@
 """Projects, labels, items and annotations over REST: who may do what, cursor pages, filters, errors, tokens."""
+import importlib
 from datetime import timedelta
 
 import pytest
+from django.apps import apps as django_apps
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotations.models import Item, Membership, Project
+from annotations.models import Item, Lease, Membership, Project
 from tests.factories import AnnotationFactory, ItemFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -148,3 +150,84 @@ def test_unknown_api_urls_answer_json_404(annotator):
     response = client_for(annotator).get("/api/projects/-1/labels")
 
     assert response.status_code == 404 and response.json() == {"detail": "Not found."}
+
+
+# Bounded settings: the same bounds on every database (SQLite would store any 64-bit integer)
+
+# setting → (largest value taken, the first value refused)
+SETTING_BOUNDS = {
+    "lease_ttl_seconds": (24 * 3600, 24 * 3600 + 1),
+    "retrain_every_n_labels": (1_000_000, 1_000_001),
+    "retrain_interval_minutes": (366 * 24 * 60, 366 * 24 * 60 + 1),
+    "degradation_window": (100_000, 100_001),
+    "drift_threshold": (10.0, 10.5),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(SETTING_BOUNDS))
+def test_numeric_settings_are_bounded_on_every_database(text_project, manager, setting):
+    taken, refused = SETTING_BOUNDS[setting]
+    url = reverse("api-project", args=[text_project.pk])
+    for value in (refused, 10**12, 2**63, 10**400):
+        response = client_for(manager).patch(url, {setting: value}, format="json")
+        assert response.status_code == 400, (value, response.content)
+        assert list(response.json()["errors"]) == [setting]
+    assert client_for(manager).patch(url, {setting: taken}, format="json").status_code == 200
+
+
+def test_a_lease_ttl_of_10_to_the_12_is_refused_and_the_queue_keeps_serving(text_project, manager):
+    ItemFactory(project=text_project)
+    url = reverse("api-project", args=[text_project.pk])
+    refused = client_for(manager).patch(url, {"lease_ttl_seconds": 10**12}, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["errors"]["lease_ttl_seconds"] == ["Ensure this value is less than or equal to 86400."]
+
+    served = client_for(manager).post(reverse("api-queue-next", args=[text_project.pk]), {}, format="json")
+    assert served.status_code == 200
+
+
+def test_a_stored_lease_ttl_beyond_the_bound_leases_for_a_day_at_most(text_project, manager):
+    # A value written before the bound existed (SQLite took 10^12; PostgreSQL's column tops out at 2^31 - 1).
+    Project.objects.filter(pk=text_project.pk).update(lease_ttl_seconds=2**31 - 1)
+    ItemFactory(project=text_project)
+
+    served = client_for(manager).post(reverse("api-queue-next", args=[text_project.pk]), {}, format="json")
+
+    assert served.status_code == 200
+    lease = Lease.objects.get()
+    assert lease.expires_at <= timezone.now() + timedelta(days=1)
+
+
+def test_the_migration_brings_stored_settings_within_the_bounds(text_project):
+    migration = importlib.import_module("annotations.migrations.0013_setting_bounds")
+    Project.objects.filter(pk=text_project.pk).update(
+        lease_ttl_seconds=2**31 - 1, retrain_interval_minutes=2**31 - 1, degradation_window=2**31 - 1,
+        drift_threshold=-3.0, instructions="x" * 25_000,
+    )
+
+    migration.clamp_settings(django_apps, None)
+
+    text_project.refresh_from_db()
+    assert (text_project.lease_ttl_seconds, text_project.retrain_interval_minutes) == (86_400, 527_040)
+    assert (text_project.degradation_window, text_project.drift_threshold) == (100_000, 0.0)
+    assert len(text_project.instructions) == 20_000
+    text_project.full_clean()
+
+
+def test_the_admin_form_refuses_a_setting_beyond_its_bound(client, text_project):
+    staff = UserFactory(username="root", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    url = reverse("admin:annotations_project_change", args=[text_project.pk])
+    form = client.get(url).context["adminform"].form
+    data = {name: form[name].value() for name in form.fields}
+    data = {name: ("[]" if name == "feature_names" else value) for name, value in data.items() if value is not None}
+    data["lease_ttl_seconds"] = str(10**12)
+    for inline in ("labels", "memberships"):  # the inlines unchanged: no forms sent
+        data.update({f"{inline}-TOTAL_FORMS": "0", f"{inline}-INITIAL_FORMS": "0"})
+
+    response = client.post(url, data)
+
+    assert response.status_code == 200  # the form again, with the error
+    assert "Ensure this value is less than or equal to 86400." in response.content.decode()
+    text_project.refresh_from_db()
+    assert text_project.lease_ttl_seconds == 600

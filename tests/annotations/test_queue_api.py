@@ -247,6 +247,9 @@ def test_submit_is_201_then_200_with_the_same_annotation(api, text_project):
         ({"label_id": "abc"}, "Invalid input"),
         ({"label": "negative", "time_spent_ms": -5}, "Invalid input"),
         ({"label": "negative", "time_spent_ms": 2**40}, "Invalid input"),
+        # Beyond a 64-bit key: SQLite's driver raised OverflowError (a 500) where PostgreSQL found nothing.
+        ({"label_id": 2**63}, "less than or equal to 9223372036854775807"),
+        ({"label_id": 10**400}, "less than or equal to 9223372036854775807"),
     ],
 )
 def test_submit_refuses_bad_input_with_400(api, text_project, body, message):

@@ -78,7 +78,55 @@ def formula_csv() -> bytes:
     )
 
 
+def big_integer_jsonl(digits: int = 5000) -> bytes:
+    """A text JSONL file whose second row's external_id is an integer of ``digits`` digits, among good rows."""
+    return (
+        b'{"external_id": "ok1", "text": "a normal sentence"}\n'
+        b'{"external_id": 1' + b"0" * (digits - 1) + b', "text": "a row with a huge id"}\n'
+        b'{"external_id": "ok2", "text": "another normal sentence"}\n'
+    )
+
+
+def big_value_jsonl(digits: int = 5000) -> bytes:
+    """A tabular JSONL file (columns f1, f2) with a value of ``digits`` digits and one of 2 × 10^308 (no float)."""
+    return (
+        b'{"external_id": "ok", "f1": 1.5, "f2": 2}\n'
+        b'{"external_id": "huge", "f1": 1' + b"0" * (digits - 1) + b', "f2": 2}\n'
+        b'{"external_id": "beyond-float", "f1": 2' + b"0" * 308 + b', "f2": 2}\n'
+    )
+
+
+def big_integer_json(digits: int = 5000) -> bytes:
+    """The same rows as big_integer_jsonl as one JSON array: the streaming parser stops at the number."""
+    return (
+        b'[{"external_id": "ok1", "text": "a normal sentence"},\n'
+        b' {"external_id": 1' + b"0" * (digits - 1) + b', "text": "a row with a huge id"}]\n'
+    )
+
+
+def big_number_csv(digits: int = 5000) -> bytes:
+    """A tabular CSV whose second row has a value of ``digits`` digits."""
+    return b"external_id,f1,f2\nok,1.5,2\nhuge,1" + b"0" * (digits - 1) + b",2\n"
+
+
+def surrogate_jsonl() -> bytes:
+    """Lone UTF-16 surrogates (escaped, as JSON carries them) in text, external_id, label and a metadata key."""
+    return (
+        b'{"external_id": "ok", "text": "fine"}\n'
+        b'{"external_id": "t", "text": "broken \\ud800 text"}\n'
+        b'{"external_id": "id\\udc00", "text": "fine too"}\n'
+        b'{"external_id": "l", "text": "fine", "label": "\\ud83d"}\n'
+        b'{"external_id": "m", "text": "fine", "metadata": {"k\\udfff": 1}}\n'
+        b'{"external_id": "pair", "text": "an emoji \\ud83d\\ude00 is text"}\n'
+    )
+
+
 if __name__ == "__main__":
+    (HERE / "big_integer.jsonl").write_bytes(big_integer_jsonl())
+    (HERE / "big_value.jsonl").write_bytes(big_value_jsonl())
+    (HERE / "big_integer.json").write_bytes(big_integer_json())
+    (HERE / "big_number.csv").write_bytes(big_number_csv())
+    (HERE / "surrogate.jsonl").write_bytes(surrogate_jsonl())
     (HERE / "corrupt.png").write_bytes(corrupt_png())
     (HERE / "gigantic_cell.csv").write_bytes(gigantic_cell_csv())
     (HERE / "deeply_nested.json").write_bytes(deeply_nested_json())

@@ -40,3 +40,20 @@ def test_empty_plots_say_there_is_nothing_yet():
 def test_the_same_data_gives_the_same_svg():
     points = [plots.CurvePoint(1, 40, 0.7, 0.6, 0.8)]
     assert plots.learning_curve_svg(points) == plots.learning_curve_svg(points)
+
+
+# Names people chose (labels, user names) are drawn as written: matplotlib reads text between two `$` as math.
+HOSTILE_NAMES = ["$\\foo$", "$x^$", "$$", "a$b$c", "\\$", "$\\frac{1}{0}$", "<script>alert(1)</script>", "&amp;", "%s{}",
+                 "\\", "ⅎ 𝕏 😀"]
+
+
+def test_hostile_class_names_are_drawn_as_written():
+    words = texts(plots.confusion_matrix_svg(
+        [[1] * len(HOSTILE_NAMES)] * len(HOSTILE_NAMES), HOSTILE_NAMES, title="v1 on 121 audit labels"
+    ))
+    assert set(HOSTILE_NAMES) <= set(words)
+
+
+def test_hostile_expert_names_are_drawn_as_written():
+    words = texts(plots.labels_per_day_svg([date(2026, 11, 1)], {name: [1] for name in HOSTILE_NAMES}))
+    assert set(HOSTILE_NAMES) <= set(words)

@@ -1,16 +1,20 @@
 """Predictions and A/B experiments: the predict API, its errors, sticky splits, shadows, outcomes and decisions."""
 import json
+import re
 
 import numpy as np
 import pytest
 from django.urls import reverse
 
 from annotations.models import Project
+from labelhub.api import DomainError
 from learner import tasks
+from learner.ml.featurize import TextFeaturizer
 from learner.ml.training import fit
 from learner.models import Experiment, LiveModel, PredictionLog, SwapHistory
 from learner.services import experiments as experiment_services
 from learner.services import models as model_services
+from learner.services import predict as predict_services
 from learner.services.models import model_version_create, model_version_promote
 from tests.factories import AnnotationFactory, MembershipFactory, UserFactory
 from tests.learner.conftest import blob_items
@@ -107,12 +111,40 @@ def test_predict_by_item_id_featurizes_as_training_did(client, blobs, manager):
     ('{"items": {"values": [1, 2]}}', "list"),
     ('{"items": [1, 2]}', "object"),
     ('{"items": [{"values": [1, 2]}], "caller": 5}', "caller"),
+    # Integers no float holds (JSON has no limit): the conversion raised OverflowError, a 500.
+    ('{"values": [1%s, 1.0]}' % ("0" * 400), "items[0]: values must be finite"),
+    ('{"values": {"x0": 1%s, "x1": 1.0}}' % ("0" * 400), "items[0]: values must be finite"),
+    ('{"items": [{"values": [1, 2]}, {"values": [2, -1%s]}]}' % ("0" * 400), "items[1]: values must be finite"),
+    # Strings no database stores (the caller is logged): refused by the API's JSON parser.
+    ('{"values": [1, 2], "caller": "a\\ud800"}', "lone surrogate"),
+    ('{"values": [1, 2], "caller": "a\\u0000"}', "NUL character"),
 ])
 def test_bad_predict_payloads_are_400s(client, blobs, manager, body, fragment):
     client.force_login(manager)
     response = client.post(reverse("api-predict", args=[blobs.pk]), body, content_type="application/json")
     assert response.status_code == 400, response.content
     assert fragment in json.dumps(response.json())
+
+
+@pytest.mark.parametrize("caller, fragment", [("a\ud800b", "lone surrogate (\\ud800)"), ("a\x00b", "NUL character")])
+def test_the_predict_service_refuses_a_caller_no_database_stores(blobs, caller, fragment):
+    # The service checks it too: a caller may come from a form field or another door than the JSON API.
+    with pytest.raises(DomainError, match=re.escape(fragment)):
+        predict_services.predict(project=blobs, items=[{"values": [1.0, 2.0]}], caller=caller)
+    assert not PredictionLog.objects.exists()
+
+
+def test_the_predict_service_refuses_text_no_encoder_takes(text_project):
+    labels = [label.pk for label in text_project.labels.order_by("order")]
+    X = TextFeaturizer().transform(["good film", "great fun", "bad film", "awful plot"])
+    version = model_version_create(
+        project=text_project, pipeline=fit("text", X, np.asarray(labels)[[1, 1, 0, 0]]), classes=labels,
+        feature_space=TextFeaturizer.space, algorithm="logistic regression", hyperparameters={},
+        label_snapshot_hash="s", labels_used=4,
+    )
+    model_version_promote(version, reason="first", trigger="manual")
+    with pytest.raises(DomainError, match=re.escape("items[1]: text contains a lone surrogate (\\udfff)")):
+        predict_services.predict(project=text_project, items=[{"text": "fine"}, {"text": "bad \udfff"}], caller="c")
 
 
 def test_an_oversize_batch_is_a_400(client, blobs, manager, settings):

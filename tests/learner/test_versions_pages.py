@@ -124,6 +124,20 @@ def test_compare_with_a_bad_version_says_so(client, two_versions, reviewer, para
     assert message in response.content.decode()
 
 
+def test_label_names_matplotlib_would_read_as_math_are_shown_as_written(client, two_versions, reviewer):
+    names = {"class_0": "$\\foo$", "class_1": "$x^$", "class_2": "$$"}  # each failed the pages with a 500
+    for old, new in names.items():
+        two_versions.labels.filter(name=old).update(name=new)
+    client.force_login(reviewer)
+    for response in (
+        client.get(reverse("model-version-detail", args=[two_versions.pk, 1])),
+        client.get(reverse("model-versions-compare", args=[two_versions.pk]), {"a": "1", "b": "2"}),
+    ):
+        assert response.status_code == 200
+        body = response.content.decode()
+        assert "<svg" in body and f">{names['class_0']}</text>" in body and f">{names['class_1']}</text>" in body
+
+
 def test_unknown_version_page_is_a_404_and_the_compare_form_opens_empty(client, two_versions, reviewer):
     client.force_login(reviewer)
     assert client.get(reverse("model-version-detail", args=[two_versions.pk, 7])).status_code == 404
