@@ -2,7 +2,7 @@
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, pagination, status
 from rest_framework.response import Response
@@ -48,6 +48,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return Response({"detail": " ".join(exc.messages)}, status=400)
     if isinstance(exc, PermissionDenied):
         return Response({"detail": str(exc) or "You do not have permission to do this."}, status=403)
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"detail": str(exc)}, status=413)
+    if isinstance(exc, SuspiciousOperation):
+        # Django's limits on a form body (too many fields or files) met while DRF parsed it: JSON like every answer.
+        return Response({"detail": str(exc)}, status=400)
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and "detail" not in response.data:
         response.data = {"detail": "Invalid input.", "errors": response.data}

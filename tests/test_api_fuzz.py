@@ -1,4 +1,5 @@
-"""Schemathesis fuzzes every documented endpoint: no 5xx, and every response conforms to the OpenAPI document.
+"""Schemathesis fuzzes every documented endpoint: no 5xx, and every response conforms to the OpenAPI document;
+requests that break the document get no 5xx either.
 
 The Django app is called in-process over WSGI, as a manager of a seeded project (token auth), with
 a bounded, derandomized number of examples per operation. Path parameters named ``project_id``
@@ -7,6 +8,7 @@ instead of stopping at a 404.
 """
 import pytest
 import schemathesis
+from schemathesis import GenerationMode
 from django.core import signals
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
@@ -59,3 +61,21 @@ def test_api_never_fails_and_matches_its_schema(case, seeded):
     if case.path_parameters and "project_id" in case.path_parameters:
         case.path_parameters["project_id"] = project.pk
     case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=CHECKS)
+
+
+# Requests that break the document on purpose: values beyond their bounds (every request value has one,
+# tests/test_api_schema.py), wrong types, missing fields, NUL in strings. Each is refused, never a 5xx.
+negative = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
+negative.config.generation.update(modes=[GenerationMode.NEGATIVE])
+
+
+@negative.parametrize()
+@hypothesis_settings(
+    max_examples=10, derandomize=True, deadline=None, phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+def test_api_refuses_what_its_schema_does_not_allow_without_failing(case, seeded):
+    project, token = seeded
+    if case.path_parameters and "project_id" in case.path_parameters:
+        case.path_parameters["project_id"] = project.pk
+    case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=[not_a_server_error])
