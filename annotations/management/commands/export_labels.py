@@ -42,6 +42,10 @@ class Command(BaseCommand):
                 raise CommandError(f"--since {since!r} is not an ISO 8601 date and time.")
             if is_naive(since_at):
                 since_at = make_aware(since_at, timezone=UTC)
+            try:
+                since_at = since_at.astimezone(UTC)
+            except OverflowError:  # 9999-12-31T23:59-14:00 is past the year 9999 in UTC
+                raise CommandError(f"--since {since!r} is out of range (years 1 to 9999 in UTC).") from None
         opts = exports.ExportOptions(
             mode=mode, since=since_at, include_prediction=include_prediction, include_audit=include_audit
         )
