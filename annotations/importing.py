@@ -13,19 +13,18 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import ijson
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageOps
 
-# Importing the plugins registers them in Image.OPEN, which image_prepare() reads.
-from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin, WebPImagePlugin  # noqa: F401
+from . import images
+from .images import ImageRefused, image_open
 
 RESERVED_COLUMNS = frozenset({"external_id", "label", "gold_label", "metadata"})
 META_PREFIX = "meta_"
 EXTERNAL_ID_MAX = 255
 THUMBNAIL_SIZE = 256
-IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 EXTENSIONS = {
     ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".zip": "zip",
-    ".png": "image", ".jpg": "image", ".jpeg": "image", ".gif": "image", ".bmp": "image", ".webp": "image",
+    **{extension: "image" for extension in images.EXTENSIONS},
 }
 KIND_FORMATS = {"text": ("csv", "jsonl", "json"), "tabular": ("csv", "jsonl", "json"), "image": ("zip", "image")}
 KIND_FORMATS_TEXT = {
@@ -487,23 +486,6 @@ def _number(column: str, raw: Any) -> float:
     return value
 
 
-def _image_header(data: bytes) -> ImageFile.ImageFile:
-    """Identify an image and read its size from the header only, without decoding pixels."""
-    # Image.open() raises its own decompression-bomb error above ~179 MP before we could say
-    # how large the image is, so the registered format plugins are asked directly.
-    for fmt in IMAGE_FORMATS:
-        if fmt not in Image.OPEN:
-            continue
-        factory, accept = Image.OPEN[fmt]
-        accepted = accept(data[:16]) if accept else True
-        if accepted is True:
-            try:
-                return factory(io.BytesIO(data), "")
-            except Exception as exc:  # plugins raise SyntaxError, struct.error, ... on broken headers
-                raise RowError(f"not a valid {fmt} image ({_first_line(exc)})") from exc
-    raise RowError("not a PNG, JPEG, GIF, BMP or WebP image")
-
-
 def _flatten(image: Image.Image) -> Image.Image:
     """Return the image as L (grey) or RGB, transparent parts on white."""
     if image.has_transparency_data:
@@ -520,19 +502,12 @@ def _png(image: Image.Image) -> bytes:
 
 def image_prepare(data: bytes, *, max_pixels: int) -> tuple[bytes, bytes]:
     """Check and decode an image; return it and its thumbnail (≤256 px) as PNG, or raise RowError."""
-    header = _image_header(data)
-    width, height = header.size
-    if width * height > max_pixels:
-        raise RowError(
-            f"image is {width}×{height} = {width * height:,} pixels, above the {max_pixels:,}-pixel limit"
-        )
     try:
-        header.verify()
-        # verify() leaves the image unusable and misses truncated pixel data; load() catches that.
-        with Image.open(io.BytesIO(data), formats=[header.format]) as opened:
-            opened.load()
+        with image_open(data, max_pixels=max_pixels) as opened:
             image = _flatten(ImageOps.exif_transpose(opened))
-    except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, ... on hostile input
+    except ImageRefused as exc:
+        raise RowError(str(exc)) from exc
+    except Exception as exc:  # EXIF and mode conversion of hostile input raise OSError, ValueError, ...
         raise RowError(f"image is truncated or corrupt ({_first_line(exc)})") from exc
     thumbnail = image.copy()
     thumbnail.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))

@@ -170,6 +170,9 @@ LABELHUB_SCORING_CHUNK = env.int("SCORING_CHUNK", default=20_000)
 LABELHUB_SCORING_HEAD = env.int("SCORING_HEAD", default=50_000)
 # Items per /predict request; experiments evaluated on beat and after each outcome.
 LABELHUB_PREDICT_MAX_BATCH = env.int("PREDICT_MAX_BATCH", default=1000)
+# Pixels of all the images of one /predict request together (each image also within IMAGE_MAX_PIXELS):
+# decoding runs in the web process, about 1.2 s per 100 million pixels.
+LABELHUB_PREDICT_MAX_PIXELS = env.int("PREDICT_MAX_PIXELS", default=250_000_000)
 LABELHUB_EXPERIMENT_ALPHA = env.float("EXPERIMENT_ALPHA", default=0.05)
 LABELHUB_EXPERIMENT_LOOKS = env.int("EXPERIMENT_LOOKS", default=4)
 LABELHUB_EXPERIMENT_MIN_GAIN = env.float("EXPERIMENT_MIN_GAIN", default=0.02)

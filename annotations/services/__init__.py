@@ -1,5 +1,7 @@
 """Writes of annotations' data, one module per subdomain; other code calls the names re-exported here."""
 from .imports import (
+    image_check,
+    image_decode,
     import_file,
     import_files,
     import_job_create,
@@ -61,6 +63,8 @@ from .scoring import (
 
 __all__ = [
     "import_file",
+    "image_check",
+    "image_decode",
     "import_files",
     "import_job_create",
     "import_job_fail",

@@ -21,10 +21,12 @@ from django.db.models.functions import Least
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
+from PIL import Image
+
 from labelhub.api import DomainError
 from labelhub.celery import send_task_on_commit
 
-from .. import importing
+from .. import images, importing
 from ..models import Annotation, ImportJob, Item, Project, item_image_path
 from ..selectors import import_progress_key
 
@@ -51,6 +53,33 @@ def _size(fileobj: IO[bytes]) -> int:
         size = fileobj.seek(0, os.SEEK_END)
         fileobj.seek(position)
     return size
+
+
+def image_check(data: bytes) -> int:
+    """Check an uploaded image from its header as import does (bytes, format, pixel limit); return its pixel count.
+
+    Raises DomainError naming the problem. Nothing is decoded: a batch can be checked whole first.
+    """
+    limit = settings.LABELHUB_IMAGE_MAX_BYTES
+    if len(data) > limit:
+        raise DomainError(f"image is larger than the {limit:,}-byte limit.")
+    try:
+        width, height = images.image_header(data, max_pixels=settings.LABELHUB_IMAGE_MAX_PIXELS).size
+    except images.ImageRefused as exc:
+        raise DomainError(f"{exc}.") from None
+    return width * height
+
+
+def image_decode(data: bytes, *, draft: tuple[str, tuple[int, int]] | None = None) -> Image.Image:
+    """Check an uploaded image as import does (bytes, format, pixel limit, integrity) and return it decoded.
+
+    Raises DomainError naming the problem; ``draft`` lets a JPEG decode at a reduced scale.
+    """
+    image_check(data)
+    try:
+        return images.image_open(data, max_pixels=settings.LABELHUB_IMAGE_MAX_PIXELS, draft=draft)
+    except images.ImageRefused as exc:
+        raise DomainError(f"{exc}.") from None
 
 
 def import_upload_check(*, project: Project, filename: str, size: int) -> None:
