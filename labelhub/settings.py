@@ -159,6 +159,11 @@ LABELHUB_IMAGE_MAX_PIXELS = env.int("IMAGE_MAX_PIXELS", default=50_000_000)
 LABELHUB_TEXT_MAX_CHARS = env.int("TEXT_MAX_CHARS", default=100_000)
 LABELHUB_MAX_FEATURES = env.int("MAX_FEATURES", default=4096)
 LABELHUB_ZIP_MAX_ENTRIES = env.int("ZIP_MAX_ENTRIES", default=200_000)
+# A ZIP is bounded by the work it makes, not by its size: what its entries inflate to together (from
+# the central directory before anything is read, and counted again while reading), and that as a
+# multiple of the archive's own size. Images hardly compress; a ZIP of them inflates about 1:1.
+LABELHUB_ZIP_MAX_BYTES = env.int("ZIP_MAX_BYTES", default=2 * 1024**3)
+LABELHUB_ZIP_MAX_RATIO = env.int("ZIP_MAX_RATIO", default=100)
 LABELHUB_IMPORT_ERRORS_KEPT = 1000
 LABELHUB_FEATURE_CHUNK = env.int("FEATURE_CHUNK", default=5000)
 # Items per pool-scoring chunk task: large enough that a task's fixed cost (message, model

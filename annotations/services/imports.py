@@ -223,6 +223,8 @@ def _limits() -> importing.Limits:
         image_max_pixels=settings.LABELHUB_IMAGE_MAX_PIXELS,
         max_features=settings.LABELHUB_MAX_FEATURES,
         zip_max_entries=settings.LABELHUB_ZIP_MAX_ENTRIES,
+        zip_max_bytes=settings.LABELHUB_ZIP_MAX_BYTES,
+        zip_max_ratio=settings.LABELHUB_ZIP_MAX_RATIO,
     )
 
 

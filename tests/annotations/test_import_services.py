@@ -307,10 +307,10 @@ def test_zip_rejects_unsafe_paths_and_applies_labels_csv(image_project, manager,
 
 def test_zip_entries_above_the_size_limit_are_rejected_unread(image_project, manager, settings):
     settings.LABELHUB_IMAGE_MAX_BYTES = 1000
-    job = run(image_project, manager, "bomb.zip", zip_of({"zeros.png": b"\0" * 5_000_000, "ok.png": png()}))
+    job = run(image_project, manager, "bomb.zip", zip_of({"zeros.png": b"\0" * 5_000, "ok.png": png()}))
 
     assert job.created_count == 1
-    assert job.errors[0]["reason"] == "uncompressed size 5,000,000 bytes is above the 1,000-byte image limit"
+    assert job.errors[0]["reason"] == "uncompressed size 5,000 bytes is above the 1,000-byte image limit"
 
 
 def test_bad_image_in_zip_rejects_only_that_entry(image_project, manager):
