@@ -191,6 +191,18 @@ class RowReader:
         self._features_fixed = bool(feature_names)
         self._features_seen = False
 
+    def rows_to_check(self) -> Iterator[Row]:
+        """Read the file through for problems of the whole file (raising ImportFileError), storing nothing.
+
+        Yields the rows of record files as it parses them. A ZIP is checked from its central
+        directory and labels.csv, an image not at all: their entries' problems are rows' problems.
+        """
+        if self.fmt == "zip":
+            with self._zip_open() as archive:
+                self._zip_labels(archive, _InflateBudget(self.limits.zip_max_bytes))
+        elif self.fmt != "image":
+            yield from self
+
     def __iter__(self) -> Iterator[Row]:
         readers = {"csv": self._csv, "jsonl": self._jsonl, "json": self._json, "zip": self._zip, "image": self._image}
         return readers[self.fmt]()

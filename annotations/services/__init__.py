@@ -1,5 +1,6 @@
 """Writes of annotations' data, one module per subdomain; other code calls the names re-exported here."""
 from .imports import (
+    ImportBusy,
     image_check,
     image_decode,
     import_file,
@@ -62,6 +63,7 @@ from .scoring import (
 )
 
 __all__ = [
+    "ImportBusy",
     "import_file",
     "image_check",
     "image_decode",

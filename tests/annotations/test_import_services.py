@@ -138,7 +138,10 @@ def test_progress_is_reported_while_importing(text_project, manager, monkeypatch
 
     assert job.created_count == 25
     assert {key for key, _ in seen} == {f"import-progress:{job.pk}"}
-    assert [value["rows"] for _, value in seen] == [0, 10, 20, 25]
+    # The file is read through once to check it whole, then stored chunk by chunk.
+    phases = [value["phase"] for _, value in seen]
+    assert phases == sorted(phases) and set(phases) == {"checking", "storing"}
+    assert [value["rows"] for _, value in seen if value["phase"] == "storing"] == [0, 10, 20, 25]
     assert seen[-1][1]["bytes"] == seen[-1][1]["total"] == 5 + len(rows)
 
 
@@ -344,8 +347,10 @@ def test_interrupted_import_deletes_the_images_it_saved(image_project, manager, 
     monkeypatch.setattr(services, "IMAGE_CHUNK", 1)
     monkeypatch.setattr(services, "PROGRESS_EVERY_SECONDS", 0)
 
-    def time_limit_hits(*args):
-        raise SoftTimeLimitExceeded()  # what Celery raises inside the task when the soft limit passes
+    def time_limit_hits(job, done, total, *, rows, phase):
+        if phase == "storing" and rows >= 2:  # after two images were stored and committed
+            assert Item.objects.count() == 2 and len([f for f in media_files(settings) if f.startswith("items/")]) == 4
+            raise SoftTimeLimitExceeded()  # what Celery raises inside the task when the soft limit passes
 
     monkeypatch.setattr(services, "_progress_write", time_limit_hits)
     job = run(image_project, manager, "three.zip", zip_of({f"{c}.png": png(color=c) for c in ("red", "green", "blue")}))
