@@ -75,6 +75,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, so that it sees a view's exception first: a database lock timeout answers 503, not 500.
+    "labelhub.middleware.DatabaseBusyMiddleware",
 ]
 
 ROOT_URLCONF = "labelhub.urls"

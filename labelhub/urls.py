@@ -9,6 +9,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 # Unmatched URLs under /api/ answer JSON like the API's own 404s.
 handler404 = "labelhub.api.api_not_found"
+# A database lock timeout that escapes every view answers 503, not 500.
+handler500 = "labelhub.middleware.server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
