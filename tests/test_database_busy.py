@@ -14,7 +14,6 @@ from rest_framework.test import APIClient
 
 from annotations.models import ImportJob, Item
 from annotations.services import imports as import_services
-from labelhub.api import database_busy
 from tests.factories import AnnotationFactory, ItemFactory
 
 sqlite_only = pytest.mark.skipif("connection.vendor != 'sqlite'", reason="SQLite's database-wide write lock")
@@ -28,6 +27,8 @@ def _operational(message: str, cause: BaseException | None = None) -> Operationa
 
 
 def test_lock_timeouts_are_recognised_and_nothing_else():
+    from labelhub.api import database_busy
+
     assert database_busy(_operational("database is locked"))
     assert database_busy(_operational("database table is locked: annotations_item"))
     lock = psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")
