@@ -537,11 +537,9 @@ def _zip_directory_check(entries: list[zipfile.ZipInfo], archive_size: int, limi
             continue
         key = posixpath.normpath(info.filename.replace("\\", "/"))
         if key in names:
-            raise ImportFileError(
-                f"The ZIP holds {names[key]!r} twice; each entry needs a name of its own."
-                if names[key] == info.filename else
-                f"The ZIP holds {names[key]!r} and {info.filename!r}, one path twice; each entry needs a name of its own."
-            )
+            first = names[key]
+            twice = repr(first) if first == info.filename else f"{first!r} and {info.filename!r}, one path"
+            raise ImportFileError(f"The ZIP holds {twice} twice; each entry needs a name of its own.")
         names[key] = info.filename
     # Each entry's local header (30 bytes and its name) and compressed data must end before the next
     # entry starts: entries that share compressed data are how a 71 kB archive inflates to gigabytes.

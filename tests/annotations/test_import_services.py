@@ -530,7 +530,7 @@ def test_an_abandoned_import_is_undone_when_the_next_one_starts(text_project, ma
     assert list(Item.objects.values_list("external_id", flat=True)) == ["n1"]
 
 
-def test_gold_marks_on_items_already_there_are_written_only_when_the_import_finishes(text_project, manager, monkeypatch):
+def test_gold_marks_on_items_already_there_are_written_only_at_the_finish(text_project, manager, monkeypatch):
     run(text_project, manager, "first.csv", b"external_id,text\nr1,one\nr2,two\n")
 
     def time_limit_hits(*args, **kwargs):
