@@ -79,7 +79,7 @@ class TokenScheme(OpenApiAuthenticationExtension):
 
 
 def login_locked_out(request: HttpRequest, original_response: HttpResponse | None, credentials: dict | None):
-    """django-axes' answer to a locked-out login (the login page's and the admin's): a page saying why and for how long."""
+    """django-axes' answer to a locked-out login (the login page's or the admin's): a page saying why and how long."""
     cool_off = get_cool_off(request)
     context = {
         "failure_limit": get_failure_limit(request, credentials),
