@@ -33,7 +33,7 @@ BATCH_CLIENTS = 2
 def project_create():
     """A tabular project with a live logistic regression, a member and their token."""
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     from annotations.models import Label, Membership, Project
     from learner.ml.training import fit
@@ -48,7 +48,7 @@ def project_create():
     )
     user = get_user_model().objects.create_user("caller", password="bench-pass-123")
     Membership.objects.create(project=project, user=user)
-    token = Token.objects.create(user=user).key
+    token = AuthToken.objects.create(user=user)[1]
     rng = np.random.default_rng(0)
     X = rng.normal(size=(3000, N_FEATURES)).astype(np.float32)
     y = np.argmax(X @ rng.normal(size=(N_FEATURES, N_CLASSES)), axis=1)

@@ -1,5 +1,8 @@
 """Writes of annotations' data, one module per subdomain; other code calls the names re-exported here."""
 from .imports import (
+    ImportBusy,
+    image_check,
+    image_decode,
     import_file,
     import_files,
     import_job_create,
@@ -60,7 +63,10 @@ from .scoring import (
 )
 
 __all__ = [
+    "ImportBusy",
     "import_file",
+    "image_check",
+    "image_decode",
     "import_files",
     "import_job_create",
     "import_job_fail",

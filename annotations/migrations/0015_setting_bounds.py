@@ -30,7 +30,7 @@ def clamp_settings(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotations', '0012_remove_queuescoring_ranked_by'),
+        ('annotations', '0014_api_tokens_hashed'),
     ]
 
     operations = [
