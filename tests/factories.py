@@ -66,3 +66,13 @@ class AnnotationFactory(factory.django.DjangoModelFactory):
     item = factory.SubFactory(ItemFactory)
     annotator = factory.SubFactory(UserFactory)
     label = factory.SubFactory(LabelFactory, project=factory.SelfAttribute("..item.project"))
+
+
+def api_client_for(project: Project, name: str = "service"):
+    """An API client of the project, as a manager makes one: (its user, a Django test client sending its token)."""
+    from django.test import Client
+
+    from annotations.services import api_client_create
+
+    user, key = api_client_create(project=project, name=name)
+    return user, Client(HTTP_AUTHORIZATION=f"Token {key}")

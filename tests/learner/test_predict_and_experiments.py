@@ -12,7 +12,7 @@ from learner.models import Experiment, LiveModel, PredictionLog, SwapHistory
 from learner.services import experiments as experiment_services
 from learner.services import models as model_services
 from learner.services.models import model_version_create, model_version_promote
-from tests.factories import AnnotationFactory, MembershipFactory, UserFactory
+from tests.factories import AnnotationFactory, MembershipFactory, UserFactory, api_client_for
 from tests.learner.conftest import blob_items
 
 pytestmark = pytest.mark.django_db
@@ -122,13 +122,18 @@ def test_an_oversize_batch_is_a_400(client, blobs, manager, settings):
     assert response.status_code == 400 and "at most 5" in response.json()["detail"]
 
 
-def test_predict_is_for_members_only_and_needs_a_live_model(client, blobs, tabular_project, annotator):
+def test_predict_is_for_api_clients_and_managers_and_needs_a_live_model(client, blobs, annotator):
+    url = reverse("api-predict", args=[blobs.pk])
     client.force_login(annotator)
-    assert _post(client, reverse("api-predict", args=[blobs.pk]), {"values": [1, 2]}).status_code == 404
-    MembershipFactory(project=blobs, user=annotator, role="annotator")
-    assert _post(client, reverse("api-predict", args=[blobs.pk]), {"values": [1, 2]}).status_code == 200
+    assert _post(client, url, {"values": [1, 2]}).status_code == 404  # a stranger
+    for role in ("annotator", "reviewer"):
+        MembershipFactory(project=blobs, user=annotator, role=role)
+        assert _post(client, url, {"values": [1, 2]}).status_code == 404, role
+        annotator.memberships.all().delete()
+    _service, as_service = api_client_for(blobs)
+    assert _post(as_service, url, {"values": [1, 2]}).status_code == 200
     LiveModel.objects.filter(project=blobs).update(version=None)
-    assert _post(client, reverse("api-predict", args=[blobs.pk]), {"values": [1, 2]}).status_code == 409
+    assert _post(as_service, url, {"values": [1, 2]}).status_code == 409
 
 
 def test_feedback_records_the_true_label_and_refuses_bad_input(client, blobs, manager):
@@ -153,15 +158,16 @@ def _start(client, project, **body):
     return Experiment.objects.get(pk=response.json()["id"])
 
 
-def test_the_split_is_sticky_per_caller(client, blobs, manager):
+def test_the_split_is_sticky_per_client(client, blobs, manager):
     client.force_login(manager)
     _start(client, blobs, challenger=blobs.versions["better"].number, mode="split", traffic_share=0.5)
     url = reverse("api-predict", args=[blobs.pk])
     seen = {}
-    for caller in [f"service-{i}" for i in range(40)]:
-        versions = {_post(client, url, {"values": [1, 1], "caller": caller}).json()["model_version"] for _ in range(3)}
+    for i in range(24):
+        user, as_service = api_client_for(blobs, f"service-{i}")
+        versions = {_post(as_service, url, {"values": [1, 1]}).json()["model_version"] for _ in range(3)}
         assert len(versions) == 1
-        seen[caller] = versions.pop()
+        seen[user.pk] = versions.pop()
     assert set(seen.values()) == {1, blobs.versions["better"].number}
     assert set(PredictionLog.objects.filter(experiment_id__isnull=False).values_list("arm", flat=True)) == {
         "champion", "challenger"}
@@ -248,14 +254,17 @@ def test_split_outcomes_use_two_proportions_with_wilson_intervals(client, blobs,
     assert experiment.rule["test"] == "two_proportions" and experiment.rule["min_sample"] >= 50
     url = reverse("api-predict", args=[blobs.pk])
     rng = np.random.default_rng(8)
+    services = [api_client_for(blobs, f"c{i}")[1] for i in range(12)]
     for i in range(60):
         x = [float(v) for v in rng.normal(size=2) * 2.5]
-        answer = _post(client, url, {"values": x, "caller": f"c{i}"}).json()
+        as_service = services[i % len(services)]
+        answer = _post(as_service, url, {"values": x}).json()
         truth = "class_1" if x[0] + x[1] > 0 else "class_0"
-        _post(client, reverse("api-prediction-feedback", args=[blobs.pk, answer["prediction_id"]]), {"label": truth})
+        _post(as_service, reverse("api-prediction-feedback", args=[blobs.pk, answer["prediction_id"]]), {"label": truth})
     experiment = experiment_services.experiment_evaluate(experiment.pk)
     arms = experiment.results["arms"]
     assert arms["champion"]["n"] + arms["challenger"]["n"] == 60
+    assert arms["champion"]["clients"] + arms["challenger"]["clients"] == 12
     low, high = arms["challenger"]["interval"]
     assert low <= arms["challenger"]["accuracy"] <= high
 
