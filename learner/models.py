@@ -240,7 +240,8 @@ class Experiment(models.Model):
     champion = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
     challenger = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
     mode = models.CharField(max_length=10, choices=Mode.choices)
-    traffic_share = models.FloatField(default=0.0, help_text="Share of callers sent to the challenger (split).")
+    traffic_share = models.FloatField(
+        default=0.0, help_text="Share of API clients sent to the challenger (split), each by its account.")
     rule = models.JSONField(help_text="Test, α, minimum gain, looks, minimum sample and the power calculation.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     looks_done = models.PositiveIntegerField(default=0)

@@ -191,7 +191,8 @@ RULES: dict[str, Rule] = {
     "api-model-version-rollback": Rule({"POST": MANAGER}, project_and(number=version)),
     "api-model-version-promote": Rule({"POST": MANAGER}, project_and(number=version)),
     "api-predict": Rule({"POST": ClientOr(MANAGER)}, project),
-    "api-prediction-feedback": Rule({"POST": ClientOr(MANAGER)}, project_and(prediction_id=lambda w, r: w.prediction.pk)),
+    "api-prediction-feedback": Rule(
+        {"POST": ClientOr(MANAGER)}, project_and(prediction_id=lambda w, r: w.prediction.pk)),
     "api-experiments": Rule({"GET": MANAGER, "POST": MANAGER}, project),
     "api-experiment": Rule({"GET": MANAGER}, project_and(experiment_id=lambda w, r: w.experiment.pk)),
     "api-experiment-stop": Rule({"POST": MANAGER}, project_and(experiment_id=lambda w, r: w.experiment.pk)),

@@ -19,7 +19,7 @@ def _own_account(project: Project) -> Q:
 
 
 def api_client_list(project: Project) -> QuerySet[Membership]:
-    """The project's API client memberships with their users, each with ``managed``: whether managers issue its tokens."""
+    """The project's API client memberships with their users; ``managed``: whether its managers issue its tokens."""
     return (
         Membership.objects.filter(project=project, role=Membership.Role.CLIENT)
         .select_related("user")

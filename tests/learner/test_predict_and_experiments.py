@@ -260,7 +260,8 @@ def test_split_outcomes_use_two_proportions_with_wilson_intervals(client, blobs,
         as_service = services[i % len(services)]
         answer = _post(as_service, url, {"values": x}).json()
         truth = "class_1" if x[0] + x[1] > 0 else "class_0"
-        _post(as_service, reverse("api-prediction-feedback", args=[blobs.pk, answer["prediction_id"]]), {"label": truth})
+        feedback = reverse("api-prediction-feedback", args=[blobs.pk, answer["prediction_id"]])
+        assert _post(as_service, feedback, {"label": truth}).status_code == 200
     experiment = experiment_services.experiment_evaluate(experiment.pk)
     arms = experiment.results["arms"]
     assert arms["champion"]["n"] + arms["challenger"]["n"] == 60
@@ -301,7 +302,7 @@ def test_the_experiments_page_shows_the_rule_and_the_decision(client, blobs, man
     assert page.status_code == 200
     html = page.content.decode()
     assert "exact McNemar" in html and "two-proportion" in html and "Stopped by manager" in html
-    assert "20% of callers" in html
+    assert "20% of API clients" in html
     models_page = client.get(reverse("project-models", args=[blobs.pk])).content.decode()
     assert reverse("project-experiments", args=[blobs.pk]) in models_page
 

@@ -57,7 +57,7 @@ def _steer(client, project, arms_seen: dict[str, list[dict]], body: dict) -> Non
 
 
 def test_an_annotator_cannot_steer_a_split_experiment(client, blobs, rejected):
-    """The attack of issue 17: choose the arm by caller, agree on the challenger's answers, disagree on the champion's."""
+    """Issue 17's attack: pick the arm by caller, agree with the challenger's answers, disagree with the champion's."""
     annotator = UserFactory(username="hostile")
     MembershipFactory(project=blobs, user=annotator, role="annotator")
     client.force_login(annotator)
@@ -143,7 +143,8 @@ def test_feedback_is_given_once_and_a_correction_is_recorded_and_counts_once(cli
     experiment = experiment_services.experiment_start(
         project=blobs, user=manager, challenger_number=blobs.versions["better"].number, mode="shadow")
     owner, as_owner = api_client_for(blobs, "owner")
-    answers = _predict(as_owner, blobs, {"items": [{"values": [float(k), 1.0]} for k in range(4)]}).json()["predictions"]
+    rows = [{"values": [float(k), 1.0]} for k in range(4)]
+    answers = _predict(as_owner, blobs, {"items": rows}).json()["predictions"]
     first = answers[0]["prediction_id"]
     class_0, class_1 = blobs.labels.get(name="class_0"), blobs.labels.get(name="class_1")
     for answer in answers:

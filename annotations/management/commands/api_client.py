@@ -32,7 +32,8 @@ class Command(BaseCommand):
             else:
                 client, key = services.api_client_create(project=target, name=name)
         except DomainError as exc:
-            detail = " ".join(f"{field}: {' '.join(map(str, reasons))}" for field, reasons in (exc.details or {}).items())
+            reasons = (exc.details or {}).items()
+            detail = " ".join(f"{field}: {' '.join(map(str, why))}" for field, why in reasons)
             raise CommandError(f"{exc.message} {detail}".strip()) from None
         self.stdout.write(f"API client {client.get_username()} of {target.slug}; its token (shown once):")
         self.stdout.write(key)
