@@ -98,10 +98,11 @@ def project_clients(request: HttpRequest, project_id: int) -> HttpResponse:
                 user, key = services.api_client_create(project=project, name=request.POST.get("name", "").strip())
                 issued = {"username": user.get_username(), "key": key}
             elif action in ("token", "remove"):
-                client_id = request.POST.get("client_id", "")
-                if not client_id.isdigit():
-                    raise NotFound("API client not found.")
-                client = selectors.api_client_get(project, int(client_id))
+                try:
+                    client_id = int(request.POST.get("client_id", ""))
+                except ValueError:
+                    raise NotFound("API client not found.") from None
+                client = selectors.api_client_get(project, client_id)
                 if action == "token":
                     issued = {"username": client.get_username(),
                               "key": services.api_client_token_issue(client=client)}

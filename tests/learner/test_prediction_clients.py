@@ -292,7 +292,8 @@ def test_the_clients_page_creates_renews_and_removes(client, blobs, manager):
     assert new_key != key
     bad = client.post(url, {"action": "create", "name": "bad name!"}, follow=True).content.decode()
     assert "letters, digits" in bad
-    assert client.post(url, {"action": "token", "client_id": "x"}).status_code == 200  # a message, not a 500
+    for bad_id in ("x", "²", "-3", str(2**64)):  # a message, not a 500
+        assert client.post(url, {"action": "token", "client_id": bad_id}).status_code == 200
     removed = client.post(url, {"action": "remove", "client_id": str(user.pk)}, follow=True).content.decode()
     assert "is removed" in removed and "No API clients yet" in removed
     assert _predict(Client(HTTP_AUTHORIZATION=f"Token {new_key}"), blobs, {"values": [1, 1]}).status_code == 401
