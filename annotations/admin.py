@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
 
 from .models import (
     Annotation,
@@ -93,8 +94,16 @@ class ItemAdmin(admin.ModelAdmin):
     list_filter = ["project", ("gold_label", admin.EmptyFieldListFilter)]
     search_fields = ["external_id", "text"]
     list_select_related = ["project", "resolved_label", "gold_label"]
-    readonly_fields = ["content_hash", "import_job", "resolved_label", "resolved_by", "resolved_at"]
+    # Images are linked through the item media view (it checks membership): MEDIA_ROOT has no URL of its own.
+    exclude = ["image", "thumbnail"]
+    readonly_fields = ["content_hash", "import_job", "resolved_label", "resolved_by", "resolved_at", "image_link"]
     actions = ["make_gold_from_final_label", "clear_gold"]
+
+    @admin.display(description="image")
+    def image_link(self, item: Item) -> str:
+        if not item.image:
+            return "-"
+        return format_html('<a href="{}">{}</a>', reverse("item-media", args=[item.pk, "image"]), item.image.name)
 
     @admin.action(description="Make gold, with each item's final label (resolved, else the majority)")
     def make_gold_from_final_label(self, request, queryset):

@@ -13,19 +13,18 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import ijson
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageOps
 
-# Importing the plugins registers them in Image.OPEN, which image_prepare() reads.
-from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin, WebPImagePlugin  # noqa: F401
+from . import images
+from .images import ImageRefused, image_open
 
 RESERVED_COLUMNS = frozenset({"external_id", "label", "gold_label", "metadata"})
 META_PREFIX = "meta_"
 EXTERNAL_ID_MAX = 255
 THUMBNAIL_SIZE = 256
-IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 EXTENSIONS = {
     ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".zip": "zip",
-    ".png": "image", ".jpg": "image", ".jpeg": "image", ".gif": "image", ".bmp": "image", ".webp": "image",
+    **{extension: "image" for extension in images.EXTENSIONS},
 }
 KIND_FORMATS = {"text": ("csv", "jsonl", "json"), "tabular": ("csv", "jsonl", "json"), "image": ("zip", "image")}
 KIND_FORMATS_TEXT = {
@@ -50,6 +49,9 @@ class Limits:
     image_max_pixels: int
     max_features: int
     zip_max_entries: int
+    # Bytes all entries of a ZIP may inflate to together, and how many times the archive's size that may be.
+    zip_max_bytes: int = 2 * 1024**3
+    zip_max_ratio: int = 100
 
 
 @dataclass(slots=True)
@@ -188,6 +190,18 @@ class RowReader:
         self.feature_names = list(feature_names)
         self._features_fixed = bool(feature_names)
         self._features_seen = False
+
+    def rows_to_check(self) -> Iterator[Row]:
+        """Read the file through for problems of the whole file (raising ImportFileError), storing nothing.
+
+        Yields the rows of record files as it parses them. A ZIP is checked from its central
+        directory and labels.csv, an image not at all: their entries' problems are rows' problems.
+        """
+        if self.fmt == "zip":
+            with self._zip_open() as archive:
+                self._zip_labels(archive, _InflateBudget(self.limits.zip_max_bytes))
+        elif self.fmt != "image":
+            yield from self
 
     def __iter__(self) -> Iterator[Row]:
         readers = {"csv": self._csv, "jsonl": self._jsonl, "json": self._json, "zip": self._zip, "image": self._image}
@@ -397,19 +411,12 @@ class RowReader:
         yield self._image_row(1, name, data, None)
 
     def _zip(self) -> Iterator[Row]:
-        try:
-            archive = zipfile.ZipFile(self.fileobj)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise ImportFileError(f"Not a valid ZIP archive ({_first_line(exc)}).") from exc
+        archive = self._zip_open()
         with archive:
-            entries = archive.infolist()
-            if len(entries) > self.limits.zip_max_entries:
-                raise ImportFileError(
-                    f"The ZIP has {len(entries):,} entries, above the limit of {self.limits.zip_max_entries:,}."
-                )
-            labels = self._zip_labels(archive)
+            budget = _InflateBudget(self.limits.zip_max_bytes)
+            labels = self._zip_labels(archive, budget)
             number = 0
-            for info in entries:
+            for info in archive.infolist():
                 name = info.filename
                 unsafe = _unsafe_path(name)
                 if info.is_dir() or name == "labels.csv":
@@ -425,34 +432,71 @@ class RowReader:
                     reason = f"uncompressed size {info.file_size:,} bytes is above the {limit:,}-byte image limit"
                     yield Row(number, name, error=reason)
                     continue
+                if info.compress_type not in ZIP_METHODS:
+                    # bzip2 and LZMA inflate a whole block per call, however little of it is asked for.
+                    yield Row(number, name, error="compressed with a method other than deflate; store or deflate it")
+                    continue
                 try:
-                    with archive.open(info) as member:
-                        # Read at most one byte past the limit: the declared size may lie.
-                        data = member.read(limit + 1)
+                    data = budget.read(archive, info, limit)
+                except ImportFileError:
+                    raise
                 except Exception as exc:  # zipfile raises many types for broken or encrypted entries
                     yield Row(number, name, error=f"cannot read this entry ({_first_line(exc)})")
                     continue
                 yield self._image_row(number, name, data, labels.get(name))
 
-    def _zip_labels(self, archive: zipfile.ZipFile) -> dict[str, str]:
+    def _zip_open(self) -> zipfile.ZipFile:
+        """Open the archive and check it from its central directory alone, before anything is inflated.
+
+        The entry count is read from the end record before the directory is parsed (a million
+        entries would cost gigabytes as ZipInfo objects). Then the bytes the entries declare are
+        bounded in total and as a multiple of the archive's size, entries that overlap one another
+        (one compressed block shared by many entries) and names used twice are refused.
+        """
+        size = self.fileobj.seek(0, io.SEEK_END)
+        self.fileobj.seek(0)
+        try:
+            end = zipfile._EndRecData(self.fileobj)  # the stdlib's own reader of the end record
+        except (OSError, EOFError, ValueError, struct.error) as exc:
+            raise ImportFileError(f"Not a valid ZIP archive ({_first_line(exc)}).") from exc
+        if end and end[zipfile._ECD_ENTRIES_TOTAL] > self.limits.zip_max_entries:
+            count = end[zipfile._ECD_ENTRIES_TOTAL]
+            raise ImportFileError(f"The ZIP has {count:,} entries, above the limit of {self.limits.zip_max_entries:,}.")
+        self.fileobj.seek(0)
+        try:
+            archive = zipfile.ZipFile(self.fileobj)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise ImportFileError(f"Not a valid ZIP archive ({_first_line(exc)}).") from exc
+        try:
+            _zip_directory_check(archive.infolist(), size, self.limits)
+        except ImportFileError:
+            archive.close()
+            raise
+        return archive
+
+    def _zip_labels(self, archive: zipfile.ZipFile, budget: "_InflateBudget") -> dict[str, str]:
         """Read the optional labels.csv (external_id,label) at the archive's root."""
         try:
             info = archive.getinfo("labels.csv")
         except KeyError:
             return {}
+        if info.compress_type not in ZIP_METHODS:
+            raise ImportFileError("labels.csv is compressed with a method other than deflate; store or deflate it.")
+        if info.file_size > LABELS_MAX_BYTES:
+            raise ImportFileError(f"labels.csv is {info.file_size:,} bytes, above the {LABELS_MAX_BYTES:,}-byte limit.")
         labels: dict[str, str] = {}
         try:
-            with archive.open(info) as raw:
-                reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), strict=True)
-                if not {"external_id", "label"} <= set(reader.fieldnames or []):
-                    raise ImportFileError("labels.csv needs the columns external_id and label.")
-                for record in reader:
-                    if len(labels) >= self.limits.zip_max_entries:
-                        raise ImportFileError("labels.csv has more rows than the ZIP may have entries.")
-                    external_id, label = (record["external_id"] or "").strip(), (record["label"] or "").strip()
-                    if external_id and label:
-                        labels[external_id] = label
-        except (csv.Error, UnicodeDecodeError, zipfile.BadZipFile, OSError, EOFError) as exc:
+            data = budget.read(archive, info, info.file_size)
+            reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""), strict=True)
+            if not {"external_id", "label"} <= set(reader.fieldnames or []):
+                raise ImportFileError("labels.csv needs the columns external_id and label.")
+            for record in reader:
+                if len(labels) >= self.limits.zip_max_entries:
+                    raise ImportFileError("labels.csv has more rows than the ZIP may have entries.")
+                external_id, label = (record["external_id"] or "").strip(), (record["label"] or "").strip()
+                if external_id and label:
+                    labels[external_id] = label
+        except (csv.Error, UnicodeDecodeError, zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
             raise ImportFileError(f"labels.csv cannot be read ({_first_line(exc)}).") from exc
         return labels
 
@@ -471,6 +515,72 @@ class RowReader:
         return row
 
 
+ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+LABELS_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _zip_directory_check(entries: list[zipfile.ZipInfo], archive_size: int, limits: Limits) -> None:
+    """Refuse, from the central directory alone, a ZIP whose entries would take more work than it is worth."""
+    declared = sum(info.file_size for info in entries)
+    if declared > limits.zip_max_bytes:
+        raise ImportFileError(
+            f"The ZIP's entries inflate to {declared:,} bytes together, above the limit of {limits.zip_max_bytes:,}."
+        )
+    if declared > limits.zip_max_ratio * max(archive_size, 1):
+        raise ImportFileError(
+            f"The ZIP's entries inflate to {declared:,} bytes, over {limits.zip_max_ratio} times the archive's "
+            f"{archive_size:,} bytes; LabelHub does not import archives compressed that far."
+        )
+    names: dict[str, str] = {}
+    for info in entries:
+        if info.is_dir():
+            continue
+        key = posixpath.normpath(info.filename.replace("\\", "/"))
+        if key in names:
+            first = names[key]
+            twice = repr(first) if first == info.filename else f"{first!r} and {info.filename!r}, one path"
+            raise ImportFileError(f"The ZIP holds {twice} twice; each entry needs a name of its own.")
+        names[key] = info.filename
+    # Each entry's local header (30 bytes and its name) and compressed data must end before the next
+    # entry starts: entries that share compressed data are how a 71 kB archive inflates to gigabytes.
+    spans = sorted(
+        (info.header_offset, info.header_offset + 30 + _name_bytes(info)
+         + info.compress_size, info.filename)
+        for info in entries
+    )
+    for (_, end, name), (start, _, following) in zip(spans, spans[1:]):
+        if end > start:
+            raise ImportFileError(
+                f"The ZIP's entries {name!r} and {following!r} overlap; LabelHub does not import overlapping entries."
+            )
+    if spans and spans[-1][1] > archive_size:
+        raise ImportFileError(f"The ZIP's entry {spans[-1][2]!r} runs past the end of the archive.")
+
+
+def _name_bytes(info: zipfile.ZipInfo) -> int:
+    """The length of an entry's name as its header stores it."""
+    try:
+        return len(info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437"))
+    except UnicodeEncodeError:
+        return len(info.orig_filename.encode("utf-8"))
+
+
+class _InflateBudget:
+    """The bytes a ZIP's entries may still inflate to, charged as they are read (their headers may lie)."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+
+    def read(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+        """Read one entry, at most ``limit`` + 1 bytes and never more than the budget left; charge what was read."""
+        with archive.open(info) as member:
+            data = member.read(min(limit, self.left) + 1)
+        self.left -= len(data)
+        if self.left < 0:
+            raise ImportFileError("The ZIP's entries inflate to more than their headers declare; it is refused.")
+        return data
+
+
 def _number(column: str, raw: Any) -> float:
     try:
         value = float(raw)  # a str (CSV) or a JSON number; the common case, so tried first
@@ -485,23 +595,6 @@ def _number(column: str, raw: Any) -> float:
     if not math.isfinite(value):
         raise RowError(f"column {column!r}: {raw!r} is not a finite number")
     return value
-
-
-def _image_header(data: bytes) -> ImageFile.ImageFile:
-    """Identify an image and read its size from the header only, without decoding pixels."""
-    # Image.open() raises its own decompression-bomb error above ~179 MP before we could say
-    # how large the image is, so the registered format plugins are asked directly.
-    for fmt in IMAGE_FORMATS:
-        if fmt not in Image.OPEN:
-            continue
-        factory, accept = Image.OPEN[fmt]
-        accepted = accept(data[:16]) if accept else True
-        if accepted is True:
-            try:
-                return factory(io.BytesIO(data), "")
-            except Exception as exc:  # plugins raise SyntaxError, struct.error, ... on broken headers
-                raise RowError(f"not a valid {fmt} image ({_first_line(exc)})") from exc
-    raise RowError("not a PNG, JPEG, GIF, BMP or WebP image")
 
 
 def _flatten(image: Image.Image) -> Image.Image:
@@ -520,19 +613,12 @@ def _png(image: Image.Image) -> bytes:
 
 def image_prepare(data: bytes, *, max_pixels: int) -> tuple[bytes, bytes]:
     """Check and decode an image; return it and its thumbnail (≤256 px) as PNG, or raise RowError."""
-    header = _image_header(data)
-    width, height = header.size
-    if width * height > max_pixels:
-        raise RowError(
-            f"image is {width}×{height} = {width * height:,} pixels, above the {max_pixels:,}-pixel limit"
-        )
     try:
-        header.verify()
-        # verify() leaves the image unusable and misses truncated pixel data; load() catches that.
-        with Image.open(io.BytesIO(data), formats=[header.format]) as opened:
-            opened.load()
+        with image_open(data, max_pixels=max_pixels) as opened:
             image = _flatten(ImageOps.exif_transpose(opened))
-    except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, ... on hostile input
+    except ImageRefused as exc:
+        raise RowError(str(exc)) from exc
+    except Exception as exc:  # EXIF and mode conversion of hostile input raise OSError, ValueError, ...
         raise RowError(f"image is truncated or corrupt ({_first_line(exc)})") from exc
     thumbnail = image.copy()
     thumbnail.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))

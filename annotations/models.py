@@ -320,6 +320,16 @@ class ImportJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The import runs in short transactions (annotations.services.imports): the run that owns the job,
+    # its last sign of life, when the whole file was found importable, and the rows stored so far.
+    attempt = models.PositiveIntegerField(default=0, help_text="Runs claimed so far; only the latest may write.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the whole file was read and found importable."
+    )
+    rows_published = models.PositiveIntegerField(
+        default=0, help_text="Rows of the file stored so far; a lost run resumes after them."
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -7,6 +7,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from labelhub.api import DomainError, NotFound
@@ -67,21 +68,27 @@ def item_media(request: HttpRequest, item_id: int, variant: str) -> HttpResponse
     return response
 
 
+@never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def api_token(request: HttpRequest) -> HttpResponse:
-    """Show, create (or regenerate) and revoke the user's API token."""
+    """Show the user's API token's dates, create (or regenerate) and revoke it.
+
+    A new token is shown in the answer to the POST that made it and never again: only its digest is
+    stored. Every answer of this page says ``Cache-Control: no-store``, so no cache keeps one.
+    """
+    new_key = None
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
             if services.api_token_revoke(user=request.user):
                 messages.success(request, "Your API token is revoked: requests that send it are refused from now on.")
-        else:
-            services.api_token_regenerate(user=request.user)
-            messages.success(request, "Your new API token is below; the previous one no longer works.")
-        return redirect("api-token")
-    return render(request, "annotations/api_token.html", {"token": selectors.api_token_get(request.user)})
+            return redirect("api-token")
+        _token, new_key = services.api_token_regenerate(user=request.user)
+    context = {"token": selectors.api_token_get(request.user), "new_key": new_key}
+    return render(request, "annotations/api_token.html", context)
 
 
+@never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_clients(request: HttpRequest, project_id: int) -> HttpResponse:
@@ -115,12 +122,10 @@ def project_clients(request: HttpRequest, project_id: int) -> HttpResponse:
         except DomainError as exc:
             reasons = [" ".join(map(str, r)) for r in (exc.details or {}).values()]
             messages.error(request, " ".join([exc.message, *reasons]) if reasons else exc.message)
-    response = render(request, "annotations/api_clients.html", {
+    return render(request, "annotations/api_clients.html", {
         "project": project, "clients": selectors.api_client_list(project), "issued": issued, "is_manager": True,
         "predict_url": request.build_absolute_uri(reverse("api-predict", args=[project.pk])),
     })
-    response["Cache-Control"] = "no-store"
-    return response
 
 
 def _import_panel(job: ImportJob) -> dict[str, Any]:

@@ -44,7 +44,7 @@ def project_create(n_annotations: int):
     """A text project with n_annotations / 2 items, each labeled by two experts; the manager's token."""
     from django.contrib.auth import get_user_model
     from django.db import connection
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     from annotations.models import Label, Membership, Project
 
@@ -54,7 +54,7 @@ def project_create(n_annotations: int):
     manager = User.objects.create_user("exporter", password="bench-pass-123")
     Membership.objects.create(project=project, user=manager, role=Membership.Role.MANAGER)
     experts = [User.objects.create_user(f"expert{i}", password="bench-pass-123") for i in range(EXPERTS)]
-    token = Token.objects.create(user=manager).key
+    token = AuthToken.objects.create(user=manager)[1]
     n_items = n_annotations // PER_ITEM
     now = datetime.now(UTC).isoformat()
     with connection.cursor() as cursor:

@@ -64,7 +64,7 @@ def main() -> None:
 
         django.setup()
         from django.contrib.auth import get_user_model
-        from rest_framework.authtoken.models import Token
+        from knox.models import AuthToken
 
         from annotations.models import Annotation, Membership
         from learner.models import SwapHistory, TrainingRun
@@ -75,7 +75,7 @@ def main() -> None:
         project.save(update_fields=["retrain_every_n_labels"])
         manager = get_user_model().objects.create_user("manager", password="bench-pass-123")
         Membership.objects.create(project=project, user=manager, role=Membership.Role.MANAGER)
-        manager_token = Token.objects.create(user=manager).key
+        manager_token = AuthToken.objects.create(user=manager)[1]
         ids, X = pool_create(project.pk, pool_size)
         labeled, y_all = labels_create(ids, X, labels)
 

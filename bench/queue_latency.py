@@ -143,7 +143,7 @@ def pool_create(project_id: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.
 def project_create(n_clients: int):
     """A tabular project with three labels, a labeling account per client, and a token each."""
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     from annotations.models import Label, Membership, Project
 
@@ -156,7 +156,7 @@ def project_create(n_clients: int):
     )
     users = [get_user_model().objects.create_user(f"expert{i:02d}", password="bench-pass-123") for i in range(n_clients)]
     Membership.objects.bulk_create([Membership(project=project, user=user) for user in users])
-    tokens = [Token.objects.create(user=user).key for user in users]
+    tokens = [AuthToken.objects.create(user=user)[1] for user in users]
     return project, labels, tokens
 
 

@@ -1,9 +1,10 @@
-"""API plumbing: the exception handler (domain errors become 4xx JSON) and cursor pagination."""
+"""API plumbing: the exception handler (domain errors become 4xx JSON, a busy database 503) and cursor pagination."""
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
 from rest_framework import exceptions, pagination, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -28,8 +29,37 @@ class Conflict(DomainError):
     status_code = status.HTTP_409_CONFLICT
 
 
+# How long a client should wait before trying again after a lock timeout (503 Retry-After).
+BUSY_RETRY_AFTER_SECONDS = 5
+BUSY_DETAIL = (
+    "The database is busy with other writes (such as a large import) and this request timed out waiting for it; "
+    "nothing was changed. Try again in a few seconds."
+)
+# PostgreSQL's SQLSTATEs of a wait that timed out or lost a deadlock: lock_not_available (lock_timeout),
+# query_canceled (statement_timeout), deadlock_detected. Retrying later succeeds.
+_PG_BUSY = frozenset({"55P03", "57014", "40P01"})
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database schema is locked")
+
+
+def database_busy(exc: BaseException) -> bool:
+    """Whether an error is the database timing out on a lock (SQLite's "database is locked", PostgreSQL's timeouts)."""
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__
+    if getattr(cause, "sqlstate", None) in _PG_BUSY:
+        return True
+    message = str(exc).lower()
+    return any(text in message for text in _SQLITE_BUSY)
+
+
+def busy_headers() -> dict[str, str]:
+    return {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
-    """Map domain and Django errors to JSON responses; leave the rest to DRF."""
+    """Map domain and Django errors to JSON responses, a lock timeout to 503; leave the rest to DRF."""
+    if database_busy(exc):
+        return Response({"detail": BUSY_DETAIL}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=busy_headers())
     if isinstance(exc, DomainError):
         body: dict[str, Any] = {"detail": exc.message}
         if exc.details is not None:
@@ -78,6 +108,7 @@ ERROR_RESPONSES = {
     "403": "Not allowed to do this.",
     "404": "Not found, or not yours to see.",
     "429": "Too many requests: retry after the `Retry-After` header's seconds.",
+    "503": "The database was busy (a lock wait timed out); nothing was changed: retry after `Retry-After` seconds.",
 }
 
 

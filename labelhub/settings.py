@@ -1,4 +1,5 @@
 """LabelHub settings, read from the environment through one django-environ object."""
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -11,6 +12,15 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    """An integer from the environment; a value outside [low, high] stops the start with its name."""
+    value = env.int(name, default=default)
+    if not low <= value <= high:
+        raise ImproperlyConfigured(f"{name} must be between {low} and {high}, not {value}.")
+    return value
+
 
 DEBUG = env.bool("DEBUG", default=False)
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
@@ -54,7 +64,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "csp",
@@ -75,6 +86,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Near the end, so that it sees a view's exception first: a database lock timeout answers 503, not 500.
+    "labelhub.middleware.DatabaseBusyMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "labelhub.urls"
@@ -124,6 +139,30 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
+
+# Login lockout (django-axes), on the login page and the admin's: after LOGIN_FAILURE_LIMIT failed
+# attempts a client's further attempts are refused, with a page saying so, for LOGIN_COOLOFF_MINUTES.
+# By default a client is a username from one address, so that nobody can lock someone else out
+# from elsewhere; "address" locks every username from that address, "user_or_address" both ways.
+# Attempts are kept in the database, so every web process sees them.
+AXES_FAILURE_LIMIT = _env_int("LOGIN_FAILURE_LIMIT", 5, 1, 100)
+AXES_COOLOFF_TIME = timedelta(minutes=_env_int("LOGIN_COOLOFF_MINUTES", 15, 1, 7 * 24 * 60))
+_LOCKOUT_BY = {
+    "user_and_address": [["username", "ip_address"]],
+    "address": ["ip_address"],
+    "user_or_address": ["username", "ip_address"],
+}
+_lockout_by = env.str("LOGIN_LOCKOUT_BY", default="user_and_address")
+if _lockout_by not in _LOCKOUT_BY:
+    raise ImproperlyConfigured(f"LOGIN_LOCKOUT_BY must be one of {', '.join(_LOCKOUT_BY)}, not {_lockout_by!r}.")
+AXES_LOCKOUT_PARAMETERS = _LOCKOUT_BY[_lockout_by]
+AXES_RESET_ON_SUCCESS = True
+# A locked-out client's cool-off runs from the lockout, as the page says, however often it tries meanwhile.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "labelhub.authentication.login_locked_out"
+AXES_CLIENT_IP_CALLABLE = "labelhub.throttling.client_address"
+# django-axes first: it refuses a login from a locked-out client before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -159,6 +198,11 @@ LABELHUB_IMAGE_MAX_PIXELS = env.int("IMAGE_MAX_PIXELS", default=50_000_000)
 LABELHUB_TEXT_MAX_CHARS = env.int("TEXT_MAX_CHARS", default=100_000)
 LABELHUB_MAX_FEATURES = env.int("MAX_FEATURES", default=4096)
 LABELHUB_ZIP_MAX_ENTRIES = env.int("ZIP_MAX_ENTRIES", default=200_000)
+# A ZIP is bounded by the work it makes, not by its size: what its entries inflate to together (from
+# the central directory before anything is read, and counted again while reading), and that as a
+# multiple of the archive's own size. Images hardly compress; a ZIP of them inflates about 1:1.
+LABELHUB_ZIP_MAX_BYTES = env.int("ZIP_MAX_BYTES", default=2 * 1024**3)
+LABELHUB_ZIP_MAX_RATIO = env.int("ZIP_MAX_RATIO", default=100)
 LABELHUB_IMPORT_ERRORS_KEPT = 1000
 LABELHUB_FEATURE_CHUNK = env.int("FEATURE_CHUNK", default=5000)
 # Items per pool-scoring chunk task: large enough that a task's fixed cost (message, model
@@ -170,6 +214,9 @@ LABELHUB_SCORING_CHUNK = env.int("SCORING_CHUNK", default=20_000)
 LABELHUB_SCORING_HEAD = env.int("SCORING_HEAD", default=50_000)
 # Items per /predict request; experiments evaluated on beat and after each outcome.
 LABELHUB_PREDICT_MAX_BATCH = env.int("PREDICT_MAX_BATCH", default=1000)
+# Pixels of all the images of one /predict request together (each image also within IMAGE_MAX_PIXELS):
+# decoding runs in the web process, about 1.2 s per 100 million pixels.
+LABELHUB_PREDICT_MAX_PIXELS = env.int("PREDICT_MAX_PIXELS", default=250_000_000)
 LABELHUB_EXPERIMENT_ALPHA = env.float("EXPERIMENT_ALPHA", default=0.05)
 LABELHUB_EXPERIMENT_LOOKS = env.int("EXPERIMENT_LOOKS", default=4)
 LABELHUB_EXPERIMENT_MIN_GAIN = env.float("EXPERIMENT_MIN_GAIN", default=0.02)
@@ -182,6 +229,15 @@ LABELHUB_EXPORT_URL_MAX_AGE = env.int("EXPORT_URL_MAX_AGE", default=7 * 24 * 360
 LABELHUB_EXPORT_SINCE_OVERLAP = env.int("EXPORT_SINCE_OVERLAP", default=60)
 # Absolute links in exports made by `manage.py export_labels` (the API uses the request's host).
 LABELHUB_SITE_URL = env.str("SITE_URL", default="").rstrip("/")
+
+# Proxies in front of the web processes that append the client's address to X-Forwarded-For: 0 reads
+# the address from the connection (a client could write any X-Forwarded-For itself), 1 behind one
+# TLS proxy. Rate limits and the login lockout count by this address.
+NUM_PROXIES = _env_int("NUM_PROXIES", 0, 0, 5)
+
+# API tokens (django-rest-knox): the database keeps a SHA-512 digest, the token is shown once, when
+# it is made, and stops working API_TOKEN_TTL_DAYS after that.
+REST_KNOX = {"TOKEN_TTL": timedelta(days=_env_int("API_TOKEN_TTL_DAYS", 90, 1, 3650)), "AUTH_HEADER_PREFIX": "Token"}
 
 REST_FRAMEWORK = {
     # Token first: a request without credentials gets 401 with "WWW-Authenticate: Token", not a bare 403.
@@ -201,7 +257,10 @@ REST_FRAMEWORK = {
         "queue": env.str("THROTTLE_QUEUE", default="12000/min"),
         "predict": env.str("THROTTLE_PREDICT", default="30000/min"),
         "export": env.str("THROTTLE_EXPORT", default="60/hour"),
+        # Requests with a wrong or expired token, per address: past this rate they get a 429.
+        "auth_failure": env.str("THROTTLE_AUTH_FAILURE", default="30/min"),
     },
+    "NUM_PROXIES": NUM_PROXIES,
 }
 # Cursor-paginated lists (items, annotations): rows per page unless the client asks (page_size, at most the max).
 LABELHUB_API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=100)
@@ -288,6 +347,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # django-axes announces itself at every start of every process and command; its lockouts still log.
+    "loggers": {"axes.apps": {"level": "WARNING"}},
 }
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,14 @@
-"""The API's rate throttle (kept apart from labelhub.api: DRF imports it while its views module loads)."""
+"""The API's rate throttles and the client address they count by (kept apart from labelhub.api: DRF
+imports this module while its views module loads)."""
 from django.core.cache import caches
+from django.http import HttpRequest
 from rest_framework import throttling
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's address as the throttles see it: the connection's, or X-Forwarded-For's behind
+    ``NUM_PROXIES`` proxies (django-axes counts failed logins by it too)."""
+    return throttling.BaseThrottle().get_ident(request)
 
 
 class ScopedUserRateThrottle(throttling.SimpleRateThrottle):
@@ -22,12 +30,14 @@ class ScopedUserRateThrottle(throttling.SimpleRateThrottle):
     def get_cache_key(self, request, view) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.ident}
 
-    def allow_request(self, request, view) -> bool:
+    def identify(self, request, view) -> tuple[str, str]:
+        """The scope and the caller this request counts against."""
         if request.user and request.user.is_authenticated:
-            self.scope = getattr(view, "throttle_scope", None) or "user"
-            self.ident = str(request.user.pk)
-        else:
-            self.scope, self.ident = "anon", self.get_ident(request)
+            return getattr(view, "throttle_scope", None) or "user", str(request.user.pk)
+        return "anon", self.get_ident(request)
+
+    def allow_request(self, request, view) -> bool:
+        self.scope, self.ident = self.identify(request, view)
         self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
         if self.rate is None:
@@ -50,3 +60,14 @@ class ScopedUserRateThrottle(throttling.SimpleRateThrottle):
 
     def wait(self) -> float | None:
         return self.wait_seconds
+
+
+class AuthFailureThrottle(ScopedUserRateThrottle):
+    """Requests with a wrong or expired API token, counted per address (scope "auth_failure").
+
+    Token authentication consults it only when a token fails, so that valid requests pay nothing
+    for it; past the rate a caller gets a 429 instead of a 401.
+    """
+
+    def identify(self, request, view) -> tuple[str, str]:
+        return "auth_failure", self.get_ident(request)

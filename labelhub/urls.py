@@ -1,7 +1,6 @@
 """Top-level URL configuration."""
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -9,6 +8,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 # Unmatched URLs under /api/ answer JSON like the API's own 404s.
 handler404 = "labelhub.api.api_not_found"
+# A database lock timeout that escapes every view answers 503, not 500.
+handler500 = "labelhub.middleware.server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -27,7 +28,5 @@ urlpatterns = [
     path("", include("annotations.urls")),
 ]
 
-if settings.DEBUG:
-    from django.conf.urls.static import static
-
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+# No route serves MEDIA_ROOT, in any mode: item images are served only by the item media view,
+# which checks the project's membership (or an export's signed link).

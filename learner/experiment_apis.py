@@ -72,7 +72,8 @@ class PredictApi(APIView):
                 raise DomainError(f"A batch holds at most {settings.LABELHUB_PREDICT_MAX_BATCH} items.")
             if any(upload.size > settings.LABELHUB_IMAGE_MAX_BYTES for upload in uploads):
                 raise DomainError(f"An image is larger than {settings.LABELHUB_IMAGE_MAX_BYTES} bytes.")
-            items, single = [{"image": upload.read()} for upload in uploads], len(uploads) == 1
+            # The files themselves: predict checks each (format, pixels) before reading the next.
+            items, single = [{"image": upload} for upload in uploads], len(uploads) == 1
         elif not isinstance(data, Mapping):
             raise DomainError("The body must be a JSON object.")
         elif "items" in data:

@@ -1,5 +1,6 @@
 """Shared fixtures: isolated media and model stores, users and projects."""
 import pytest
+from django.core.cache import caches
 
 from annotations.models import Membership, Project
 from tests.factories import LabelFactory, MembershipFactory, ProjectFactory, UserFactory
@@ -17,6 +18,15 @@ def _isolated_storage(settings, tmp_path):
             "OPTIONS": {"location": str(tmp_path / "models")},
         },
     }
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_counters():
+    """Start every test with no requests counted against any rate (the counters live in this process's memory).
+
+    Failed logins (django-axes) are rows in the database, so each test's rollback forgets them.
+    """
+    caches["throttle"].clear()
 
 
 @pytest.fixture

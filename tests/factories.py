@@ -3,6 +3,7 @@ import hashlib
 
 import factory
 from django.contrib.auth import get_user_model
+from knox.models import AuthToken
 
 from annotations.models import Annotation, Item, Label, Membership, Project
 
@@ -66,6 +67,12 @@ class AnnotationFactory(factory.django.DjangoModelFactory):
     item = factory.SubFactory(ItemFactory)
     annotator = factory.SubFactory(UserFactory)
     label = factory.SubFactory(LabelFactory, project=factory.SelfAttribute("..item.project"))
+
+
+def api_token_for(user) -> str:
+    """A new API token of the user, as a client sends it (the database keeps only its digest)."""
+    _token, key = AuthToken.objects.create(user=user)
+    return key
 
 
 def api_client_for(project: Project, name: str = "service"):

@@ -12,13 +12,14 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase
 from hypothesis import settings as hypothesis_settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from annotations.models import Membership, Project
 from labelhub.throttling import ScopedUserRateThrottle
-from tests.factories import AnnotationFactory, ItemFactory, LabelFactory, MembershipFactory, ProjectFactory, UserFactory
+from tests.factories import (
+    AnnotationFactory, ItemFactory, LabelFactory, MembershipFactory, ProjectFactory, UserFactory, api_token_for,
+)
 
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 
@@ -40,7 +41,7 @@ def seeded(db, monkeypatch):
         item = ItemFactory(project=project, external_id=f"f{n}", text=f"=formula {n}")
         if n < 8:
             AnnotationFactory(item=item, annotator=manager, label=labels[n % 2], is_audit=n % 4 == 0)
-    yield project, Token.objects.create(user=manager).key
+    yield project, api_token_for(manager)
     signals.request_started.connect(close_old_connections)
     signals.request_finished.connect(close_old_connections)
 

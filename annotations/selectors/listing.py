@@ -3,8 +3,8 @@ from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import CharField, OuterRef, QuerySet, Subquery, Value
-from rest_framework.authtoken.models import Token
+from django.db.models import CharField, Exists, OuterRef, QuerySet, Subquery, Value
+from knox.models import AuthToken
 
 from labelhub.api import DomainError
 
@@ -34,6 +34,22 @@ def item_list(project: Project) -> QuerySet[Item]:
     return Item.objects.filter(project=project).select_related("resolved_label")
 
 
+def _project_annotator_id(project: Project, username: str) -> int | None:
+    """The id of the user of that name who is a member of the project or has labeled in it, else None.
+
+    Users outside the project are not found, exactly as names nobody has: a reviewer's filter must
+    not tell whether an account exists elsewhere.
+    """
+    is_member = Membership.objects.filter(project=project, user=OuterRef("pk"))
+    has_labeled = Annotation.objects.filter(item__project=project, annotator=OuterRef("pk"))
+    return (
+        get_user_model().objects.filter(username=username)
+        .filter(Exists(is_member) | Exists(has_labeled))
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
 def annotation_list(
     project: Project,
     *,
@@ -50,9 +66,10 @@ def annotation_list(
     if updated_since is not None:
         qs = qs.filter(updated_at__gte=updated_since)
     if annotator is not None:
-        user_id = get_user_model().objects.filter(username=annotator).values_list("pk", flat=True).first()
+        user_id = _project_annotator_id(project, annotator)
         if user_id is None:
-            raise DomainError("Invalid input.", details={"annotator": [f"No user named {annotator!r}."]})
+            message = f"No annotator named {annotator!r} in this project."
+            raise DomainError("Invalid input.", details={"annotator": [message]})
         qs = qs.filter(annotator_id=user_id)
     if label is not None:
         label_id = Label.objects.filter(project=project, name=label).values_list("pk", flat=True).first()
@@ -66,6 +83,6 @@ def annotation_list(
     return qs
 
 
-def api_token_get(user: AbstractBaseUser) -> Token | None:
-    """The user's API token, if they made one."""
-    return Token.objects.filter(user=user).first()
+def api_token_get(user: AbstractBaseUser) -> AuthToken | None:
+    """The user's API token (its digest, start and dates; the token itself is not stored), if they have one."""
+    return AuthToken.objects.filter(user=user).order_by("-created").first()

@@ -1,6 +1,9 @@
 """Writes of annotations' data, one module per subdomain; other code calls the names re-exported here."""
 from .clients import api_client_create, api_client_remove, api_client_token_issue, api_client_username
 from .imports import (
+    ImportBusy,
+    image_check,
+    image_decode,
     import_file,
     import_files,
     import_job_create,
@@ -65,7 +68,10 @@ __all__ = [
     "api_client_remove",
     "api_client_token_issue",
     "api_client_username",
+    "ImportBusy",
     "import_file",
+    "image_check",
+    "image_decode",
     "import_files",
     "import_job_create",
     "import_job_fail",

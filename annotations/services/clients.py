@@ -20,7 +20,8 @@ def api_client_username(project: Project, name: str) -> str:
 
 def _token_issue(user: AbstractBaseUser) -> str:
     """A new API token for the client account (its previous one stops working); the key, to be shown once."""
-    return api_token_regenerate(user=user).key
+    _token, key = api_token_regenerate(user=user)
+    return key
 
 
 def api_client_create(*, project: Project, name: str) -> tuple[AbstractBaseUser, str]:

@@ -1,8 +1,10 @@
-"""Item import: jobs, the streaming import in one transaction, and feature progress."""
+"""Item import: jobs, the import in short transactions (check the whole file, then publish in chunks), progress."""
 import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -16,15 +18,16 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Least
 from django.utils import timezone
 from django.utils.text import get_valid_filename
+from PIL import Image
 
 from labelhub.api import DomainError
 from labelhub.celery import send_task_on_commit
 
-from .. import importing
+from .. import images, importing
 from ..models import Annotation, ImportJob, Item, Project, item_image_path
 from ..selectors import import_progress_key
 
@@ -35,6 +38,18 @@ IMAGE_CHUNK = 64
 CHUNK_MAX_BYTES = 64 * 1024 * 1024
 PRELOAD_MAX = 50_000
 PROGRESS_EVERY_SECONDS = 0.5
+DELETE_CHUNK = 1000
+# A running import tells it is alive this often; one silent for IMPORT_STALE_SECONDS is taken as lost.
+HEARTBEAT_SECONDS = 5
+IMPORT_STALE_SECONDS = 120
+# A synchronous import (command, REST) waits this long for another import of its project.
+IMPORT_WAIT_SECONDS = 300
+IMPORT_WAIT_POLL_SECONDS = 0.5
+BUSY_MESSAGE = (
+    "Another import of this project was running for longer than this import could wait; nothing was stored. "
+    "Import the file again."
+)
+ABANDONED_MESSAGE = "The import stopped answering and was undone; nothing was stored. Import the file again."
 
 Upload = tuple[str, IO[bytes]]
 
@@ -51,6 +66,33 @@ def _size(fileobj: IO[bytes]) -> int:
         size = fileobj.seek(0, os.SEEK_END)
         fileobj.seek(position)
     return size
+
+
+def image_check(data: bytes) -> int:
+    """Check an uploaded image from its header as import does (bytes, format, pixel limit); return its pixel count.
+
+    Raises DomainError naming the problem. Nothing is decoded: a batch can be checked whole first.
+    """
+    limit = settings.LABELHUB_IMAGE_MAX_BYTES
+    if len(data) > limit:
+        raise DomainError(f"image is larger than the {limit:,}-byte limit.")
+    try:
+        width, height = images.image_header(data, max_pixels=settings.LABELHUB_IMAGE_MAX_PIXELS).size
+    except images.ImageRefused as exc:
+        raise DomainError(f"{exc}.") from None
+    return width * height
+
+
+def image_decode(data: bytes, *, draft: tuple[str, tuple[int, int]] | None = None) -> Image.Image:
+    """Check an uploaded image as import does (bytes, format, pixel limit, integrity) and return it decoded.
+
+    Raises DomainError naming the problem; ``draft`` lets a JPEG decode at a reduced scale.
+    """
+    image_check(data)
+    try:
+        return images.image_open(data, max_pixels=settings.LABELHUB_IMAGE_MAX_PIXELS, draft=draft)
+    except images.ImageRefused as exc:
+        raise DomainError(f"{exc}.") from None
 
 
 def import_upload_check(*, project: Project, filename: str, size: int) -> None:
@@ -94,11 +136,11 @@ def import_jobs_submit(*, project: Project, user: AbstractBaseUser, uploads: Seq
 
 
 def import_files(*, project: Project, user: AbstractBaseUser, uploads: Sequence[Upload]) -> list[ImportJob]:
-    """Import uploads now, one transaction per file, after checking that none is refused."""
+    """Import uploads now, one after the other, after checking that none is refused."""
     for filename, fileobj in uploads:
         import_upload_check(project=project, filename=filename, size=_size(fileobj))
     jobs = [import_job_create(project=project, user=user, filename=f, fileobj=fo) for f, fo in uploads]
-    return [import_job_run(job.pk) for job in jobs]
+    return [_import_job_run_waiting(job.pk) for job in jobs]
 
 
 def import_file(
@@ -110,55 +152,208 @@ def import_file(
             job = import_job_create(project=project, user=user, filename=filename, fileobj=fileobj)
     else:
         job = import_job_create(project=project, user=user, filename=filename, fileobj=path_or_fileobj)
-    return import_job_run(job.pk)
+    return _import_job_run_waiting(job.pk)
+
+
+class ImportBusy(Exception):
+    """Another import of the same project is running: run this job once it has finished."""
+
+
+class _Superseded(Exception):
+    """Another run took this job over (a redelivered message); this run stops and leaves the job to it."""
+
+
+def _import_job_run_waiting(job_id: int) -> ImportJob:
+    """Run a job now, waiting up to IMPORT_WAIT_SECONDS for another import of its project to finish."""
+    deadline = time.monotonic() + IMPORT_WAIT_SECONDS
+    while True:
+        try:
+            return import_job_run(job_id)
+        except ImportBusy:
+            if time.monotonic() >= deadline:
+                import_job_fail(job_id, BUSY_MESSAGE)
+                return ImportJob.objects.get(pk=job_id)
+            time.sleep(IMPORT_WAIT_POLL_SECONDS)
+
+
+# How an import keeps the write lock short and a broken file out of the database.
+#
+# 1. Claim: one short transaction marks the job running under a new ``attempt`` number. One import
+#    per project runs at a time (checked under the project's row lock), so external_id checks and
+#    a tabular project's first feature columns need no lock held for the whole import.
+# 2. Check: the whole file is read once with no transaction open and nothing stored. Every problem
+#    of the whole file (malformed CSV or JSON, bad header, unusable ZIP) is found here, so a file
+#    that cannot be parsed stores nothing. A ZIP is checked from its central directory and
+#    labels.csv; a bad entry is a bad row.
+# 3. Publish: the file is read again in chunks. Images are decoded and stored outside any
+#    transaction; each chunk's items, pre-labels, counts and the resume point (rows_published)
+#    commit together in one short transaction, after checking that this run still owns the job.
+#    Other writers (another project's queue, labels) wait at most one chunk's inserts.
+# 4. Finish: gold marks on items that were already there, the counts and "done" commit together.
+#
+# Once checked, an import is decided and rolls forward: a lost database connection or worker
+# resumes from rows_published (the task retries; a redelivered message takes the job over). Only
+# an import that cannot finish (an unexpected error, its time limit, the database gone for good)
+# is undone: its items are deleted chunk by chunk, with their image files, and the job fails with
+# "nothing was stored". Gold marks are written only at the finish, so they need no undoing.
+
+
+@dataclass
+class _Run:
+    """One run of one job: the attempt it owns, its counts, and the image files it stored."""
+
+    job: ImportJob
+    attempt: int
+    saved: list[str] = field(default_factory=list)  # image files of committed chunks
+    pending: list[str] = field(default_factory=list)  # image files of the chunk being published
+    gold: dict[int, list[int]] = field(default_factory=dict)  # gold label id -> items already there to mark
+    last_beat: float = field(default_factory=time.monotonic)
+
+    def beat(self) -> None:
+        """Tell other runs this one is alive (every HEARTBEAT_SECONDS), and stop if the job was taken over."""
+        if time.monotonic() - self.last_beat < HEARTBEAT_SECONDS:
+            return
+        alive = ImportJob.objects.filter(
+            pk=self.job.pk, attempt=self.attempt, status=ImportJob.Status.RUNNING
+        ).update(heartbeat_at=timezone.now())
+        if not alive:
+            raise _Superseded()
+        self.last_beat = time.monotonic()
+
+    def own(self) -> None:
+        """Inside a transaction: lock the job's row and check this run still owns it."""
+        owned = ImportJob.objects.select_for_update().filter(
+            pk=self.job.pk, attempt=self.attempt, status=ImportJob.Status.RUNNING
+        ).exists()
+        if not owned:
+            raise _Superseded()
 
 
 def import_job_run(job_id: int) -> ImportJob:
-    """Run a queued import job in one transaction and record its outcome.
+    """Run a queued import job in short transactions and record its outcome.
 
-    Bad input never raises: a file that cannot be parsed fails the job with a message and
-    stores nothing; bad rows are counted and listed. A job that is not queued (a redelivered
-    task, or one already run) is returned untouched.
+    Bad input never raises: a file that cannot be parsed fails the job with a message and stores
+    nothing; bad rows are counted and listed. A job already finished is returned untouched; a job
+    left running by a lost run is taken over and resumed. Raises ImportBusy while another import
+    of the project runs, and the database's errors, after which running the job again resumes it.
     """
-    saved: list[str] = []
+    job, attempt = _claim(job_id)
+    if attempt is None:
+        return job
+    run = _Run(job, attempt)
     try:
-        with transaction.atomic():
-            # Claimed inside the import's own transaction: a worker killed mid-import rolls the
-            # claim back with the rows, so the redelivered message runs the job again; a duplicate
-            # message waits on the row lock and then finds the job finished.
-            job = ImportJob.objects.select_for_update().get(pk=job_id)
-            if job.status != ImportJob.Status.QUEUED:
-                return job
-            job.status, job.started_at = ImportJob.Status.RUNNING, timezone.now()
-            _import_rows(job, saved)
-            _job_finish(job, ImportJob.Status.DONE)
-            if job.created_count:
-                # robust: the import is committed either way; learner reconciles missing features.
-                send_task_on_commit(FEATURES_TASK, [job.project_id, job.pk])
+        _import_rows(run)
+        _finish(run)
+    except _Superseded:
+        _storage_delete(run.pending)
+        return ImportJob.objects.get(pk=job_id)
     except (OperationalError, InterfaceError):
-        # The database went away mid-import: the claim rolled back with the rows, so the job is
-        # still queued and whoever called this (the task) can run it again from the start.
-        _storage_delete(saved)
+        # The database went away: committed chunks stay, and running the job again resumes after
+        # them. The chunk in flight rolled back, so its image files belong to no item.
+        _storage_delete(run.pending)
         raise
     except Exception as exc:
-        _storage_delete(saved)  # the rollback took the rows; take the image files too
-        job = ImportJob.objects.get(pk=job_id)
-        job.started_at = job.started_at or timezone.now()
-        _job_finish(job, ImportJob.Status.FAILED, message=_failure_message(exc))
+        _job_undo(job_id, run.saved + run.pending, attempt=attempt, message=_failure_message(exc))
         if not isinstance(exc, importing.ImportFileError | SoftTimeLimitExceeded):
             raise
     finally:
         cache.delete(import_progress_key(job_id))
-    return job
+    return ImportJob.objects.get(pk=job_id)
+
+
+def _claim(job_id: int) -> tuple[ImportJob, int | None]:
+    """Claim the job for a new run in one short transaction: (job, attempt), or (job, None) if it is finished."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=IMPORT_STALE_SECONDS)
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.status not in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING):
+            return job, None
+        # Claims of one project's jobs pass one at a time (SQLite's write lock does this already).
+        list(Project.objects.select_for_update().filter(pk=job.project_id).values_list("pk"))
+        others = ImportJob.objects.filter(project_id=job.project_id, status=ImportJob.Status.RUNNING).exclude(pk=job_id)
+        if others.filter(heartbeat_at__gte=stale).exists():
+            raise ImportBusy(f"Another import of project {job.project_id} is running.")
+        # Runs silent for longer than IMPORT_STALE_SECONDS are gone: a new attempt number stops
+        # any that still wakes up, and their items are undone below.
+        abandoned = list(others.values_list("pk", flat=True))
+        others.update(attempt=F("attempt") + 1)
+        job.status, job.started_at = ImportJob.Status.RUNNING, job.started_at or now
+        job.attempt, job.heartbeat_at = job.attempt + 1, now
+        job.save(update_fields=["status", "started_at", "attempt", "heartbeat_at"])
+    for other in abandoned:
+        _job_undo(other, [], attempt=None, message=ABANDONED_MESSAGE)
+    return job, job.attempt
+
+
+def _check_file(run: _Run, project: Project) -> None:
+    """Read the whole file once for problems of the whole file, storing nothing; raise ImportFileError."""
+    job = run.job
+    with job.upload.open("rb") as fileobj:
+        total = job.upload.size
+        _progress_write(job, 0, total, rows=0, phase="checking")
+        reader = _reader(job, project, fileobj)
+        last_progress = time.monotonic()
+        for number, _row in enumerate(reader.rows_to_check(), 1):
+            if time.monotonic() - last_progress >= PROGRESS_EVERY_SECONDS:
+                run.beat()
+                _progress_write(job, fileobj.tell(), total, rows=number, phase="checking")
+                last_progress = time.monotonic()
+    with transaction.atomic():
+        run.own()
+        ImportJob.objects.filter(pk=job.pk).update(checked_at=timezone.now(), heartbeat_at=timezone.now())
+
+
+def _reader(job: ImportJob, project: Project, fileobj: IO[bytes]) -> importing.RowReader:
+    return importing.RowReader(
+        fileobj,
+        importing.file_format(job.filename),
+        filename=job.filename,
+        kind=project.kind,
+        label_names=frozenset(project.labels.values_list("name", flat=True)),
+        feature_names=project.feature_names,
+        limits=_limits(),
+    )
 
 
 def import_job_fail(job_id: int, message: str) -> None:
-    """Mark a job that could not be run as failed; nothing of it was stored."""
+    """Fail a job that could not be run or finished: undo whatever of it was stored and record why."""
+    _job_undo(job_id, [], attempt=None, message=message)
+
+
+def _job_undo(job_id: int, files: Iterable[str], *, attempt: int | None, message: str) -> None:
+    """Delete a job's items (chunk by chunk) and the image files only they used, then mark it failed.
+
+    ``attempt``: the run undoing its own job, which it must still own; None: whoever runs it now is
+    stopped first (a new attempt number). A job already finished keeps its outcome.
+    """
     with transaction.atomic():
         job = ImportJob.objects.select_for_update().get(pk=job_id)
-        if job.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING):
-            job.started_at = job.started_at or timezone.now()
-            _job_finish(job, ImportJob.Status.FAILED, message=message)
+        if job.status not in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING):
+            return
+        if attempt is not None and job.attempt != attempt:
+            return  # taken over: the new run decides
+        if attempt is None:
+            job.attempt += 1
+            job.save(update_fields=["attempt"])
+        attempt = job.attempt
+    names = set(files)
+    while True:
+        rows = list(Item.objects.filter(import_job_id=job_id).values_list("pk", "image", "thumbnail")[:DELETE_CHUNK])
+        if not rows:
+            break
+        with transaction.atomic():
+            if not ImportJob.objects.select_for_update().filter(pk=job_id, attempt=attempt).exists():
+                return
+            Item.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
+        names.update(name for _, *images in rows for name in images if name)
+    _storage_delete_unused(job.project_id, names)
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.attempt != attempt or job.status not in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING):
+            return
+        job.started_at = job.started_at or timezone.now()
+        _job_finish(job, ImportJob.Status.FAILED, message=message)
 
 
 def _failure_message(exc: Exception) -> str:
@@ -187,6 +382,19 @@ def _storage_delete(names: Iterable[str]) -> None:
         default_storage.delete(name)
 
 
+def _storage_delete_unused(project_id: int, names: set[str]) -> None:
+    """Delete image files no item of the project shows (names are content-addressed, so items may share one)."""
+    names = sorted(names)
+    for start in range(0, len(names), DELETE_CHUNK):
+        chunk = names[start:start + DELETE_CHUNK]
+        used = set()
+        for image, thumbnail in Item.objects.filter(project_id=project_id).filter(
+            Q(image__in=chunk) | Q(thumbnail__in=chunk)
+        ).values_list("image", "thumbnail"):
+            used.update((image, thumbnail))
+        _storage_delete(name for name in chunk if name not in used)
+
+
 def _limits() -> importing.Limits:
     return importing.Limits(
         text_max_chars=settings.LABELHUB_TEXT_MAX_CHARS,
@@ -194,6 +402,8 @@ def _limits() -> importing.Limits:
         image_max_pixels=settings.LABELHUB_IMAGE_MAX_PIXELS,
         max_features=settings.LABELHUB_MAX_FEATURES,
         zip_max_entries=settings.LABELHUB_ZIP_MAX_ENTRIES,
+        zip_max_bytes=settings.LABELHUB_ZIP_MAX_BYTES,
+        zip_max_ratio=settings.LABELHUB_ZIP_MAX_RATIO,
     )
 
 
@@ -210,76 +420,85 @@ def _chunks(rows: Iterable[importing.Row], size: int) -> Iterator[list[importing
         yield chunk
 
 
-def _progress_write(job: ImportJob, done_bytes: int, total_bytes: int) -> None:
+def _progress_write(job: ImportJob, done_bytes: int, total_bytes: int, *, rows: int, phase: str) -> None:
     cache.set(
         import_progress_key(job.pk),
-        {"bytes": done_bytes, "total": total_bytes, "rows": job.rows_total},
+        {"bytes": done_bytes, "total": total_bytes, "rows": rows, "phase": phase},
         timeout=3600,
     )
 
 
-def _import_rows(job: ImportJob, saved: list[str]) -> None:
-    """Read the job's file and store its new items in chunks; record counts and rejected rows on the job."""
-    # Locked for the whole import: one import per project at a time keeps external_id checks
-    # and the first import's feature columns free of races.
-    project = Project.objects.select_for_update().get(pk=job.project_id)
+# One existing item as the import sees it: content hash, primary key, and the job that created it.
+Existing = tuple[str, int, int | None]
+
+
+def _import_rows(run: _Run) -> None:
+    """Check the job's file whole, then store its new items chunk by chunk, each chunk in a short transaction."""
+    job = ImportJob.objects.get(pk=run.job.pk)
+    run.job = job
+    project = Project.objects.get(pk=job.project_id)
+    if job.checked_at is None:
+        _check_file(run, project)
     label_ids = dict(project.labels.values_list("name", "pk"))
     user_id = job.created_by_id
     # Only items from before this import need looking up (``seen`` catches this file's own).
     # A small project's are read once: per-chunk lookups would be planned for the small
     # project the statistics describe and rescan every row this import adds, chunk after chunk.
     before = Item.objects.filter(project=project)
-    preloaded = dict(before.values_list("external_id", "content_hash")) if before.count() <= PRELOAD_MAX else None
+    columns = ("external_id", "content_hash", "pk", "import_job_id")
+    preloaded: dict[str, Existing] | None = None
+    if before.count() <= PRELOAD_MAX:
+        preloaded = {external_id: rest for external_id, *rest in before.values_list(*columns)}
     seen: dict[str, int] = {}
-    job.errors = []
+    # Gold marks for items already there are written at the finish, so that an undone import needs no undoing of them.
+    run.gold = {}
     errors_kept = settings.LABELHUB_IMPORT_ERRORS_KEPT
     chunk_size = IMAGE_CHUNK if project.kind == Project.Kind.IMAGE else ROW_CHUNK
+    resume_after = job.rows_published  # rows of the file a lost run of this job already stored
+    features_fixed = bool(project.feature_names)
     last_progress = time.monotonic()
-
-    def reject(row: importing.Row) -> None:
-        job.rejected_count += 1
-        if len(job.errors) < errors_kept:
-            job.errors.append({"row": row.number, "where": row.where, "reason": row.error})
 
     with job.upload.open("rb") as fileobj:
         total_bytes = job.upload.size
-        _progress_write(job, 0, total_bytes)
-        reader = importing.RowReader(
-            fileobj,
-            importing.file_format(job.filename),
-            filename=job.filename,
-            kind=project.kind,
-            label_names=frozenset(label_ids),
-            feature_names=project.feature_names,
-            limits=_limits(),
-        )
+        _progress_write(job, 0, total_bytes, rows=job.rows_published, phase="storing")
+        reader = _reader(job, project, fileobj)
+        rows_done = 0
         for chunk in _chunks(reader, chunk_size):
-            existing = preloaded if preloaded is not None else dict(
-                before.filter(external_id__in=[r.external_id for r in chunk if r.error is None]).values_list(
-                    "external_id", "content_hash"
-                )
-            )
+            run.beat()
+            rows_done += len(chunk)
+            if preloaded is not None:
+                existing = preloaded
+            else:
+                wanted = [r.external_id for r in chunk if r.error is None]
+                existing = {e: rest for e, *rest in before.filter(external_id__in=wanted).values_list(*columns)}
+            resumed = rows_done <= resume_after
             items: list[Item] = []
             labeled: list[tuple[Item, int]] = []
-            gold_existing: dict[int, list[str]] = {}
+            counts = {"rows_total": 0, "unchanged_count": 0, "rejected_count": 0}
+            new_errors: list[dict[str, Any]] = []
             for row in chunk:
-                job.rows_total += 1
+                counts["rows_total"] += 1
                 if row.error is None:
-                    row.error = _conflict(row, seen, existing, user_id)
-                if row.error is None and row.external_id in existing:
-                    job.unchanged_count += 1
+                    row.error = _conflict(row, seen, existing, user_id, job.pk)
+                mine = row.error is None and existing.get(row.external_id, ("", 0, None))[2] == job.pk
+                if row.error is None and row.external_id in existing and not mine:
+                    counts["unchanged_count"] += 1
                     if row.gold_label:
                         # Importing the same rows again with a gold_label column marks the items already there.
-                        gold_existing.setdefault(label_ids[row.gold_label], []).append(row.external_id)
+                        run.gold.setdefault(label_ids[row.gold_label], []).append(existing[row.external_id][1])
                     continue
+                if resumed:
+                    continue  # stored, counted and listed by the run that published this chunk
                 media = ("", "")
                 if row.error is None and row.image_data is not None:
                     try:
-                        media = _image_store(project.pk, row, saved)
+                        media = _image_store(project.pk, row, run.pending)
                     except importing.RowError as exc:
                         row.error = str(exc)
+                    run.beat()
                 if row.error is not None:
-                    reject(row)
+                    counts["rejected_count"] += 1
+                    new_errors.append({"row": row.number, "where": row.where, "reason": row.error})
                     continue
                 item = Item(
                     project_id=project.pk, import_job_id=job.pk, external_id=row.external_id, text=row.text,
@@ -292,34 +511,65 @@ def _import_rows(job: ImportJob, saved: list[str]) -> None:
                     labeled.append((item, label_ids[row.label]))
                     # A pre-labeled item counts towards the overlap like a label from the queue.
                     item.label_count, item.queue_done = 1, project.overlap <= 1
-            Item.objects.bulk_create(items)
-            for gold_label_id, external_ids in gold_existing.items():
-                Item.objects.filter(project_id=project.pk, external_id__in=external_ids).update(gold_label_id=gold_label_id)
-            Annotation.objects.bulk_create(
-                Annotation(item=item, label_id=label_id, annotator_id=user_id, source=Annotation.Source.IMPORT)
-                for item, label_id in labeled
-            )
-            job.created_count += len(items)
-            job.labels_count += len(labeled)
+            if resumed:
+                continue
+            with transaction.atomic():
+                run.own()
+                if items and not features_fixed and project.kind == Project.Kind.TABULAR:
+                    # Only a file that yields items fixes the columns, so a botched first file does not.
+                    Project.objects.filter(pk=project.pk).update(feature_names=reader.feature_names)
+                    features_fixed = True
+                Item.objects.bulk_create(items)
+                Annotation.objects.bulk_create(
+                    Annotation(item=item, label_id=label_id, annotator_id=user_id, source=Annotation.Source.IMPORT)
+                    for item, label_id in labeled
+                )
+                job.rows_total += counts["rows_total"]
+                job.unchanged_count += counts["unchanged_count"]
+                job.rejected_count += counts["rejected_count"]
+                job.created_count += len(items)
+                job.labels_count += len(labeled)
+                job.errors = job.errors + new_errors[:max(0, errors_kept - len(job.errors))]
+                job.rows_published = rows_done
+                job.heartbeat_at = timezone.now()
+                job.save(update_fields=[
+                    "rows_total", "unchanged_count", "rejected_count", "created_count", "labels_count", "errors",
+                    "rows_published", "heartbeat_at",
+                ])
+            run.saved += run.pending
+            run.pending = []
             if time.monotonic() - last_progress >= PROGRESS_EVERY_SECONDS:
-                _progress_write(job, fileobj.tell(), total_bytes)
+                _progress_write(job, fileobj.tell(), total_bytes, rows=job.rows_total, phase="storing")
                 last_progress = time.monotonic()
 
-    if project.kind == Project.Kind.TABULAR and not project.feature_names and job.created_count:
-        # Only a file that yielded items fixes the columns, so a botched first file does not.
-        Project.objects.filter(pk=project.pk).update(feature_names=reader.feature_names)
+
+def _finish(run: _Run) -> None:
+    """Write the gold marks on items already there, and the job's outcome, in one transaction."""
+    with transaction.atomic():
+        run.own()
+        job = ImportJob.objects.get(pk=run.job.pk)
+        for gold_label_id, item_ids in sorted(run.gold.items()):
+            for start in range(0, len(item_ids), DELETE_CHUNK):
+                Item.objects.filter(pk__in=item_ids[start:start + DELETE_CHUNK]).update(gold_label_id=gold_label_id)
+        _job_finish(job, ImportJob.Status.DONE)
+        if job.created_count:
+            # robust: the import is committed either way; learner reconciles missing features.
+            send_task_on_commit(FEATURES_TASK, [job.project_id, job.pk])
 
 
-def _conflict(row: importing.Row, seen: dict[str, int], existing: dict[str, str], user_id: int | None) -> str | None:
+def _conflict(
+    row: importing.Row, seen: dict[str, int], existing: dict[str, Existing], user_id: int | None, job_id: int
+) -> str | None:
     """Why a parsed row clashes with an earlier row of the file or an existing item, or None."""
     first = seen.setdefault(row.external_id, row.number)
     if first != row.number:
         if row.derived_id:
             return f"same content as row {first} (neither has an external_id)"
         return f"duplicate external_id in this file, first at row {first}"
-    if existing.get(row.external_id, row.content_hash) != row.content_hash:
+    found = existing.get(row.external_id)
+    if found is not None and found[0] != row.content_hash:
         return f"external_id {row.external_id!r} already exists with different content"
-    if row.label and user_id is None and row.external_id not in existing:
+    if row.label and user_id is None and (found is None or found[2] == job_id):
         return "pre-labeled rows need an importing user"
     return None
 

@@ -4,7 +4,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from labelhub.api import DomainError
 from labelhub.celery import send_task_on_commit
@@ -80,14 +80,15 @@ def label_update(*, label: Label, **fields: Any) -> Label:
     return label
 
 
-def api_token_regenerate(*, user: AbstractBaseUser) -> Token:
-    """Give the user a new API token; the old one stops working at once."""
+def api_token_regenerate(*, user: AbstractBaseUser) -> tuple[AuthToken, str]:
+    """Give the user a new API token, and the token itself, which is not stored (only its digest is)
+    and so can be shown this once; the user's previous token stops working at once."""
     with transaction.atomic():
-        Token.objects.filter(user=user).delete()
-        return Token.objects.create(user=user)
+        AuthToken.objects.filter(user=user).delete()
+        return AuthToken.objects.create(user=user)
 
 
 def api_token_revoke(*, user: AbstractBaseUser) -> bool:
     """Delete the user's API token; whether there was one."""
-    deleted, _ = Token.objects.filter(user=user).delete()
+    deleted, _ = AuthToken.objects.filter(user=user).delete()
     return bool(deleted)

@@ -56,20 +56,27 @@ class ImageFeaturizer:
     space = "image-grid16-hist16-v1"
     sparse = False
 
-    def row(self, raw: bytes | BinaryIO) -> np.ndarray:
-        """Return one image's features; raise FeaturizeError if it does not decode."""
-        try:
-            with Image.open(io.BytesIO(raw) if isinstance(raw, bytes | bytearray) else raw) as image:
-                # JPEGs then decode at a reduced scale straight to luminance, much faster for photos.
-                image.draft("L", (self.grid * 4, self.grid * 4))
-                gray = image.convert("L")
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise FeaturizeError(f"image does not decode: {exc}") from exc
+    def row(self, raw: bytes | BinaryIO | Image.Image) -> np.ndarray:
+        """Return one image's features; raise FeaturizeError if it does not decode.
+
+        Bytes and files are those import stored (PNG); an image from elsewhere comes already checked
+        and decoded (annotations' image_decode), never as bytes for every Pillow plugin to try.
+        """
+        if isinstance(raw, Image.Image):
+            gray = raw.convert("L")
+        else:
+            try:
+                with Image.open(io.BytesIO(raw) if isinstance(raw, bytes | bytearray) else raw) as image:
+                    # JPEGs then decode at a reduced scale straight to luminance, much faster for photos.
+                    image.draft("L", (self.grid * 4, self.grid * 4))
+                    gray = image.convert("L")
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                raise FeaturizeError(f"image does not decode: {exc}") from exc
         thumb = np.asarray(gray.resize((self.grid, self.grid), Image.Resampling.BOX), dtype=np.float32) / 255.0
         hist = np.asarray(gray.histogram(), dtype=np.float32).reshape(self.bins, -1).sum(axis=1)
         return np.concatenate([thumb.ravel(), hist / max(hist.sum(), 1.0)])
 
-    def transform(self, raws: Sequence[bytes | BinaryIO]) -> np.ndarray:
+    def transform(self, raws: Sequence[bytes | BinaryIO | Image.Image]) -> np.ndarray:
         return np.stack([self.row(raw) for raw in raws]) if raws else np.empty((0, self.n_features), np.float32)
 
 

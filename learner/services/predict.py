@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connection
 from scipy import sparse
 
+from annotations import services as annotation_services
 from annotations.models import Label, Project
 from labelhub import rows
 from labelhub.api import Conflict, DomainError
@@ -104,7 +105,7 @@ def _featurize(project: Project, items: Sequence[Mapping[str, Any]]) -> tuple[np
             if len(raw) > settings.LABELHUB_TEXT_MAX_CHARS:
                 raise _bad(f"text is longer than {settings.LABELHUB_TEXT_MAX_CHARS} characters.", index)
         elif project.kind == "image":
-            if not isinstance(raw, (bytes, bytearray)):
+            if not isinstance(raw, (bytes, bytearray)) and not callable(getattr(raw, "read", None)):
                 # Never a string: PIL would open it as a path on this server.
                 raise _bad("upload images as multipart files named 'image'.", index)
         elif project.kind == "tabular":
@@ -127,7 +128,7 @@ def _featurize(project: Project, items: Sequence[Mapping[str, Any]]) -> tuple[np
             _text_featurizer = _text_featurizer or TextFeaturizer()
             matrix = _text_featurizer.transform(raws)
         elif project.kind == "image":
-            matrix = ImageFeaturizer().transform(raws)
+            matrix = _image_features(raws, raw_at)
         else:
             with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values are refused just below
                 matrix = featurizer_for("tabular", project.feature_names).transform(raws)
@@ -148,6 +149,44 @@ def _featurize(project: Project, items: Sequence[Mapping[str, Any]]) -> tuple[np
         return parts[0], item_ids
     stacked = sparse.vstack(parts, format="csr") if sparse.issparse(parts[0]) else np.vstack(parts)
     return stacked[np.argsort(order)], item_ids
+
+
+def _image_bytes(raw: bytes | bytearray | Any) -> bytes:
+    """The bytes of an image given as bytes or as an uploaded file (read to at most one byte past the limit)."""
+    if isinstance(raw, (bytes, bytearray)):
+        return bytes(raw)
+    raw.seek(0)
+    return raw.read(settings.LABELHUB_IMAGE_MAX_BYTES + 1)
+
+
+def _image_features(raws: Sequence[Any], raw_at: Sequence[int]) -> np.ndarray:
+    """Check every image as import does, from its header, before decoding any; then decode and featurize each.
+
+    The request's images together may hold at most LABELHUB_PREDICT_MAX_PIXELS pixels, so that one
+    request cannot keep a web process decoding for minutes. One image is decoded at a time.
+    """
+    budget, total = settings.LABELHUB_PREDICT_MAX_PIXELS, 0
+    for raw, index in zip(raws, raw_at):
+        try:
+            total += annotation_services.image_check(_image_bytes(raw))
+        except DomainError as exc:
+            raise DomainError(f"image {index + 1}: {exc.message}") from None
+        if total > budget:
+            raise DomainError(
+                f"The images of this request hold more than {budget:,} pixels together; send fewer or smaller images."
+            )
+    featurizer = ImageFeaturizer()
+    # A JPEG then decodes at a reduced scale straight to luminance: the features need 16×16 pixels.
+    draft = ("L", (featurizer.grid * 4, featurizer.grid * 4))
+    rows = []
+    for raw, index in zip(raws, raw_at):
+        try:
+            image = annotation_services.image_decode(_image_bytes(raw), draft=draft)
+        except DomainError as exc:
+            raise DomainError(f"image {index + 1}: {exc.message}") from None
+        with image:
+            rows.append(featurizer.row(image))
+    return np.stack(rows)
 
 
 def predict(

@@ -12,12 +12,13 @@ from django.core.management.base import CommandError
 from django.db import connection, connections
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotations import services
 from annotations.models import Annotation, Item, Membership, Project
-from tests.factories import AnnotationFactory, ItemFactory, MembershipFactory, ProjectFactory, UserFactory
+from tests.factories import (
+    AnnotationFactory, ItemFactory, MembershipFactory, ProjectFactory, UserFactory, api_token_for,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -132,7 +133,7 @@ def test_bad_options_are_400_with_field_errors(api, labeled):
 def test_annotator_token_cannot_read_or_export_another_project(labeled, annotator):
     other = ProjectFactory(kind=Project.Kind.TEXT)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=annotator).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_for(annotator)}")
 
     assert client.get(export_url(other)).status_code == 404
     assert client.get(reverse("api-annotations", args=[other.pk])).status_code == 404

@@ -234,3 +234,14 @@ def test_job_panel_is_for_managers_of_its_project(client, text_project, tabular_
     job = ImportJob.objects.create(project=text_project, created_by=manager, filename="a.csv")
     client.force_login(annotator)
     assert client.get(reverse("import-job-panel", args=[job.pk])).status_code == 404
+
+
+def test_running_job_panel_says_when_the_file_is_being_checked(client, text_project, manager):
+    job = ImportJob.objects.create(project=text_project, created_by=manager, filename="big.csv", status="running")
+    cache.set(f"import-progress:{job.pk}", {"bytes": 500, "total": 1000, "rows": 9, "phase": "checking"})
+    client.force_login(manager)
+
+    body = client.get(reverse("import-job-panel", args=[job.pk])).content.decode()
+
+    assert "Checking the whole file before storing anything · 9 rows read · 50%" in body
+    cache.delete(f"import-progress:{job.pk}")

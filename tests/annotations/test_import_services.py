@@ -138,7 +138,10 @@ def test_progress_is_reported_while_importing(text_project, manager, monkeypatch
 
     assert job.created_count == 25
     assert {key for key, _ in seen} == {f"import-progress:{job.pk}"}
-    assert [value["rows"] for _, value in seen] == [0, 10, 20, 25]
+    # The file is read through once to check it whole, then stored chunk by chunk.
+    phases = [value["phase"] for _, value in seen]
+    assert phases == sorted(phases) and set(phases) == {"checking", "storing"}
+    assert [value["rows"] for _, value in seen if value["phase"] == "storing"] == [0, 10, 20, 25]
     assert seen[-1][1]["bytes"] == seen[-1][1]["total"] == 5 + len(rows)
 
 
@@ -307,10 +310,10 @@ def test_zip_rejects_unsafe_paths_and_applies_labels_csv(image_project, manager,
 
 def test_zip_entries_above_the_size_limit_are_rejected_unread(image_project, manager, settings):
     settings.LABELHUB_IMAGE_MAX_BYTES = 1000
-    job = run(image_project, manager, "bomb.zip", zip_of({"zeros.png": b"\0" * 5_000_000, "ok.png": png()}))
+    job = run(image_project, manager, "bomb.zip", zip_of({"zeros.png": b"\0" * 5_000, "ok.png": png()}))
 
     assert job.created_count == 1
-    assert job.errors[0]["reason"] == "uncompressed size 5,000,000 bytes is above the 1,000-byte image limit"
+    assert job.errors[0]["reason"] == "uncompressed size 5,000 bytes is above the 1,000-byte image limit"
 
 
 def test_bad_image_in_zip_rejects_only_that_entry(image_project, manager):
@@ -344,8 +347,10 @@ def test_interrupted_import_deletes_the_images_it_saved(image_project, manager, 
     monkeypatch.setattr(services, "IMAGE_CHUNK", 1)
     monkeypatch.setattr(services, "PROGRESS_EVERY_SECONDS", 0)
 
-    def time_limit_hits(*args):
-        raise SoftTimeLimitExceeded()  # what Celery raises inside the task when the soft limit passes
+    def time_limit_hits(job, done, total, *, rows, phase):
+        if phase == "storing" and rows >= 2:  # after two images were stored and committed
+            assert Item.objects.count() == 2 and len([f for f in media_files(settings) if f.startswith("items/")]) == 4
+            raise SoftTimeLimitExceeded()  # what Celery raises inside the task when the soft limit passes
 
     monkeypatch.setattr(services, "_progress_write", time_limit_hits)
     job = run(image_project, manager, "three.zip", zip_of({f"{c}.png": png(color=c) for c in ("red", "green", "blue")}))
@@ -436,3 +441,103 @@ def test_a_job_the_database_kept_from_running_is_failed_once_with_its_reason(tex
     services.import_job_fail(job.pk, "a later message")  # a finished job keeps its outcome
     job.refresh_from_db()
     assert job.message.startswith("The database connection was lost")
+
+
+# Short transactions: resume, take over, one import per project
+
+
+def _job(project, user, name: str, data: bytes) -> ImportJob:
+    return services.import_job_create(project=project, user=user, filename=name, fileobj=io.BytesIO(data))
+
+
+def test_an_import_whose_database_fails_midway_resumes_after_the_stored_chunks(text_project, manager, monkeypatch):
+    from django.db import OperationalError
+
+    monkeypatch.setattr(services, "ROW_CHUNK", 2)
+    data = b"external_id,text,label\n" + b"".join(f"r{i},text {i},positive\n".encode() for i in range(7))
+    job = _job(text_project, manager, "rows.csv", data)
+    real_bulk_create = services.Item.objects.bulk_create
+    calls = []
+
+    def failing_third_chunk(items, *args, **kwargs):
+        calls.append(len(items))
+        if len(calls) == 3:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_bulk_create(items, *args, **kwargs)
+
+    monkeypatch.setattr(services.Item.objects, "bulk_create", failing_third_chunk)
+    with pytest.raises(OperationalError):
+        services.import_job_run(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.rows_published, job.created_count, Item.objects.count()) == ("running", 4, 4, 4)
+
+    job = services.import_job_run(job.pk)  # what the task's retry does
+
+    assert (job.status, job.created_count, job.labels_count, job.rows_total) == ("done", 7, 7, 7)
+    assert sorted(Item.objects.values_list("external_id", flat=True)) == [f"r{i}" for i in range(7)]
+    assert Annotation.objects.count() == 7
+
+
+def test_a_job_left_running_is_taken_over_and_its_old_run_stops(text_project, manager):
+    job = _job(text_project, manager, "rows.csv", b"text\none\ntwo\n")
+    old, old_attempt = services._claim(job.pk)
+
+    job = services.import_job_run(job.pk)  # a redelivered message
+
+    assert (job.status, job.created_count, job.attempt) == ("done", 2, old_attempt + 1)
+    with pytest.raises(services._Superseded):
+        services._Run(old, old_attempt).own()
+
+
+def test_one_import_per_project_runs_at_a_time(text_project, tabular_project, manager, monkeypatch):
+    first = _job(text_project, manager, "a.csv", b"text\none\n")
+    services._claim(first.pk)
+    second = _job(text_project, manager, "b.csv", b"text\ntwo\n")
+    elsewhere = _job(tabular_project, manager, "c.csv", b"x\n1\n")
+
+    with pytest.raises(services.ImportBusy):
+        services.import_job_run(second.pk)
+    assert services.import_job_run(elsewhere.pk).status == "done"  # another project is not held up
+
+    monkeypatch.setattr(services, "IMPORT_WAIT_SECONDS", 0)
+    job = services.import_files(project=text_project, user=manager, uploads=[("d.csv", io.BytesIO(b"text\nd\n"))])[0]
+    assert (job.status, job.message) == ("failed", services.BUSY_MESSAGE)
+    second.refresh_from_db()
+    assert second.status == "queued" and Item.objects.filter(project=text_project).count() == 0
+
+
+def test_an_abandoned_import_is_undone_when_the_next_one_starts(text_project, manager, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    monkeypatch.setattr(services, "ROW_CHUNK", 1)
+    lost = _job(text_project, manager, "lost.csv", b"external_id,text\nl1,one\nl2,two\n")
+    services.import_job_run(lost.pk)
+    # As if its run had died after one chunk: running, silent for longer than the stale limit.
+    Item.objects.filter(external_id="l2").delete()
+    ImportJob.objects.filter(pk=lost.pk).update(
+        status="running", heartbeat_at=timezone.now() - timedelta(seconds=services.IMPORT_STALE_SECONDS + 1)
+    )
+
+    job = services.import_file(
+        project=text_project, user=manager, path_or_fileobj=io.BytesIO(b"external_id,text\nn1,new\n"), filename="n.csv"
+    )
+
+    assert job.status == "done"
+    lost.refresh_from_db()
+    assert (lost.status, lost.message) == ("failed", services.ABANDONED_MESSAGE)
+    assert list(Item.objects.values_list("external_id", flat=True)) == ["n1"]
+
+
+def test_gold_marks_on_items_already_there_are_written_only_at_the_finish(text_project, manager, monkeypatch):
+    run(text_project, manager, "first.csv", b"external_id,text\nr1,one\nr2,two\n")
+
+    def time_limit_hits(*args, **kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(services, "_finish", time_limit_hits)
+    job = run(text_project, manager, "gold.csv", b"external_id,text,gold_label\nr1,one,positive\nr3,three,negative\n")
+
+    assert job.status == "failed"
+    assert sorted(Item.objects.values_list("external_id", "gold_label")) == [("r1", None), ("r2", None)]

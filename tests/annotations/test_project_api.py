@@ -4,7 +4,6 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotations.models import Item, Membership, Project
@@ -110,23 +109,23 @@ def test_annotations_filters_and_reviewer_access(text_project, manager, annotato
     assert client_for(annotator).get(url).status_code == 404
 
 
-def test_token_page_creates_regenerates_and_revokes(client, annotator, text_project):
-    client.force_login(annotator)
-    assert "You have no API token" in client.get(reverse("api-token")).content.decode()
+def test_annotator_filter_does_not_tell_whether_a_user_exists_outside_the_project(text_project, annotator):
+    reviewer = UserFactory(username="rev")
+    MembershipFactory(project=text_project, user=reviewer, role=Membership.Role.REVIEWER)
+    UserFactory(username="outsider")  # an account that exists, elsewhere
+    former = UserFactory(username="former")  # labeled here, then left the project
+    AnnotationFactory(item=ItemFactory(project=text_project), annotator=former, label=text_project.labels.first())
+    client = client_for(reviewer)
+    url = reverse("api-annotations", args=[text_project.pk])
 
-    client.post(reverse("api-token"), {"action": "create"})
-    first = Token.objects.get(user=annotator).key
-    assert first in client.get(reverse("api-token")).content.decode()
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {first}")
-    assert api.get(reverse("api-project", args=[text_project.pk])).status_code == 200
+    def answer(name: str) -> tuple[int, str]:
+        response = client.get(url, {"annotator": name})
+        return response.status_code, str(response.json()).replace(repr(name), "NAME")
 
-    client.post(reverse("api-token"), {"action": "regenerate"})
-    assert Token.objects.get(user=annotator).key != first
-    assert api.get(reverse("api-project", args=[text_project.pk])).status_code == 401
-
-    client.post(reverse("api-token"), {"action": "revoke"})
-    assert not Token.objects.filter(user=annotator).exists()
+    assert answer("outsider") == answer("nobody-has-this-name")
+    assert answer("outsider")[0] == 400 and "annotator" in client.get(url, {"annotator": "outsider"}).json()["errors"]
+    assert client.get(url, {"annotator": "annotator"}).status_code == 200  # a member who has not labeled yet
+    assert [row["annotator"] for row in client.get(url, {"annotator": "former"}).json()["results"]] == ["former"]
 
 
 def test_throttled_callers_get_a_json_429(text_project, annotator, settings, monkeypatch):

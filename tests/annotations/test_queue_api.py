@@ -5,12 +5,11 @@ import uuid
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotations import apis
 from annotations.models import Annotation, Item, ItemScore, Lease, Membership, QueueScoring
-from tests.factories import ItemFactory, MembershipFactory, UserFactory
+from tests.factories import ItemFactory, MembershipFactory, UserFactory, api_token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -337,8 +336,7 @@ def test_token_auth_works_and_next_keeps_to_a_few_queries(text_project, annotato
     items = [ItemFactory(project=text_project) for _ in range(20)]
     score(text_project, items[0], 0.5, text_project.labels.first())
     client = APIClient()
-    token = Token.objects.create(user=annotator)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_for(annotator)}")
 
     # Token, project with role; held leases with the scoring, savepoint, candidate with its suggested
     # label, re-check with insert, release.

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotations', '0012_remove_queuescoring_ranked_by'),
+        ('annotations', '0014_api_tokens_hashed'),
     ]
 
     operations = [
