@@ -1,6 +1,7 @@
 """Django admin for projects, labels, items, annotations, imports, leases and queue scorings."""
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
@@ -15,7 +16,11 @@ from .models import (
     Project,
     QueueScoring,
 )
+from labelhub.api import NotFound
+
+from .selectors.clients import api_client_get
 from .selectors.labels import item_final_labels
+from .services.clients import api_client_token_issue
 from .services.review import item_gold_set
 
 
@@ -150,6 +155,32 @@ class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "project", "role"]
     list_filter = ["role", "project"]
     search_fields = ["user__username"]
+    actions = ["issue_client_tokens"]
+
+    @admin.action(description="Give the selected API clients a new token (shown once)")
+    def issue_client_tokens(self, request, queryset):
+        """New tokens for API client accounts (of one project alone, without password), shown on the page answered."""
+        issued, skipped = [], 0
+        for membership in queryset.filter(role=Membership.Role.CLIENT).select_related("project", "user"):
+            try:
+                client = api_client_get(membership.project, membership.user_id)
+            except NotFound:
+                skipped += 1
+                continue
+            issued.append((membership, api_client_token_issue(client=client)))
+        skipped += queryset.exclude(role=Membership.Role.CLIENT).count()
+        if not issued:
+            self.message_user(
+                request, "No token issued: select API client memberships whose account has no password and belongs "
+                "to that project alone (people's accounts get their tokens on their API token page).", messages.WARNING,
+            )
+            return None
+        response = TemplateResponse(request, "admin/annotations/membership/client_tokens.html", {
+            **self.admin_site.each_context(request), "title": "New API client tokens", "issued": issued,
+            "skipped": skipped, "opts": self.model._meta,
+        })
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 @admin.register(Lease)

@@ -1,7 +1,7 @@
 """REST URLs (under /api/)."""
 from django.urls import path
 
-from . import apis, project_apis, review_apis
+from . import apis, client_apis, project_apis, review_apis
 
 urlpatterns = [
     path("projects/<int:project_id>/imports", apis.ImportJobCreateApi.as_view(), name="api-import-create"),
@@ -21,6 +21,11 @@ urlpatterns = [
     path("projects/<int:project_id>/items", project_apis.ItemListApi.as_view(), name="api-items"),
     path("projects/<int:project_id>/annotations", project_apis.AnnotationListApi.as_view(), name="api-annotations"),
     path("projects/<int:project_id>/export", project_apis.ProjectExportApi.as_view(), name="api-project-export"),
+    path("projects/<int:project_id>/clients", client_apis.ApiClientListApi.as_view(), name="api-clients"),
+    path("projects/<int:project_id>/clients/<int:client_id>", client_apis.ApiClientRemoveApi.as_view(),
+         name="api-client"),
+    path("projects/<int:project_id>/clients/<int:client_id>/token", client_apis.ApiClientTokenApi.as_view(),
+         name="api-client-token"),
 ]
 
 # The review workflow (annotations/review_apis.py).

@@ -143,12 +143,17 @@ class Project(models.Model):
 
 
 class Membership(models.Model):
-    """A user's role in one project."""
+    """A user's role in one project.
+
+    An API client (a downstream service) stands outside the ladder annotator < reviewer < manager:
+    it may predict and give feedback on its own predictions, and nothing else.
+    """
 
     class Role(models.TextChoices):
         MANAGER = "manager", "Manager"
         REVIEWER = "reviewer", "Reviewer"
         ANNOTATOR = "annotator", "Annotator"
+        CLIENT = "client", "API client"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")

@@ -41,7 +41,8 @@ def _query(request: Request, serializer_class: type[serializers.Serializer]) -> 
 
 @extend_schema_serializer(component_name="Project")
 class ProjectOutputSerializer(serializers.ModelSerializer):
-    role = serializers.SerializerMethodField(help_text="Your role: annotator, reviewer, manager or admin (staff).")
+    role = serializers.SerializerMethodField(
+        help_text="Your role: annotator, reviewer, manager, client (an API client) or admin (staff).")
 
     class Meta:
         model = Project

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.project_list, name="home"),
     path("account/api-token", views.api_token, name="api-token"),
     path("projects/<int:project_id>/", views.project_detail, name="project-detail"),
+    path("projects/<int:project_id>/clients/", views.project_clients, name="project-clients"),
     path("items/<int:item_id>/<str:variant>", views.item_media, name="item-media"),
     path("projects/<int:project_id>/import", views.project_import, name="project-import"),
     path("imports/<int:job_id>/panel", views.import_job_panel, name="import-job-panel"),

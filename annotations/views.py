@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -85,6 +86,46 @@ def api_token(request: HttpRequest) -> HttpResponse:
         _token, new_key = services.api_token_regenerate(user=request.user)
     context = {"token": selectors.api_token_get(request.user), "new_key": new_key}
     return render(request, "annotations/api_token.html", context)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_clients(request: HttpRequest, project_id: int) -> HttpResponse:
+    """A project's API clients (managers): create one, give one a new token, remove one.
+
+    A new token is shown in the answer to the POST that made it, never stored for a later page.
+    """
+    project = _project_or_404(request, project_id, "manager")
+    issued = None
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "create":
+                user, key = services.api_client_create(project=project, name=request.POST.get("name", "").strip())
+                issued = {"username": user.get_username(), "key": key}
+            elif action in ("token", "remove"):
+                try:
+                    client_id = int(request.POST.get("client_id", ""))
+                except ValueError:
+                    raise NotFound("API client not found.") from None
+                client = selectors.api_client_get(project, client_id)
+                if action == "token":
+                    issued = {"username": client.get_username(),
+                              "key": services.api_client_token_issue(client=client)}
+                else:
+                    services.api_client_remove(project=project, client=client)
+                    messages.success(request, f"{client.get_username()} is removed: its token no longer works.")
+                    return redirect("project-clients", project.pk)
+            else:
+                raise DomainError("Unknown action.")
+        except DomainError as exc:
+            reasons = [" ".join(map(str, r)) for r in (exc.details or {}).values()]
+            messages.error(request, " ".join([exc.message, *reasons]) if reasons else exc.message)
+    return render(request, "annotations/api_clients.html", {
+        "project": project, "clients": selectors.api_client_list(project), "issued": issued, "is_manager": True,
+        "predict_url": request.build_absolute_uri(reverse("api-predict", args=[project.pk])),
+    })
 
 
 def _import_panel(job: ImportJob) -> dict[str, Any]:

@@ -31,11 +31,9 @@ BATCH_CLIENTS = 2
 
 
 def project_create():
-    """A tabular project with a live logistic regression, a member and their token."""
-    from django.contrib.auth import get_user_model
-    from knox.models import AuthToken
-
-    from annotations.models import Label, Membership, Project
+    """A tabular project with a live logistic regression, and an API client of it with its token."""
+    from annotations.models import Label, Project
+    from annotations.services import api_client_create
     from learner.ml.training import fit
     from learner.services.models import model_version_create, model_version_promote
 
@@ -46,9 +44,7 @@ def project_create():
     labels = Label.objects.bulk_create(
         [Label(project=project, name=f"class_{i}", shortcut=str(i + 1), order=i) for i in range(N_CLASSES)]
     )
-    user = get_user_model().objects.create_user("caller", password="bench-pass-123")
-    Membership.objects.create(project=project, user=user)
-    token = AuthToken.objects.create(user=user)[1]
+    _client, token = api_client_create(project=project, name="bench")
     rng = np.random.default_rng(0)
     X = rng.normal(size=(3000, N_FEATURES)).astype(np.float32)
     y = np.argmax(X @ rng.normal(size=(N_FEATURES, N_CLASSES)), axis=1)
@@ -79,12 +75,12 @@ class Client:
 def bodies(n: int, size: int, seed: int) -> list[bytes]:
     rng = np.random.default_rng(seed)
     out = []
-    for k in range(n):
+    for _ in range(n):
         rows = np.round(rng.normal(size=(size, N_FEATURES)), 4).tolist()
         if size == 1:
             out.append(json.dumps({"values": rows[0]}).encode())
         else:
-            out.append(json.dumps({"items": [{"values": row} for row in rows], "caller": f"batch{k}"}).encode())
+            out.append(json.dumps({"items": [{"values": row} for row in rows]}).encode())
     return out
 
 

@@ -17,6 +17,7 @@ from .models import (
     FeatureVector,
     LiveModel,
     ModelVersion,
+    PredictionCorrection,
     PredictionLog,
     SwapHistory,
     TrainingRun,
@@ -156,11 +157,28 @@ class ExperimentAdmin(admin.ModelAdmin):
 class PredictionLogAdmin(admin.ModelAdmin):
     """Written a thousand rows at a time by /predict: read-only, never counted in full."""
 
-    list_display = ["id", "project_id", "experiment_id", "version_id", "arm", "label_id", "confidence",
+    list_display = ["id", "project_id", "experiment_id", "version_id", "arm", "client_id", "label_id", "confidence",
                     "true_label_id", "outcome_source", "created_at"]
     list_filter = ["arm", "outcome_source"]
-    search_fields = ["=project_id", "=experiment_id", "=item_id", "caller"]
+    search_fields = ["=project_id", "=experiment_id", "=item_id", "=client_id"]
     show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(PredictionCorrection)
+class PredictionCorrectionAdmin(admin.ModelAdmin):
+    """Changes of predictions' outcomes after they were given: read-only, as they happened."""
+
+    list_display = ["prediction_id", "experiment_id", "label_before_id", "source_before", "label_after_id",
+                    "corrected_by", "created_at"]
+    search_fields = ["=prediction__id", "=experiment_id", "corrected_by__username"]
+    list_select_related = ["corrected_by"]
+    raw_id_fields = ["prediction"]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -38,12 +38,16 @@ class ExperimentOutputSerializer(serializers.ModelSerializer):
                   "decision", "created_by", "stopped_by", "created_at", "decided_at"]
 
 
+# Who may predict and give feedback: the project's API clients, and managers (staff are admins everywhere).
+PREDICT_ACCESS = {"min_role": "manager", "also": ("client",)}
+
+
 class PredictApi(APIView):
-    """Predict one item or a batch (any member): text, numeric values, an image upload, or an item id.
+    """Predict one item or a batch (API clients, managers): text, numeric values, an image upload, or an item id.
 
     JSON: ``{"text": ...}`` / ``{"values": [...]}`` / ``{"item_id": 7}`` for one item, or
-    ``{"items": [...], "caller": "..."}`` for a batch; multipart: one or more ``image`` files.
-    The caller key (``caller``, else the user) keeps a caller on one arm of a split experiment.
+    ``{"items": [...]}`` for a batch; multipart: one or more ``image`` files. In a split
+    experiment the authenticated client's identity decides its arm, and keeps it there.
     """
 
     throttle_scope = "predict"
@@ -57,11 +61,10 @@ class PredictApi(APIView):
         values = serializers.ListField(child=serializers.FloatField(), required=False,
                                        max_length=settings.LABELHUB_MAX_FEATURES)
         item_id = serializers.IntegerField(required=False, min_value=1, max_value=ID_MAX)
-        caller = serializers.CharField(required=False, max_length=100)
 
     @extend_schema(request=InputSerializer, responses={200: PredictionOutputSerializer(many=True)})
     def post(self, request: Request, project_id: int) -> Response:
-        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="annotator")
+        project = annotation_selectors.project_get_for_user(request.user, project_id, **PREDICT_ACCESS)
         # Validated by hand, not by the serializer above: a batch of 1,000 rows must cost microseconds per row.
         data = request.data
         if request.FILES:
@@ -82,16 +85,19 @@ class PredictApi(APIView):
                 raise DomainError("items must be a list.")
         else:
             items, single = [data], True
-        caller = data.get("caller") if isinstance(data, Mapping) else None
-        if caller is not None and not isinstance(caller, str):
-            raise DomainError("caller must be a string.")
-        caller = caller or f"user:{request.user.pk}"
-        answers = predict_services.predict(project=project, items=items, caller=caller)
+        if isinstance(data, Mapping) and "caller" in data:
+            # It once chose the experiment arm; an arm a request could choose is an arm anyone can steer.
+            raise DomainError("caller is not accepted: the experiment arm follows the authenticated API client.")
+        answers = predict_services.predict(project=project, items=items, client_id=request.user.pk)
         return Response(answers[0] if single else {"predictions": answers})
 
 
 class PredictionFeedbackApi(APIView):
-    """Give the true label of a prediction (any member); it counts towards the experiment it belongs to."""
+    """Give the true label of a prediction (the client that asked, or a manager), once; a change is a correction.
+
+    The outcome counts once towards the prediction's experiment; a different label later needs
+    ``correction: true`` and is recorded (who, when, the label before and after).
+    """
 
     throttle_scope = "predict"
 
@@ -99,6 +105,9 @@ class PredictionFeedbackApi(APIView):
     class InputSerializer(serializers.Serializer):
         label = serializers.CharField(required=False, max_length=200)
         label_id = serializers.IntegerField(required=False, min_value=1, max_value=ID_MAX)
+        correction = serializers.BooleanField(
+            required=False, default=False, help_text="Replace an outcome given before (recorded as a correction).")
+        note = serializers.CharField(required=False, allow_blank=True, max_length=1000, help_text="Why (corrections).")
 
         def validate(self, attrs):
             if ("label" in attrs) == ("label_id" in attrs):
@@ -107,20 +116,23 @@ class PredictionFeedbackApi(APIView):
 
     @extend_schema_serializer(component_name="PredictionFeedback")
     class OutputSerializer(serializers.Serializer):
-        prediction_id = serializers.IntegerField(source="pk")
-        true_label_id = serializers.IntegerField()
-        experiment_id = serializers.IntegerField(allow_null=True)
+        prediction_id = serializers.IntegerField(source="log.pk")
+        true_label_id = serializers.IntegerField(source="log.true_label_id")
+        experiment_id = serializers.IntegerField(source="log.experiment_id", allow_null=True)
+        corrected = serializers.BooleanField(help_text="Whether this request corrected an earlier outcome.")
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
     def post(self, request: Request, project_id: int, prediction_id: int) -> Response:
-        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="annotator")
+        project = annotation_selectors.project_get_for_user(request.user, project_id, **PREDICT_ACCESS)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        log = experiment_services.prediction_feedback(
-            project=project, prediction_id=prediction_id, label_id=data.validated_data.get("label_id"),
-            label_name=data.validated_data.get("label"),
+        values = data.validated_data
+        feedback = experiment_services.prediction_feedback(
+            project=project, user=request.user, role=project.viewer_role, prediction_id=prediction_id,
+            label_id=values.get("label_id"), label_name=values.get("label"), correction=values["correction"],
+            note=values.get("note", ""),
         )
-        return Response(self.OutputSerializer(log).data)
+        return Response(self.OutputSerializer(feedback).data)
 
 
 class ExperimentListApi(APIView):

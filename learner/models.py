@@ -240,7 +240,8 @@ class Experiment(models.Model):
     champion = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
     challenger = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
     mode = models.CharField(max_length=10, choices=Mode.choices)
-    traffic_share = models.FloatField(default=0.0, help_text="Share of callers sent to the challenger (split).")
+    traffic_share = models.FloatField(
+        default=0.0, help_text="Share of API clients sent to the challenger (split), each by its account.")
     rule = models.JSONField(help_text="Test, α, minimum gain, looks, minimum sample and the power calculation.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     looks_done = models.PositiveIntegerField(default=0)
@@ -282,9 +283,13 @@ class PredictionLog(models.Model):
     shadow_version_id = models.BigIntegerField(null=True, blank=True)
     shadow_label_id = models.BigIntegerField(null=True, blank=True)
     item_id = models.BigIntegerField(null=True, blank=True)
-    caller = models.CharField(max_length=100, blank=True)
+    client_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The user who asked (an API client, a manager or staff): the arm's key, and "
+                                         "who may give the feedback.")
     true_label_id = models.BigIntegerField(null=True, blank=True)
-    outcome_source = models.CharField(max_length=10, blank=True)
+    outcome_source = models.CharField(max_length=10, blank=True, help_text="feedback or expert (the item's label).")
+    outcome_by_id = models.BigIntegerField(null=True, blank=True, help_text="Who gave the feedback (its latest value).")
+    outcome_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -293,3 +298,29 @@ class PredictionLog(models.Model):
             models.Index(fields=["experiment_id", "item_id"], name="prediction_experiment_item",
                          condition=models.Q(experiment_id__isnull=False)),
         ]
+
+
+class PredictionCorrection(models.Model):
+    """A change of a prediction's outcome after it was given: who, when, the label before and after.
+
+    The prediction keeps one outcome (the latest), so a corrected prediction still counts once in
+    its experiment.
+    """
+
+    prediction = models.ForeignKey(PredictionLog, on_delete=models.CASCADE, related_name="corrections")
+    project_id = models.BigIntegerField()
+    experiment_id = models.BigIntegerField(null=True, blank=True)
+    label_before_id = models.BigIntegerField()
+    source_before = models.CharField(max_length=10, help_text="feedback or expert.")
+    label_after_id = models.BigIntegerField()
+    corrected_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["experiment_id"], name="prediction_correction_exp",
+                                condition=models.Q(experiment_id__isnull=False))]
+
+    def __str__(self) -> str:
+        return f"prediction {self.prediction_id}: {self.label_before_id} → {self.label_after_id}"

@@ -73,3 +73,13 @@ def api_token_for(user) -> str:
     """A new API token of the user, as a client sends it (the database keeps only its digest)."""
     _token, key = AuthToken.objects.create(user=user)
     return key
+
+
+def api_client_for(project: Project, name: str = "service"):
+    """An API client of the project, as a manager makes one: (its user, a Django test client sending its token)."""
+    from django.test import Client
+
+    from annotations.services import api_client_create
+
+    user, key = api_client_create(project=project, name=name)
+    return user, Client(HTTP_AUTHORIZATION=f"Token {key}")

@@ -23,13 +23,29 @@ from PIL import Image
 from annotations.models import ImportJob, Item, Lease, Membership, Project
 from learner.models import Experiment, ModelVersion, PredictionLog
 from learner.services.models import model_version_promote
-from tests.factories import AnnotationFactory, ItemFactory, LabelFactory, MembershipFactory, ProjectFactory, UserFactory
+from tests.factories import (
+    AnnotationFactory,
+    ItemFactory,
+    LabelFactory,
+    MembershipFactory,
+    ProjectFactory,
+    UserFactory,
+    api_client_for,
+)
 
 pytestmark = pytest.mark.django_db
 
-# Who is asking, weakest first; a rule's minimum role admits that user and everyone after it.
-ROLES = ["anonymous", "non-member", "annotator", "reviewer", "manager", "staff"]
-PUBLIC, USER, ANNOTATOR, REVIEWER, MANAGER, ADMIN = ROLES  # minimum roles: "public" admits anonymous visitors
+# Who is asking, weakest first; a rule's minimum role admits that user and everyone after it. An API
+# client stands below the annotator: only rules that name it (``ClientOr``) admit it beyond USER.
+ROLES = ["anonymous", "non-member", "client", "annotator", "reviewer", "manager", "staff"]
+PUBLIC, USER, CLIENT, ANNOTATOR, REVIEWER, MANAGER, ADMIN = ROLES  # minimum roles: "public" admits anonymous visitors
+
+
+@dataclass(frozen=True)
+class ClientOr:
+    """The project's API clients, and everyone from ``minimum`` up (predict and feedback)."""
+
+    minimum: str
 EXCLUDED_NAMESPACES = {"admin"}  # Django's admin enforces staff itself
 
 
@@ -45,6 +61,11 @@ class World:
     experiment: Experiment
     prediction: PredictionLog
     leases: list[Lease] = field(default_factory=list)
+
+    def client_for(self, role: str) -> int:
+        """A fresh API client account of the project (one the asking role may renew or remove once)."""
+        user, _ = api_client_for(self.project, f"made-for-{role}")
+        return user.pk
 
     def lease_for(self, role: str) -> uuid.UUID:
         """A fresh active lease of the asking user, or of the annotator when the asker may not label here."""
@@ -93,7 +114,7 @@ def version(w, role):
 
 @dataclass(frozen=True)
 class Rule:
-    methods: dict[str, str]  # HTTP method → minimum role
+    methods: dict[str, str | ClientOr]  # HTTP method → minimum role
     kwargs: Kwargs = nothing
 
 
@@ -121,6 +142,11 @@ RULES: dict[str, Rule] = {
     "api-items": Rule({"GET": REVIEWER}, project),
     "api-annotations": Rule({"GET": REVIEWER}, project),
     "api-project-export": Rule({"GET": MANAGER}, project),
+    # API clients (client_apis.py, views.py)
+    "project-clients": Rule({"GET": MANAGER, "POST": MANAGER}, project),
+    "api-clients": Rule({"GET": MANAGER, "POST": MANAGER}, project),
+    "api-client": Rule({"DELETE": MANAGER}, project_and(client_id=lambda w, r: w.client_for(r))),
+    "api-client-token": Rule({"POST": MANAGER}, project_and(client_id=lambda w, r: w.client_for(r))),
     # Labeling page and queue (label_views.py, apis.py)
     "label": Rule({"GET": ANNOTATOR}, project),
     "label-next": Rule({"POST": ANNOTATOR}, project),
@@ -164,8 +190,9 @@ RULES: dict[str, Rule] = {
     "api-model-versions": Rule({"GET": REVIEWER}, project),
     "api-model-version-rollback": Rule({"POST": MANAGER}, project_and(number=version)),
     "api-model-version-promote": Rule({"POST": MANAGER}, project_and(number=version)),
-    "api-predict": Rule({"POST": ANNOTATOR}, project),
-    "api-prediction-feedback": Rule({"POST": ANNOTATOR}, project_and(prediction_id=lambda w, r: w.prediction.pk)),
+    "api-predict": Rule({"POST": ClientOr(MANAGER)}, project),
+    "api-prediction-feedback": Rule(
+        {"POST": ClientOr(MANAGER)}, project_and(prediction_id=lambda w, r: w.prediction.pk)),
     "api-experiments": Rule({"GET": MANAGER, "POST": MANAGER}, project),
     "api-experiment": Rule({"GET": MANAGER}, project_and(experiment_id=lambda w, r: w.experiment.pk)),
     "api-experiment-stop": Rule({"POST": MANAGER}, project_and(experiment_id=lambda w, r: w.experiment.pk)),
@@ -216,6 +243,7 @@ def world(db) -> World:
     labels = [LabelFactory(project=project, name=name, shortcut=str(i)) for i, name in enumerate(["cat", "dog"])]
     for role in ("annotator", "reviewer", "manager"):
         MembershipFactory(project=project, user=users[role], role=role)
+    users["client"], _ = api_client_for(project, "service")
     # The outsider manages another project: a role elsewhere gives nothing here.
     MembershipFactory(project=ProjectFactory(), user=users["non-member"], role=Membership.Role.MANAGER)
     item = ItemFactory(project=project)
@@ -238,12 +266,15 @@ def world(db) -> World:
         created_by=users["manager"],
     )
     prediction = PredictionLog.objects.create(
-        project_id=project.pk, version_id=versions[0].pk, label_id=labels[0].pk, confidence=0.9
+        project_id=project.pk, version_id=versions[0].pk, label_id=labels[0].pk, confidence=0.9,
+        client_id=users["client"].pk,
     )
     return World(project, users, item, annotation, job, experiment, prediction)
 
 
-def _allowed(role: str, minimum: str) -> bool:
+def _allowed(role: str, minimum: str | ClientOr) -> bool:
+    if isinstance(minimum, ClientOr):
+        return role == CLIENT or _allowed(role, minimum.minimum)
     return ROLES.index(role) >= ROLES.index(minimum)
 
 

@@ -1,6 +1,8 @@
 """Reads of annotations' data, one module per subdomain; the only way other apps read labels and items."""
+from .clients import api_client_get, api_client_list
 from .listing import api_token_get
 from .projects import (
+    LADDER,
     ROLE_RANK,
     import_job_get_for_user,
     import_job_progress,
@@ -54,7 +56,10 @@ from .scoring import (
 )
 
 __all__ = [
+    "api_client_get",
+    "api_client_list",
     "api_token_get",
+    "LADDER",
     "ROLE_RANK",
     "import_job_get_for_user",
     "import_job_progress",

@@ -1,4 +1,5 @@
 """Reads of projects, memberships and import jobs."""
+from collections.abc import Collection
 from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -17,7 +18,8 @@ def project_list_for_user(user: AbstractBaseUser) -> QuerySet[Project]:
     """Projects the user can open: all for staff, their memberships otherwise."""
     qs = Project.objects.all()
     if not user.is_staff:
-        qs = qs.filter(memberships__user=user)
+        # An API client's project has no page it may open.
+        qs = qs.filter(memberships__user=user, memberships__role__in=LADDER)
     return qs.annotate(
         item_count=Count("items", distinct=True),
         labeled_count=Count("items", filter=Q(items__annotations__isnull=False), distinct=True),
@@ -31,11 +33,16 @@ def membership_role(user: AbstractBaseUser, project: Project) -> str | None:
     return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
 
 
-ROLE_RANK = {"annotator": 1, "reviewer": 2, "manager": 3, "admin": 4}
+# An API client ranks below every role of the ladder: a minimum role never admits it; the few
+# endpoints it may use (predict, feedback) name it in ``also``.
+ROLE_RANK = {"client": 0, "annotator": 1, "reviewer": 2, "manager": 3, "admin": 4}
+LADDER = (Membership.Role.ANNOTATOR, Membership.Role.REVIEWER, Membership.Role.MANAGER)
 
 
-def project_get_for_user(user: AbstractBaseUser, project_id: int, *, min_role: str = "annotator") -> Project:
-    """Return the project if the user holds at least ``min_role`` in it; 404 otherwise."""
+def project_get_for_user(
+    user: AbstractBaseUser, project_id: int, *, min_role: str = "annotator", also: Collection[str] = ()
+) -> Project:
+    """Return the project if the user holds at least ``min_role`` in it, or a role in ``also``; 404 otherwise."""
     if not 0 < int(project_id) < 2**63:
         raise NotFound("Project not found.")
     # One statement for the project and the user's role: every request of the queue starts here.
@@ -47,7 +54,7 @@ def project_get_for_user(user: AbstractBaseUser, project_id: int, *, min_role: s
     )
     project, end = rows.build(Project, row) if row else (None, 0)
     role = ("admin" if user.is_staff else row[end]) if project else None
-    if project is None or role is None or ROLE_RANK[role] < ROLE_RANK[min_role]:
+    if project is None or role is None or (ROLE_RANK[role] < ROLE_RANK[min_role] and role not in also):
         # Not telling a stranger whether the project exists.
         raise NotFound("Project not found.")
     project.viewer_role = role  # the role just read, so that a page need not ask again

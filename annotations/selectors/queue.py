@@ -46,8 +46,9 @@ def lease_get_for_user(
         if related:  # select_related() with no names would follow every relation
             leases = leases.select_related(*related)
         if not user.is_staff:
-            # A removed member keeps their lease rows but may no longer use them.
-            leases = leases.filter(Exists(Membership.objects.filter(project_id=OuterRef("project_id"), user=user)))
+            # A removed member keeps their lease rows but may no longer use them; nor may one made an API client.
+            member = Membership.objects.filter(project_id=OuterRef("project_id"), user=user)
+            leases = leases.filter(Exists(member.exclude(role=Membership.Role.CLIENT)))
         lease = leases.first()
     if lease is None:
         raise NotFound("Lease not found.")
@@ -71,9 +72,9 @@ def _lease_row(
     if not user.is_staff:
         sql += (
             f" AND EXISTS (SELECT 1 FROM {q(Membership._meta.db_table)} m WHERE m.{q('project_id')} = l.{q('project_id')}"
-            f" AND m.{q('user_id')} = %s)"
+            f" AND m.{q('user_id')} = %s AND m.{q('role')} <> %s)"
         )
-        params.append(user.pk)
+        params += [user.pk, Membership.Role.CLIENT]
     row = rows.fetch_one(sql, params)
     if row is None:
         return None

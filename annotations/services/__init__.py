@@ -1,4 +1,5 @@
 """Writes of annotations' data, one module per subdomain; other code calls the names re-exported here."""
+from .clients import api_client_create, api_client_remove, api_client_token_issue, api_client_username
 from .imports import (
     ImportBusy,
     image_check,
@@ -63,6 +64,10 @@ from .scoring import (
 )
 
 __all__ = [
+    "api_client_create",
+    "api_client_remove",
+    "api_client_token_issue",
+    "api_client_username",
     "ImportBusy",
     "import_file",
     "image_check",

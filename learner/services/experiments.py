@@ -1,6 +1,8 @@
 """A/B experiments: start with a fixed rule, match outcomes, look at the data on schedule, promote or keep."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
@@ -13,7 +15,7 @@ from labelhub.celery import send_task_on_commit
 from learner import selectors
 from learner.ml import abtest
 from learner.ml.training import proba_over
-from learner.models import Experiment, ModelVersion, PredictionLog
+from learner.models import Experiment, ModelVersion, PredictionCorrection, PredictionLog
 from learner.services.models import model_version_live, model_version_loaded, model_version_promote
 
 EVALUATE_TASK = "learner.experiment_evaluate"
@@ -76,23 +78,70 @@ def experiment_stop(*, experiment: Experiment, user: AbstractBaseUser, reason: s
     return experiment
 
 
-def prediction_feedback(*, project: Project, prediction_id: int, label_id: int | None, label_name: str | None) -> PredictionLog:
-    """Record the true label of a prediction; its experiment is evaluated after commit."""
+# Roles that may give feedback on any prediction of their project, not only on their own.
+FEEDBACK_OVERRIDE_ROLES = ("manager", "admin")
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What a feedback request did: the prediction as it now stands, and whether it corrected an earlier outcome."""
+
+    log: PredictionLog
+    corrected: bool
+
+
+def prediction_feedback(
+    *, project: Project, user: AbstractBaseUser, role: str, prediction_id: int, label_id: int | None,
+    label_name: str | None, correction: bool = False, note: str = "",
+) -> Feedback:
+    """Record the true label of a prediction; its experiment is evaluated after commit.
+
+    Only the client that asked (``log.client_id``), or a manager or staff, may give it. The first
+    outcome is given once; the same label again changes nothing; another label is refused unless
+    ``correction`` is set, and then it replaces the outcome and is kept as a PredictionCorrection.
+    Either way the prediction counts once in its experiment.
+    """
     if not 0 < prediction_id < 2**63:
         raise NotFound("Prediction not found.")
     log = PredictionLog.objects.filter(pk=prediction_id, project_id=project.pk).first()
-    if log is None:
+    if log is None or (log.client_id != user.pk and role not in FEEDBACK_OVERRIDE_ROLES):
+        # Another client's prediction is not theirs to see, let alone to judge.
         raise NotFound("Prediction not found.")
     labels = Label.objects.filter(project=project)
     label = labels.filter(pk=label_id).first() if label_id is not None else labels.filter(name=label_name).first()
     if label is None:
         raise DomainError("Unknown label for this project.")
+    now = timezone.now()
+    outcome = {"true_label_id": label.pk, "outcome_source": "feedback", "outcome_by_id": user.pk, "outcome_at": now}
+    corrected = False
     with transaction.atomic():
-        PredictionLog.objects.filter(pk=log.pk).update(true_label_id=label.pk, outcome_source="feedback")
+        # Conditional updates, not read-then-write: of two concurrent first answers one wins and
+        # the other meets it below, on every database.
+        if not PredictionLog.objects.filter(pk=log.pk, true_label_id__isnull=True).update(**outcome):
+            log.refresh_from_db()
+            if log.true_label_id == label.pk:
+                return Feedback(log, False)  # a retry of the same answer
+            given = labels.filter(pk=log.true_label_id).values_list("name", flat=True).first()
+            if log.outcome_source == "expert" and role not in FEEDBACK_OVERRIDE_ROLES:
+                raise Conflict(f"This prediction's outcome is its item's expert label ({given!r}); "
+                               "only a manager may correct it.")
+            if not correction:
+                raise Conflict(
+                    f"This prediction's outcome is already given ({given!r}); send \"correction\": true to "
+                    "correct it (the change is recorded)."
+                )
+            before, source = log.true_label_id, log.outcome_source
+            if not PredictionLog.objects.filter(pk=log.pk, true_label_id=before).update(**outcome):
+                raise Conflict("The outcome changed meanwhile; read it again and retry.")
+            PredictionCorrection.objects.create(
+                prediction_id=log.pk, project_id=project.pk, experiment_id=log.experiment_id, label_before_id=before,
+                source_before=source, label_after_id=label.pk, corrected_by=user, note=note,
+            )
+            corrected = True
         if log.experiment_id:
             send_task_on_commit(EVALUATE_TASK, [log.experiment_id])
-    log.true_label_id, log.outcome_source = label.pk, "feedback"
-    return log
+    log.true_label_id, log.outcome_source, log.outcome_by_id, log.outcome_at = label.pk, "feedback", user.pk, now
+    return Feedback(log, corrected)
 
 
 def experiment_outcomes_match(project_id: int) -> list[int]:
@@ -150,11 +199,15 @@ def experiment_figures(experiment: Experiment) -> dict:
             f"SELECT arm, count(*), count(*) FILTER (WHERE label_id = true_label_id),"
             " count(*) FILTER (WHERE shadow_label_id = true_label_id),"
             " count(*) FILTER (WHERE shadow_label_id = true_label_id AND label_id <> true_label_id),"
-            " count(*) FILTER (WHERE label_id = true_label_id AND shadow_label_id <> true_label_id)"
+            " count(*) FILTER (WHERE label_id = true_label_id AND shadow_label_id <> true_label_id),"
+            " count(DISTINCT client_id)"
             f" FROM {table} WHERE experiment_id = %s AND true_label_id IS NOT NULL GROUP BY arm",
             [experiment.pk],
         )
-        by_arm = {row[0]: row[1:] for row in cursor.fetchall()}
+        found = cursor.fetchall()
+    by_arm = {row[0]: row[1:6] for row in found}
+    # How many clients each arm's outcomes come from: one client on an arm is thin evidence.
+    clients = {row[0]: row[6] for row in found}
     audit = _audit_pairs(experiment)
     if experiment.mode == Experiment.Mode.SHADOW:
         n, champ_ok, chall_ok, b, c = by_arm.get("champion", (0, 0, 0, 0, 0))
@@ -162,6 +215,7 @@ def experiment_figures(experiment: Experiment) -> dict:
         n, b, c = n + audit["n"], b + audit["b"], c + audit["c"]
         champ_ok, chall_ok = champ_ok + audit["champion_correct"], chall_ok + audit["challenger_correct"]
         arms = {"champion": (champ_ok, n), "challenger": (chall_ok, n)}
+        clients["challenger"] = clients.get("champion", 0)  # every prediction is a pair: the same clients
         figures = {"n": n, "b": b, "c": c}
     else:
         champ = by_arm.get("champion", (0, 0))
@@ -169,10 +223,15 @@ def experiment_figures(experiment: Experiment) -> dict:
         arms = {"champion": (champ[1], champ[0]), "challenger": (chall[1], chall[0])}
         figures = {"n": champ[0] + chall[0]}
     figures["arms"] = {
-        name: {"n": n, "correct": ok, "accuracy": ok / n if n else None, "interval": list(abtest.wilson(ok, n))}
+        name: {"n": n, "correct": ok, "accuracy": ok / n if n else None, "interval": list(abtest.wilson(ok, n)),
+               "clients": clients.get(name, 0)}
         for name, (ok, n) in arms.items()
     }
     figures["audit_pairs"] = audit
+    # A corrected prediction counts once, with its latest outcome; this says how many were corrected.
+    figures["corrected"] = (
+        PredictionCorrection.objects.filter(experiment_id=experiment.pk).values("prediction_id").distinct().count()
+    )
     return figures
 
 

@@ -65,9 +65,12 @@ def predict_target(project_id: int) -> Target:
     return Target(live, experiment, challenger, {int(k): v for k, v in (names or {}).items()})
 
 
-def caller_arm(experiment: Experiment, caller: str) -> str:
-    """The arm a caller is sent to in a split experiment: a hash of (experiment, caller), so it sticks."""
-    digest = hashlib.sha256(f"{experiment.pk}:{caller}".encode()).digest()
+def client_arm(experiment: Experiment, client_id: int) -> str:
+    """The arm a client is sent to in a split experiment: a hash of (experiment, client), so it sticks.
+
+    The client is the authenticated user, never a value of the request: nobody chooses their arm.
+    """
+    digest = hashlib.sha256(f"{experiment.pk}:{int(client_id)}".encode()).digest()
     position = int.from_bytes(digest[:8], "big") / 2**64
     return CHALLENGER if position < experiment.traffic_share else CHAMPION
 
@@ -212,12 +215,9 @@ def _image_features(raws: Sequence[Any], raw_at: Sequence[int]) -> np.ndarray:
 
 
 def predict(
-    *, project: Project, items: Sequence[Mapping[str, Any]], caller: str
+    *, project: Project, items: Sequence[Mapping[str, Any]], client_id: int
 ) -> list[dict[str, Any]]:
-    """Predict the items with the version that serves this caller; log every prediction; return the answers."""
-    bad = bad_character(caller)
-    if bad is not None:
-        raise DomainError(f"caller contains {bad}.")
+    """Predict the items with the version that serves this client (a user id); log and return the answers."""
     if not items:
         raise DomainError("Give at least one item.")
     if len(items) > settings.LABELHUB_PREDICT_MAX_BATCH:
@@ -234,7 +234,7 @@ def predict(
         if experiment.mode == Experiment.Mode.SHADOW:
             shadow, arm = target.challenger, CHAMPION
         else:
-            arm = caller_arm(experiment, caller)
+            arm = client_arm(experiment, client_id)
             if arm == CHALLENGER:
                 served = target.challenger
     if served.feature_space != featurizer_space(project):
@@ -256,7 +256,7 @@ def predict(
         label_ids=label_ids.tolist(), confidences=confidences.tolist(),
         shadow_version_id=shadow.pk if shadow else None,
         shadow_label_ids=shadow_ids.tolist() if shadow_ids is not None else None,
-        item_ids=item_ids, caller=caller[:100],
+        item_ids=item_ids, client_id=client_id,
     )
     names = target.label_names
     class_names = [names.get(c, str(c)) for c in classes]
@@ -278,13 +278,13 @@ def featurizer_space(project: Project) -> str:
 
 
 _LOG_COLUMNS = ("project_id", "experiment_id", "version_id", "arm", "label_id", "confidence", "shadow_version_id",
-                "shadow_label_id", "item_id", "caller", "outcome_source", "created_at")
+                "shadow_label_id", "item_id", "client_id", "outcome_source", "created_at")
 
 
 def predictions_log(
     *, project_id: int, experiment_id: int | None, version_id: int, arm: str, label_ids: list[int],
     confidences: list[float], shadow_version_id: int | None, shadow_label_ids: list[int] | None,
-    item_ids: list[int | None], caller: str,
+    item_ids: list[int | None], client_id: int,
 ) -> list[int]:
     """Insert one PredictionLog row per prediction in one statement; return their ids in order."""
     n = len(label_ids)
@@ -293,7 +293,7 @@ def predictions_log(
         created = PredictionLog.objects.bulk_create([
             PredictionLog(project_id=project_id, experiment_id=experiment_id, version_id=version_id, arm=arm,
                           label_id=label, confidence=confidence, shadow_version_id=shadow_version_id,
-                          shadow_label_id=shadow_label, item_id=item_id, caller=caller)
+                          shadow_label_id=shadow_label, item_id=item_id, client_id=client_id)
             for label, confidence, shadow_label, item_id in zip(label_ids, confidences, shadow_label_ids, item_ids)
         ])
         return [row.pk for row in created]
@@ -308,13 +308,13 @@ def predictions_log(
     sql = (
         f"INSERT INTO {table} ({', '.join(_LOG_COLUMNS)})"
         " SELECT %s::bigint, %s::bigint, %s::bigint, %s::varchar, u.label_id, u.confidence, %s::bigint,"
-        " u.shadow_label_id, u.item_id, %s::varchar, '', now()"
+        " u.shadow_label_id, u.item_id, %s::bigint, '', now()"
         " FROM unnest(%s::bigint[], %s::float8[], %s::bigint[], %s::bigint[])"
         " AS u(label_id, confidence, shadow_label_id, item_id)"
         " WHERE (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL RETURNING id"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [project_id, experiment_id, version_id, arm, shadow_version_id, caller,
+        cursor.execute(sql, [project_id, experiment_id, version_id, arm, shadow_version_id, client_id,
                              _array(label_ids), _array(confidences), _array(shadow_label_ids), _array(item_ids)])
         return sorted(row[0] for row in cursor.fetchall())
 

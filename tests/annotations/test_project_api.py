@@ -198,7 +198,7 @@ def test_a_stored_lease_ttl_beyond_the_bound_leases_for_a_day_at_most(text_proje
 
 
 def test_the_migration_brings_stored_settings_within_the_bounds(text_project):
-    migration = importlib.import_module("annotations.migrations.0015_setting_bounds")
+    migration = importlib.import_module("annotations.migrations.0016_setting_bounds")
     Project.objects.filter(pk=text_project.pk).update(
         lease_ttl_seconds=2**31 - 1, retrain_interval_minutes=2**31 - 1, degradation_window=2**31 - 1,
         drift_threshold=-3.0, instructions="x" * 25_000,

@@ -36,6 +36,7 @@ def pages(project: Project) -> list[tuple[str, str]]:
         (reverse("project-dashboard", args=[pk]), "main"),
         (reverse("model-versions-compare", args=[pk]), "main"),
         (reverse("project-experiments", args=[pk]), "main"),
+        (reverse("project-clients", args=[pk]), "main form"),
         (reverse("review", args=[pk]), "main"),
         (reverse("agreement", args=[pk]), "main"),
         (reverse("api-token"), "main"),

@@ -220,7 +220,7 @@ def test_predictions_during_swaps_each_come_whole_from_one_version(tabular_proje
     expected = {}
     for version in (upright, upside_down):
         model_version_promote(version, reason="race: learn its answers")
-        expected[version.number] = [p["label"] for p in predict(project=project, items=rows, caller="setup")]
+        expected[version.number] = [p["label"] for p in predict(project=project, items=rows, client_id=1)]
     assert expected[upright.number] != expected[upside_down.number]
     answers: list[tuple[set[int], list[str]]] = []
     failures: list[BaseException] = []
@@ -229,7 +229,7 @@ def test_predictions_during_swaps_each_come_whole_from_one_version(tabular_proje
     def client(n: int) -> None:
         try:
             while not stop.is_set():
-                result = predict(project=project, items=rows, caller=f"client-{n}")
+                result = predict(project=project, items=rows, client_id=n + 1)
                 answers.append(({p["model_version"] for p in result}, [p["label"] for p in result]))
         except BaseException as exc:  # noqa: BLE001 - reported below
             failures.append(exc)

@@ -16,7 +16,7 @@ from learner.services import experiments as experiment_services
 from learner.services import models as model_services
 from learner.services import predict as predict_services
 from learner.services.models import model_version_create, model_version_promote
-from tests.factories import AnnotationFactory, MembershipFactory, UserFactory
+from tests.factories import AnnotationFactory, MembershipFactory, UserFactory, api_client_for
 from tests.learner.conftest import blob_items
 
 pytestmark = pytest.mark.django_db
@@ -115,9 +115,9 @@ def test_predict_by_item_id_featurizes_as_training_did(client, blobs, manager):
     ('{"values": [1%s, 1.0]}' % ("0" * 400), "items[0]: values must be finite"),
     ('{"values": {"x0": 1%s, "x1": 1.0}}' % ("0" * 400), "items[0]: values must be finite"),
     ('{"items": [{"values": [1, 2]}, {"values": [2, -1%s]}]}' % ("0" * 400), "items[1]: values must be finite"),
-    # Strings no database stores (the caller is logged): refused by the API's JSON parser.
-    ('{"values": [1, 2], "caller": "a\\ud800"}', "lone surrogate"),
-    ('{"values": [1, 2], "caller": "a\\u0000"}', "NUL character"),
+    # Strings no database stores or encoder takes: refused by the API's JSON parser, wherever they are.
+    ('{"values": [1, 2], "note": "a\\ud800"}', "lone surrogate"),
+    ('{"items": [{"values": [1, 2], "tag": "a\\u0000"}]}', "NUL character"),
 ])
 def test_bad_predict_payloads_are_400s(client, blobs, manager, body, fragment):
     client.force_login(manager)
@@ -126,15 +126,7 @@ def test_bad_predict_payloads_are_400s(client, blobs, manager, body, fragment):
     assert fragment in json.dumps(response.json())
 
 
-@pytest.mark.parametrize("caller, fragment", [("a\ud800b", "lone surrogate (\\ud800)"), ("a\x00b", "NUL character")])
-def test_the_predict_service_refuses_a_caller_no_database_stores(blobs, caller, fragment):
-    # The service checks it too: a caller may come from a form field or another door than the JSON API.
-    with pytest.raises(DomainError, match=re.escape(fragment)):
-        predict_services.predict(project=blobs, items=[{"values": [1.0, 2.0]}], caller=caller)
-    assert not PredictionLog.objects.exists()
-
-
-def test_the_predict_service_refuses_text_no_encoder_takes(text_project):
+def test_the_predict_service_refuses_text_no_encoder_takes(text_project, manager):
     labels = [label.pk for label in text_project.labels.order_by("order")]
     X = TextFeaturizer().transform(["good film", "great fun", "bad film", "awful plot"])
     version = model_version_create(
@@ -144,7 +136,8 @@ def test_the_predict_service_refuses_text_no_encoder_takes(text_project):
     )
     model_version_promote(version, reason="first", trigger="manual")
     with pytest.raises(DomainError, match=re.escape("items[1]: text contains a lone surrogate (\\udfff)")):
-        predict_services.predict(project=text_project, items=[{"text": "fine"}, {"text": "bad \udfff"}], caller="c")
+        predict_services.predict(project=text_project, items=[{"text": "fine"}, {"text": "bad \udfff"}],
+                                 client_id=manager.pk)
 
 
 def test_an_oversize_batch_is_a_400(client, blobs, manager, settings):
@@ -154,13 +147,18 @@ def test_an_oversize_batch_is_a_400(client, blobs, manager, settings):
     assert response.status_code == 400 and "at most 5" in response.json()["detail"]
 
 
-def test_predict_is_for_members_only_and_needs_a_live_model(client, blobs, tabular_project, annotator):
+def test_predict_is_for_api_clients_and_managers_and_needs_a_live_model(client, blobs, annotator):
+    url = reverse("api-predict", args=[blobs.pk])
     client.force_login(annotator)
-    assert _post(client, reverse("api-predict", args=[blobs.pk]), {"values": [1, 2]}).status_code == 404
-    MembershipFactory(project=blobs, user=annotator, role="annotator")
-    assert _post(client, reverse("api-predict", args=[blobs.pk]), {"values": [1, 2]}).status_code == 200
+    assert _post(client, url, {"values": [1, 2]}).status_code == 404  # a stranger
+    for role in ("annotator", "reviewer"):
+        MembershipFactory(project=blobs, user=annotator, role=role)
+        assert _post(client, url, {"values": [1, 2]}).status_code == 404, role
+        annotator.memberships.all().delete()
+    _service, as_service = api_client_for(blobs)
+    assert _post(as_service, url, {"values": [1, 2]}).status_code == 200
     LiveModel.objects.filter(project=blobs).update(version=None)
-    assert _post(client, reverse("api-predict", args=[blobs.pk]), {"values": [1, 2]}).status_code == 409
+    assert _post(as_service, url, {"values": [1, 2]}).status_code == 409
 
 
 def test_feedback_records_the_true_label_and_refuses_bad_input(client, blobs, manager):
@@ -185,15 +183,16 @@ def _start(client, project, **body):
     return Experiment.objects.get(pk=response.json()["id"])
 
 
-def test_the_split_is_sticky_per_caller(client, blobs, manager):
+def test_the_split_is_sticky_per_client(client, blobs, manager):
     client.force_login(manager)
     _start(client, blobs, challenger=blobs.versions["better"].number, mode="split", traffic_share=0.5)
     url = reverse("api-predict", args=[blobs.pk])
     seen = {}
-    for caller in [f"service-{i}" for i in range(40)]:
-        versions = {_post(client, url, {"values": [1, 1], "caller": caller}).json()["model_version"] for _ in range(3)}
+    for i in range(24):
+        user, as_service = api_client_for(blobs, f"service-{i}")
+        versions = {_post(as_service, url, {"values": [1, 1]}).json()["model_version"] for _ in range(3)}
         assert len(versions) == 1
-        seen[caller] = versions.pop()
+        seen[user.pk] = versions.pop()
     assert set(seen.values()) == {1, blobs.versions["better"].number}
     assert set(PredictionLog.objects.filter(experiment_id__isnull=False).values_list("arm", flat=True)) == {
         "champion", "challenger"}
@@ -280,14 +279,18 @@ def test_split_outcomes_use_two_proportions_with_wilson_intervals(client, blobs,
     assert experiment.rule["test"] == "two_proportions" and experiment.rule["min_sample"] >= 50
     url = reverse("api-predict", args=[blobs.pk])
     rng = np.random.default_rng(8)
+    services = [api_client_for(blobs, f"c{i}")[1] for i in range(12)]
     for i in range(60):
         x = [float(v) for v in rng.normal(size=2) * 2.5]
-        answer = _post(client, url, {"values": x, "caller": f"c{i}"}).json()
+        as_service = services[i % len(services)]
+        answer = _post(as_service, url, {"values": x}).json()
         truth = "class_1" if x[0] + x[1] > 0 else "class_0"
-        _post(client, reverse("api-prediction-feedback", args=[blobs.pk, answer["prediction_id"]]), {"label": truth})
+        feedback = reverse("api-prediction-feedback", args=[blobs.pk, answer["prediction_id"]])
+        assert _post(as_service, feedback, {"label": truth}).status_code == 200
     experiment = experiment_services.experiment_evaluate(experiment.pk)
     arms = experiment.results["arms"]
     assert arms["champion"]["n"] + arms["challenger"]["n"] == 60
+    assert arms["champion"]["clients"] + arms["challenger"]["clients"] == 12
     low, high = arms["challenger"]["interval"]
     assert low <= arms["challenger"]["accuracy"] <= high
 
@@ -324,7 +327,7 @@ def test_the_experiments_page_shows_the_rule_and_the_decision(client, blobs, man
     assert page.status_code == 200
     html = page.content.decode()
     assert "exact McNemar" in html and "two-proportion" in html and "Stopped by manager" in html
-    assert "20% of callers" in html
+    assert "20% of API clients" in html
     models_page = client.get(reverse("project-models", args=[blobs.pk])).content.decode()
     assert reverse("project-experiments", args=[blobs.pk]) in models_page
 

@@ -13,21 +13,30 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from PIL import Image
 
-from annotations import services
+from annotations import selectors, services
 from annotations.models import Label, Membership, Project
 
 DIGIT_SCALE = 4  # 8×8 digits are stored at 32×32 so thumbnails and the page stay sharp.
 
 
+def _credentials_path() -> Path:
+    return Path(settings.VAR_DIR) / "demo_credentials.json"
+
+
 def _credentials() -> dict[str, str]:
     """Demo passwords, generated once and kept under var/ so later runs can print them again."""
-    path = Path(settings.VAR_DIR) / "demo_credentials.json"
+    path = _credentials_path()
     if path.exists():
         return json.loads(path.read_text())
     creds = {"admin": secrets.token_urlsafe(9), "expert": secrets.token_urlsafe(9)}
+    _credentials_save(creds)
+    return creds
+
+
+def _credentials_save(creds: dict[str, str]) -> None:
+    path = _credentials_path()
     path.write_text(json.dumps(creds))
     path.chmod(0o600)
-    return creds
 
 
 def _digit_png(pixels) -> bytes:
@@ -39,7 +48,8 @@ def _digit_png(pixels) -> bytes:
 
 
 class Command(BaseCommand):
-    help = "Create an admin, an expert and two demo projects (digits images, wine table); prints the logins."
+    help = ("Create an admin, an expert, two demo projects (digits images, wine table) and an API client of the wine "
+            "project; prints the logins and the client's token.")
 
     def handle(self, *args, **options) -> None:
         creds = _credentials()
@@ -60,10 +70,29 @@ class Command(BaseCommand):
         )
         self._import_digits(digits, admin)
         self._import_wine(wine, admin)
+        client, token = self._api_client(wine, creds)
 
         self.stdout.write(self.style.SUCCESS("Demo ready. Log in at http://127.0.0.1:8000/accounts/login/"))
         self.stdout.write(f"  admin  / {creds['admin']}   (staff: /admin/, manages both projects)")
         self.stdout.write(f"  expert / {creds['expert']}   (annotator)")
+        self.stdout.write(f"  API client {client} (predicts and gives feedback in {wine.name}): "
+                          f"Authorization: Token {token}")
+        self.stdout.write(f"    curl -H 'Authorization: Token {token}' -H 'Content-Type: application/json' "
+                          f"-d '{{\"values\": [13.2, 1.8, 2.4, 16, 100, 2.8, 3, 0.3, 2, 5.6, 1, 3.2, 1100]}}' "
+                          f"http://127.0.0.1:8000/api/projects/{wine.pk}/predict")
+
+    def _api_client(self, project: Project, creds: dict[str, str]) -> tuple[str, str]:
+        """The wine project's API client and its token: made once, the token kept with the demo passwords."""
+        username = services.api_client_username(project, "demo")
+        existing = selectors.api_client_list(project).filter(user__username=username, managed=True).first()
+        if existing is None:
+            _user, creds["client_token"] = services.api_client_create(project=project, name="demo")
+        elif "client_token" not in creds:  # made by an older run: its token was never kept, so issue another
+            creds["client_token"] = services.api_client_token_issue(client=existing.user)
+        else:
+            return username, creds["client_token"]
+        _credentials_save(creds)
+        return username, creds["client_token"]
 
     def _user(self, username: str, password: str, *, staff: bool):
         user, created = get_user_model().objects.get_or_create(

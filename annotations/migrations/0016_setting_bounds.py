@@ -30,7 +30,7 @@ def clamp_settings(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotations', '0014_api_tokens_hashed'),
+        ('annotations', '0015_membership_role_client'),
     ]
 
     operations = [
