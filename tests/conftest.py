@@ -1,8 +1,21 @@
 """Shared fixtures: isolated media and model stores, users and projects."""
 import pytest
+from django.db import connection
 
 from annotations.models import Membership, Project
 from tests.factories import LabelFactory, MembershipFactory, ProjectFactory, UserFactory
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the tests marked ``postgres`` (PostgreSQL's own mechanisms) when the database is another."""
+    if connection.vendor == "postgresql":
+        return
+    kept, left_out = [], []
+    for item in items:
+        (left_out if item.get_closest_marker("postgres") else kept).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
 
 
 @pytest.fixture(autouse=True)

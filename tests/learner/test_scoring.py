@@ -539,15 +539,12 @@ def test_an_imports_finished_features_ask_for_a_scoring_unless_its_items_are_sco
 # Storage: a partition per scoring (PostgreSQL), chunk dedup, reconciliation
 
 
-postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="partitions are PostgreSQL's")
-
-
 def score_all(project: Project, plan) -> None:
     for n, (lo, hi) in enumerate(plan.ranges):
         score_chunk_task(project.pk, plan.scoring_id, lo, hi, n)
 
 
-@postgresql_only
+@pytest.mark.postgres  # partitions are PostgreSQL's
 def test_each_scoring_has_a_partition_indexed_at_completion_and_dropped_when_a_newer_completes(xy_project):
     X, _ = blobs(30)
     add_items(xy_project, X)
@@ -580,7 +577,7 @@ def partition_indexes(scoring_id: int) -> list[str]:
         return [row[0][len(partition) + 1:] for row in cursor.fetchall()]
 
 
-@postgresql_only
+@pytest.mark.postgres  # partitions are PostgreSQL's
 @pytest.mark.django_db(transaction=True)
 def test_a_pool_larger_than_the_head_is_served_from_its_head_first_then_whole_once_indexed(
     xy_project, manager, settings, monkeypatch
@@ -634,7 +631,7 @@ def test_a_pool_larger_than_the_head_is_served_from_its_head_first_then_whole_on
     assert lease.item_id == order[in_head + 3]
 
 
-@postgresql_only
+@pytest.mark.postgres  # partitions are PostgreSQL's
 @pytest.mark.django_db(transaction=True)
 def test_a_long_reader_of_the_scores_delays_neither_completion_nor_the_queue_reads_behind_the_drop(xy_project):
     """Dropping the older partition waits only moments for the table; while a long transaction holds
@@ -775,7 +772,7 @@ def test_reconciliation_plans_again_a_scoring_whose_plan_was_interrupted(
     assert scoring.score_pool_plan(xy_project.pk, newer_than=interrupted.pk) is not None
 
 
-@postgresql_only
+@pytest.mark.postgres  # partitions are PostgreSQL's
 def test_reconciliation_rescores_a_pool_whose_served_rows_were_lost(
     xy_project, eager_celery, monkeypatch, django_capture_on_commit_callbacks
 ):
@@ -840,7 +837,6 @@ def test_batch_probabilities_match_scikit_learns():
         assert proba_batch(model, rows, classes) == pytest.approx(proba_over(model, rows, classes), abs=1e-6)
 
 
-@postgresql_only
 def test_a_chunk_reads_the_dense_features_of_its_unlabeled_items_and_refuses_rows_of_another_width(xy_project, manager):
     X, _ = blobs(12)
     items = add_items(xy_project, X)

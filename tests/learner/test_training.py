@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from annotations.models import Annotation
@@ -352,8 +352,6 @@ def test_a_redelivered_message_of_a_lost_run_fails_it_visibly(labeled_blobs):
 @contextmanager
 def another_process_executing(run_id: int):
     """Hold the run's lock from a second database session, as the worker executing the run does."""
-    if connection.vendor != "postgresql":
-        pytest.skip("run locks are PostgreSQL advisory locks")
     other = connections.create_connection("default")
     try:
         with other.cursor() as cursor:
@@ -363,6 +361,7 @@ def another_process_executing(run_id: int):
         other.close()  # ending the session frees the lock, as a killed process's does
 
 
+@pytest.mark.postgres  # run locks are PostgreSQL advisory locks
 def test_a_duplicate_message_of_a_run_executing_elsewhere_does_nothing(labeled_blobs):
     run = training_run_request(project_id=labeled_blobs.pk, trigger="count", evidence={})
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING, stage="train")
