@@ -1,5 +1,6 @@
 """Shared fixtures: isolated media and model stores, users and projects."""
 import pytest
+from django.core.cache import caches
 from django.db import connection
 
 from annotations.models import Membership, Project
@@ -16,6 +17,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = kept
+
+
+@pytest.fixture(autouse=True)
+def _throttle_counts_cleared() -> None:
+    """Start every test with no rate-limit counts: SQLite gives a rolled-back test's ids to the next test's users,
+    whose requests would otherwise count on top of the earlier ones (PostgreSQL's sequences never reuse an id)."""
+    caches["throttle"].clear()
 
 
 @pytest.fixture(autouse=True)

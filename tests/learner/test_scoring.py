@@ -631,6 +631,37 @@ def test_a_pool_larger_than_the_head_is_served_from_its_head_first_then_whole_on
     assert lease.item_id == order[in_head + 3]
 
 
+def test_a_pool_larger_than_the_head_is_served_highest_priority_first_on_either_database(
+    xy_project, manager, settings, monkeypatch
+):
+    """PostgreSQL indexes a large pool's head first and the whole pool afterwards; SQLite, without partial
+    indexes, serves the whole pool at once. Either way the queue walks it highest priority first, past the head."""
+    settings.LABELHUB_SCORING_HEAD = 10
+    Project.objects.filter(pk=xy_project.pk).update(audit_share=0.0)
+    xy_project.refresh_from_db()
+    X, blob = blobs(60)
+    items = add_items(xy_project, X)
+    monkeypatch.setattr(current_app, "send_task", lambda *args, **kwargs: None)
+    go_live(xy_project, items, blob)
+    plan = scoring.score_pool_plan(xy_project.pk, chunk_items=25)
+    score_all(xy_project, plan)
+
+    served = queue_selectors.scoring_current(xy_project.pk)
+    assert served.pk == plan.scoring_id
+    order, walked = ranking(served.pk), []
+    for _ in range(15):
+        lease = queue_services.queue_next(project=xy_project, user=manager)
+        walked.append(lease.item_id)
+        queue_services.lease_skip(lease_id=lease.pk, user=manager)
+    assert walked == order[:15]
+
+    # Indexing the rest is PostgreSQL's work alone; afterwards neither database has a head.
+    assert score_index_rest_task(served.pk) is (connection.vendor == "postgresql")
+    assert score_index_rest_task(served.pk) is False
+    assert queue_selectors.scoring_current(xy_project.pk).head_floor is None
+    assert queue_services.queue_next(project=xy_project, user=manager).item_id == order[15]
+
+
 @pytest.mark.postgres  # partitions are PostgreSQL's
 @pytest.mark.django_db(transaction=True)
 def test_a_long_reader_of_the_scores_delays_neither_completion_nor_the_queue_reads_behind_the_drop(xy_project):
