@@ -12,7 +12,8 @@ os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production")
 # tests start inherit the folder through the environment; the run that made it removes it when it ends.
 if not os.environ.get("LABELHUB_TEST_VAR_DIR"):
     os.environ["LABELHUB_TEST_VAR_DIR"] = tempfile.mkdtemp(prefix="labelhub-tests-")
-    atexit.register(shutil.rmtree, os.environ["LABELHUB_TEST_VAR_DIR"], ignore_errors=True)
+    _maker = os.getpid()  # not a forked child that exits before the run does
+    atexit.register(lambda: os.getpid() == _maker and shutil.rmtree(os.environ["LABELHUB_TEST_VAR_DIR"], True))
 os.environ["VAR_DIR"] = os.environ["LABELHUB_TEST_VAR_DIR"]
 
 from labelhub.settings import *  # noqa: E402,F401,F403

@@ -53,7 +53,7 @@ def _isolated_storage(settings, integration_storage):
 
 
 def _test_database_url() -> str:
-    """The test database's URL for the worker: django_db_setup has pointed the connection at it (an SQLite file's path)."""
+    """The test database's URL for the worker (django_db_setup has pointed the connection at it)."""
     from django.db import connection
 
     db = connection.settings_dict

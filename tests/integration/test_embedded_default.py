@@ -76,7 +76,7 @@ def test_an_uploaded_file_is_imported_by_the_worker_and_an_experts_labels_put_a_
     filesystem_worker, manager
 ):
     project = ProjectFactory(name="Blobs", slug="blobs", kind=Project.Kind.TABULAR, retrain_every_n_labels=10)
-    negative, positive = (LabelFactory(project=project, name=n, order=i) for i, n in enumerate(["negative", "positive"]))
+    negative, positive = (LabelFactory(project=project, name=name, order=i) for i, name in enumerate(["no", "yes"]))
     MembershipFactory(project=project, user=manager, role=Membership.Role.MANAGER)
     expert = UserFactory(username="newcomer")
     MembershipFactory(project=project, user=expert, role=Membership.Role.ANNOTATOR)
