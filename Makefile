@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt | sha1sum | cut -c1-12)
 # Tests run against the services of DESIGN.md unless the environment names others.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/0
+PYTEST_ARGS ?=
 
 .PHONY: install run test bench system-deps clean
 
@@ -32,9 +33,20 @@ run: install
 	@echo "LabelHub: http://127.0.0.1:$${WEB_PORT:-8000}  (admin: http://127.0.0.1:8000/admin/) — Ctrl-C stops web, worker and beat."
 	DEBUG=$${DEBUG:-1} $(BIN)/honcho --procfile Procfile start
 
+# Two passes: PostgreSQL + Redis (production), then SQLite + the filesystem broker (the `make run` default),
+# each in a temporary folder of its own; tests marked `postgres` are left out of the second. Both always run,
+# and the target fails if either did. PYTEST_ARGS goes to both (e.g. PYTEST_ARGS='-m "not browser"').
 test: install system-deps
+	@status=0; \
+	echo "==== Test pass 1/2: PostgreSQL + Redis ===="; \
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
-	  $(BIN)/pytest
+	  $(BIN)/pytest $(PYTEST_ARGS) || status=1; \
+	echo "==== Test pass 2/2: SQLite + filesystem broker (the make run default) ===="; \
+	folder=$$(mktemp -d -t labelhub-sqlite-pass.XXXXXX); \
+	LABELHUB_TEST_VAR_DIR=$$folder DATABASE_URL=sqlite:///$$folder/labelhub.sqlite3 CELERY_BROKER_URL=filesystem:// \
+	  $(BIN)/pytest $(PYTEST_ARGS) || status=1; \
+	rm -rf "$$folder"; \
+	exit $$status
 
 bench: install
 	$(BIN)/python bench/run_all.py

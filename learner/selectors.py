@@ -196,6 +196,8 @@ def pool_matrix_unlabeled(
         rows = [row for row in rows if row[0] not in done]
     ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
     values = [row[1] for row in rows]
+    if not featurizer.sparse and any(len(value) != 4 * featurizer.n_features for value in values):
+        raise ValueError(f"stored feature rows do not have {featurizer.n_features} values each")
     indices = [row[2] for row in rows] if featurizer.sparse else None
     return ids, unpack(values, indices, featurizer.n_features)
 

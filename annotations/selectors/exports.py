@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -61,11 +62,13 @@ class ExportItem:
 
 
 def _iso(value) -> str:
-    """An ISO 8601 UTC timestamp from a driver value (PostgreSQL: datetime; SQLite: 'YYYY-MM-DD HH:MM:SS[.f]')."""
+    """An ISO 8601 UTC timestamp from a driver value (SQLite: a naive datetime in UTC, or 'YYYY-MM-DD HH:MM:SS[.f]')."""
     if value is None:
         return ""
     if isinstance(value, str):
         return value.replace(" ", "T", 1) + "+00:00"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt_timezone.utc)
     return value.isoformat()
 
 

@@ -179,7 +179,7 @@ def test_command_writes_the_export_and_fails_in_one_line(labeled, tmp_path):
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="the snapshot is PostgreSQL's")
+@pytest.mark.postgres  # one REPEATABLE READ snapshot; SQLite reads by key without one
 def test_export_while_experts_label_is_one_snapshot(settings):
     """Experts label through the queue service while a streamed export is read slowly: no row twice, none torn,
     and nothing submitted after the stream started appears in it."""
@@ -298,7 +298,7 @@ def test_every_format_and_mode_parses(api, labeled, fmt, mode):
         assert all(r["type"] == "choices" for task in rows for a in task["annotations"] for r in a["result"])
 
 
-@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL writes these exports itself")
+@pytest.mark.postgres  # PostgreSQL writes these exports itself
 @pytest.mark.parametrize("kind", ["text", "tabular"])
 def test_rows_postgresql_writes_equal_the_python_writers_byte_for_byte(kind, manager):
     """Mode all as JSONL, JSON and CSV comes out of PostgreSQL; it must be exactly what the Python writers make of the rows,
@@ -336,7 +336,7 @@ def test_rows_postgresql_writes_equal_the_python_writers_byte_for_byte(kind, man
     assert checked > 10_000 and export_sql.supported(project, "csv", options)
 
 
-@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL writes these exports itself")
+@pytest.mark.postgres  # PostgreSQL writes these exports itself
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
 def test_rows_postgresql_writes_keep_since_and_an_empty_export(api, labeled, fmt):
     later = timezone.now() + timedelta(hours=1)

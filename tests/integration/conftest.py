@@ -53,11 +53,14 @@ def _isolated_storage(settings, integration_storage):
 
 
 def _test_database_url() -> str:
+    """The test database's URL for the worker (django_db_setup has pointed the connection at it)."""
     from django.db import connection
 
     db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
     if db["ENGINE"] != "django.db.backends.postgresql":
-        pytest.skip("the worker shares the test database, which needs PostgreSQL (set DATABASE_URL)")
+        pytest.skip("the worker shares the test database, which needs PostgreSQL or an SQLite file")
     password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
     user = quote(db.get("USER") or "", safe="")
     return f"postgres://{user}{password}@{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db['NAME']}"
@@ -81,7 +84,9 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def _worker_start(name: str, integration_storage: dict[str, Path], log_path: Path) -> CeleryWorker:
+def _worker_start(
+    name: str, integration_storage: dict[str, Path], log_path: Path, extra_env: dict[str, str] | None = None
+) -> CeleryWorker:
     """Start a worker process named ``name`` on the test database and wait until it is ready."""
     env = {
         **os.environ,
@@ -91,6 +96,7 @@ def _worker_start(name: str, integration_storage: dict[str, Path], log_path: Pat
         "MEDIA_ROOT": str(integration_storage["MEDIA_ROOT"]),
         "MODEL_STORE_ROOT": str(integration_storage["MODEL_STORE_ROOT"]),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        **(extra_env or {}),
     }
     celery = Path(sys.executable).with_name("celery")
     with log_path.open("w") as log:
@@ -116,7 +122,7 @@ def celery_worker_process(django_db_setup, integration_storage, tmp_path_factory
     Tests that use it need ``@pytest.mark.django_db(transaction=True)`` so that their rows are
     committed and visible to the worker.
     """
-    _test_database_url()  # skips before purging when the database is not PostgreSQL
+    _test_database_url()  # skips before purging when the worker cannot share the database
     _purge_queues()
     worker = _worker_start(f"pytest-{os.getpid()}", integration_storage, tmp_path_factory.mktemp("worker") / "worker.log")
     try:

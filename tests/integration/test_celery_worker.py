@@ -70,6 +70,7 @@ def test_an_import_sends_its_feature_job_to_the_worker_after_commit(celery_worke
     assert matrix.shape[0] == 40 and matrix.nnz > 0
 
 
+@pytest.mark.postgres  # sessions seen in pg_stat_activity and cut with pg_terminate_backend
 def test_the_worker_keeps_its_database_session_between_tasks_and_replaces_one_that_was_cut(
     celery_worker_process, tabular_project
 ):

@@ -166,6 +166,7 @@ def _import_backend_pid(db_name: str) -> int | None:
     return row[0] if row else None
 
 
+@pytest.mark.postgres  # the import's session found in pg_stat_activity and cut with pg_terminate_backend
 def test_an_import_whose_database_connection_drops_is_rerun_whole(celery_worker_process, text_project, manager):
     rows = 40_000
     content = "external_id,text\n" + "".join(f"r{i},item number {i} of the dropped import\n" for i in range(rows))
@@ -256,6 +257,7 @@ def test_predictions_during_swaps_each_come_whole_from_one_version(tabular_proje
 # A worker process SIGKILLed in the middle of a scoring chunk
 
 
+@pytest.mark.postgres  # the chunk held mid-transaction by a row lock, seen waiting in pg_stat_activity
 def test_a_pool_process_killed_mid_chunk_leaves_a_complete_scoring_with_each_item_once(
     celery_worker_process, second_celery_worker, tabular_project, monkeypatch
 ):

@@ -1,4 +1,4 @@
-"""Eight parallel clients drain the queue on PostgreSQL: no item is over-leased, every item gets its labels."""
+"""Eight parallel clients drain the queue: no item is over-leased, every item gets its labels."""
 import random
 import threading
 import time
@@ -6,7 +6,6 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -17,13 +16,7 @@ from tests.factories import ItemFactory, MembershipFactory, UserFactory
 
 CLIENTS = 8
 
-pytestmark = [
-    pytest.mark.skipif(
-        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
-        reason="row locks with SKIP LOCKED need PostgreSQL; SQLite serialises writers (set DATABASE_URL)",
-    ),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 class Ledger:
@@ -180,6 +173,7 @@ def hold_item_lock(item_id: int, seconds: float, locked: threading.Event) -> Non
         connection.close()
 
 
+@pytest.mark.postgres  # a row lock held by another request, passed over by SKIP LOCKED
 def test_the_last_item_is_served_even_while_another_request_holds_it(text_project, annotator):
     (item,) = [ItemFactory(project=text_project)]
     locked = threading.Event()
@@ -192,6 +186,7 @@ def test_the_last_item_is_served_even_while_another_request_holds_it(text_projec
     assert lease is not None and lease.item_id == item.pk
 
 
+@pytest.mark.postgres  # a row lock held by another request, and PostgreSQL's lock_timeout
 def test_a_stuck_row_lock_does_not_hang_the_request(text_project, annotator, monkeypatch):
     from annotations.services import queue
 

@@ -14,7 +14,7 @@ from django.db import connection
 from learner.selectors import _backend_heap_primed
 
 pytestmark = [
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL backend's memory"),
+    pytest.mark.postgres,  # a PostgreSQL backend's memory
     pytest.mark.django_db,  # connects to the test database, set up by then
 ]
 

@@ -539,15 +539,12 @@ def test_an_imports_finished_features_ask_for_a_scoring_unless_its_items_are_sco
 # Storage: a partition per scoring (PostgreSQL), chunk dedup, reconciliation
 
 
-postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="partitions are PostgreSQL's")
-
-
 def score_all(project: Project, plan) -> None:
     for n, (lo, hi) in enumerate(plan.ranges):
         score_chunk_task(project.pk, plan.scoring_id, lo, hi, n)
 
 
-@postgresql_only
+@pytest.mark.postgres  # partitions are PostgreSQL's
 def test_each_scoring_has_a_partition_indexed_at_completion_and_dropped_when_a_newer_completes(xy_project):
     X, _ = blobs(30)
     add_items(xy_project, X)
@@ -580,7 +577,7 @@ def partition_indexes(scoring_id: int) -> list[str]:
         return [row[0][len(partition) + 1:] for row in cursor.fetchall()]
 
 
-@postgresql_only
+@pytest.mark.postgres  # partitions are PostgreSQL's
 @pytest.mark.django_db(transaction=True)
 def test_a_pool_larger_than_the_head_is_served_from_its_head_first_then_whole_once_indexed(
     xy_project, manager, settings, monkeypatch
@@ -634,7 +631,38 @@ def test_a_pool_larger_than_the_head_is_served_from_its_head_first_then_whole_on
     assert lease.item_id == order[in_head + 3]
 
 
-@postgresql_only
+def test_a_pool_larger_than_the_head_is_served_highest_priority_first_on_either_database(
+    xy_project, manager, settings, monkeypatch
+):
+    """PostgreSQL indexes a large pool's head first and the whole pool afterwards; SQLite, without partial
+    indexes, serves the whole pool at once. Either way the queue walks it highest priority first, past the head."""
+    settings.LABELHUB_SCORING_HEAD = 10
+    Project.objects.filter(pk=xy_project.pk).update(audit_share=0.0)
+    xy_project.refresh_from_db()
+    X, blob = blobs(60)
+    items = add_items(xy_project, X)
+    monkeypatch.setattr(current_app, "send_task", lambda *args, **kwargs: None)
+    go_live(xy_project, items, blob)
+    plan = scoring.score_pool_plan(xy_project.pk, chunk_items=25)
+    score_all(xy_project, plan)
+
+    served = queue_selectors.scoring_current(xy_project.pk)
+    assert served.pk == plan.scoring_id
+    order, walked = ranking(served.pk), []
+    for _ in range(15):
+        lease = queue_services.queue_next(project=xy_project, user=manager)
+        walked.append(lease.item_id)
+        queue_services.lease_skip(lease_id=lease.pk, user=manager)
+    assert walked == order[:15]
+
+    # Indexing the rest is PostgreSQL's work alone; afterwards neither database has a head.
+    assert score_index_rest_task(served.pk) is (connection.vendor == "postgresql")
+    assert score_index_rest_task(served.pk) is False
+    assert queue_selectors.scoring_current(xy_project.pk).head_floor is None
+    assert queue_services.queue_next(project=xy_project, user=manager).item_id == order[15]
+
+
+@pytest.mark.postgres  # partitions are PostgreSQL's
 @pytest.mark.django_db(transaction=True)
 def test_a_long_reader_of_the_scores_delays_neither_completion_nor_the_queue_reads_behind_the_drop(xy_project):
     """Dropping the older partition waits only moments for the table; while a long transaction holds
@@ -775,7 +803,7 @@ def test_reconciliation_plans_again_a_scoring_whose_plan_was_interrupted(
     assert scoring.score_pool_plan(xy_project.pk, newer_than=interrupted.pk) is not None
 
 
-@postgresql_only
+@pytest.mark.postgres  # partitions are PostgreSQL's
 def test_reconciliation_rescores_a_pool_whose_served_rows_were_lost(
     xy_project, eager_celery, monkeypatch, django_capture_on_commit_callbacks
 ):
@@ -840,7 +868,6 @@ def test_batch_probabilities_match_scikit_learns():
         assert proba_batch(model, rows, classes) == pytest.approx(proba_over(model, rows, classes), abs=1e-6)
 
 
-@postgresql_only
 def test_a_chunk_reads_the_dense_features_of_its_unlabeled_items_and_refuses_rows_of_another_width(xy_project, manager):
     X, _ = blobs(12)
     items = add_items(xy_project, X)

@@ -14,6 +14,7 @@ from learner.ml.evaluation import evaluate
 from learner.models import DriftCheck, LiveModel, ModelVersion, SwapHistory, TrainingRun
 from learner.services.models import model_version_force_promote
 from learner.services.training import (
+    RUN_LOST_AFTER_SECONDS,
     _run_lock_key,
     training_run_execute,
     training_run_request,
@@ -352,8 +353,6 @@ def test_a_redelivered_message_of_a_lost_run_fails_it_visibly(labeled_blobs):
 @contextmanager
 def another_process_executing(run_id: int):
     """Hold the run's lock from a second database session, as the worker executing the run does."""
-    if connection.vendor != "postgresql":
-        pytest.skip("run locks are PostgreSQL advisory locks")
     other = connections.create_connection("default")
     try:
         with other.cursor() as cursor:
@@ -363,6 +362,7 @@ def another_process_executing(run_id: int):
         other.close()  # ending the session frees the lock, as a killed process's does
 
 
+@pytest.mark.postgres  # run locks are PostgreSQL advisory locks
 def test_a_duplicate_message_of_a_run_executing_elsewhere_does_nothing(labeled_blobs):
     run = training_run_request(project_id=labeled_blobs.pk, trigger="count", evidence={})
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING, stage="train")
@@ -378,6 +378,23 @@ def test_a_duplicate_message_of_a_run_executing_elsewhere_does_nothing(labeled_b
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED
     assert run.error == "The worker was lost during 'train'; the live model was not changed."
+
+
+def test_the_reaper_fails_a_running_run_that_outlived_the_training_time_limit(labeled_blobs):
+    """A run claimed longer ago than the training task's hard time limit is executed by nobody: the reaper fails it.
+    Without run locks (SQLite) its age is the only sign; PostgreSQL sees at once that nobody holds the run's lock."""
+    run = training_run_request(project_id=labeled_blobs.pk, trigger="count", evidence={})
+    claimed = TrainingRun.objects.filter(pk=run.pk)
+    claimed.update(status=TrainingRun.Status.RUNNING, stage="train", started_at=timezone.now() - timedelta(minutes=5))
+    if connection.vendor != "postgresql":
+        assert training_runs_reap() == {"lost": 0, "resent": 0}  # it may still be running
+        claimed.update(started_at=timezone.now() - timedelta(seconds=RUN_LOST_AFTER_SECONDS + 60))
+
+    assert training_runs_reap() == {"lost": 1, "resent": 0}
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and run.finished_at is not None
+    assert run.error == "The worker was lost during 'train'; the live model was not changed."
+    assert training_runs_reap() == {"lost": 0, "resent": 0}
 
 
 def test_the_reaper_sends_a_run_queued_too_long_again(labeled_blobs, monkeypatch, django_capture_on_commit_callbacks):
