@@ -82,13 +82,22 @@ def test_the_worker_keeps_its_database_session_between_tasks_and_replaces_one_th
     def scored_again() -> int:
         """Ask the worker for a new scoring of the pool and wait until it is served; return its id."""
         latest = queue_selectors.scoring_latest_id(tabular_project.pk)
+        start = len(celery_worker_process.log_path.read_text(errors="replace"))
         app.send_task("learner.score_pool", args=[tabular_project.pk, latest])
 
         def served() -> bool:
             current = queue_selectors.scoring_current(tabular_project.pk)
             return current is not None and current.pk > latest
 
+        def idle() -> bool:
+            """Every task received since the request has ended: a scoring is served before its last task returns."""
+            log = celery_worker_process.log_path.read_text(errors="replace")[start:]
+            ended = log.count("] succeeded in ") + log.count("] raised ") + log.count("] retry: ")
+            return log.count("] received") == ended
+
         wait_for(served, what="the pool to be scored", worker=celery_worker_process)
+        # Cutting the sessions while a task still ran would fail that task, not test the one after the cut.
+        wait_for(idle, what="the worker to finish the scoring's tasks", worker=celery_worker_process)
         return queue_selectors.scoring_current(tabular_project.pk).pk
 
     def worker_sessions() -> set[int]:
