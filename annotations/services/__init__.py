@@ -23,7 +23,6 @@ from .projects import (
 )
 from .queue import (
     LABELS_ADDED_COALESCE_SECONDS,
-    LABELS_ADDED_TASK,
     MAX_ACTIVE_LEASES,
     annotation_submit,
     annotation_submit_or_get,
@@ -86,7 +85,6 @@ __all__ = [
     "project_create",
     "project_update",
     "LABELS_ADDED_COALESCE_SECONDS",
-    "LABELS_ADDED_TASK",
     "MAX_ACTIVE_LEASES",
     "annotation_submit",
     "annotation_submit_or_get",

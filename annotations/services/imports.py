@@ -10,7 +10,6 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -26,7 +25,7 @@ from django.utils.text import get_valid_filename
 from PIL import Image
 
 from labelhub.api import DomainError
-from labelhub.celery import send_task_on_commit
+from labelhub.celery import TaskName, send_task_on_commit
 
 from .. import images, importing
 from ..models import Annotation, ImportJob, Item, Project, item_image_path
@@ -34,8 +33,6 @@ from ..selectors import import_progress_key
 
 logger = logging.getLogger(__name__)
 
-IMPORT_TASK = "annotations.import_job_run"
-FEATURES_TASK = "learner.features_compute"
 ROW_CHUNK = 2000
 IMAGE_CHUNK = 64
 CHUNK_MAX_BYTES = 64 * 1024 * 1024
@@ -61,20 +58,6 @@ IMPORT_NOT_QUEUED = (
     "The import could not be queued (the task broker did not answer), so it never started; nothing was stored. "
     "Import the file again."
 )
-
-
-def _enqueue(name: str, args: list[Any]) -> None:
-    """Send a task by name, so that this app never imports the app that runs it."""
-    current_app.send_task(name, args=args)
-
-
-def _import_enqueue(job_id: int) -> None:
-    """Send a committed job to the workers; if the broker refuses it, fail the job and delete its upload."""
-    try:
-        _enqueue(IMPORT_TASK, [job_id])
-    except Exception:  # kombu and redis raise many types when the broker is down
-        logger.warning("Could not queue import job %s; it is marked failed.", job_id, exc_info=True)
-        import_job_fail(job_id, IMPORT_NOT_QUEUED)
 
 
 def _size(fileobj: IO[bytes]) -> int:
@@ -166,7 +149,9 @@ def import_jobs_submit(*, project: Project, user: AbstractBaseUser, uploads: Seq
             for filename, fileobj in uploads:
                 jobs.append(import_job_create(project=project, user=user, filename=filename, fileobj=fileobj))
             for job in jobs:
-                transaction.on_commit(partial(_import_enqueue, job.pk))
+                # A job the broker refuses is failed (its upload deleted): nothing would ever run it.
+                refused = partial(import_job_fail, job.pk, IMPORT_NOT_QUEUED)
+                send_task_on_commit(TaskName.IMPORT_JOB_RUN, [job.pk], if_refused=refused)
     except BaseException:
         _uploads_delete(jobs)  # the jobs' rows were rolled back: their files go too
         raise
@@ -601,7 +586,7 @@ def _finish(run: _Run) -> None:
         _job_finish(job, ImportJob.Status.DONE)
         if job.created_count:
             # robust: the import is committed either way; learner reconciles missing features.
-            send_task_on_commit(FEATURES_TASK, [job.project_id, job.pk])
+            send_task_on_commit(TaskName.FEATURES_COMPUTE, [job.project_id, job.pk])
 
 
 def _conflict(

@@ -7,12 +7,10 @@ from django.db import IntegrityError, transaction
 from knox.models import AuthToken
 
 from labelhub.api import DomainError
-from labelhub.celery import send_task_on_commit
+from labelhub.celery import TaskName, send_task_on_commit
 
 from ..models import Label, Membership, Project
 from .queue import project_overlap_apply
-
-SCHEDULE_SYNC_TASK = "learner.schedule_sync"
 
 
 def _checked(obj: Project | Label) -> None:
@@ -34,7 +32,7 @@ def project_create(*, user: AbstractBaseUser, **fields: Any) -> Project:
             project.save()
             Membership.objects.create(project=project, user=user, role=Membership.Role.MANAGER)
             if project.retrain_interval_minutes:
-                send_task_on_commit(SCHEDULE_SYNC_TASK, [project.pk])
+                send_task_on_commit(TaskName.SCHEDULE_SYNC, [project.pk])
     except IntegrityError:  # a concurrent request took the slug between the check and the insert
         raise DomainError("Invalid input.", details={"slug": ["A project with this slug already exists."]}) from None
     return project
@@ -51,7 +49,7 @@ def project_update(*, project: Project, **fields: Any) -> Project:
         if project.overlap != before[0]:
             project_overlap_apply(project)
         if project.retrain_interval_minutes != before[1]:
-            send_task_on_commit(SCHEDULE_SYNC_TASK, [project.pk])
+            send_task_on_commit(TaskName.SCHEDULE_SYNC, [project.pk])
     return project
 
 

@@ -15,13 +15,12 @@ from django.utils import timezone
 
 from labelhub import rows
 from labelhub.api import Conflict, DomainError
-from labelhub.celery import send_task_on_commit
+from labelhub.celery import TaskName, send_task_on_commit
 
 from ..models import LEASE_TTL_MAX_SECONDS, Annotation, Item, ItemScore, Label, Lease, Project, QueueScoring
 from ..selectors.queue import SCORING_CURRENT_ID_SQL, lease_get_for_user
 from ..selectors.scoring import head_condition
 
-LABELS_ADDED_TASK = "learner.labels_added"
 # A label's labels_added message goes out this many seconds after it, standing for every label
 # of the project committed meanwhile (the count trigger and experiments then see them all at once).
 LABELS_ADDED_COALESCE_SECONDS = 0.5
@@ -460,7 +459,7 @@ def _submitted_annotation(lease: Lease) -> Annotation:
 
 
 def _labels_added(project: Project) -> None:
-    send_task_on_commit(LABELS_ADDED_TASK, [project.pk], coalesce_seconds=LABELS_ADDED_COALESCE_SECONDS)
+    send_task_on_commit(TaskName.LABELS_ADDED, [project.pk], coalesce_seconds=LABELS_ADDED_COALESCE_SECONDS)
 
 
 def _queue_annotation(lease: Lease, user: AbstractBaseUser, time_spent_ms: int | None) -> Annotation:
@@ -688,9 +687,6 @@ def annotation_undo(*, project: Project, user: AbstractBaseUser) -> Lease | None
     return Lease.objects.select_related("item", "predicted_label").get(pk=lease.pk)
 
 
-SCORE_POOL_TASK = "learner.score_pool"
-
-
 def project_overlap_apply(project: Project) -> int:
     """Mark the project's items done or not again after its overlap changed; the number of items that changed.
 
@@ -707,5 +703,5 @@ def project_overlap_apply(project: Project) -> int:
             [True, project.pk, False, project.overlap],
         )
         if reopened:
-            send_task_on_commit(SCORE_POOL_TASK, [project.pk])
+            send_task_on_commit(TaskName.SCORE_POOL, [project.pk])
     return reopened + closed

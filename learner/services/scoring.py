@@ -14,24 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from celery import current_app
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from annotations import selectors as queue_selectors
 from annotations import services as queue_services
 from annotations.models import Project, QueueScoring
-from annotations.services import PRIORITY_BOOST, ChunkStoredAlready, ScoreColumns, ScoringGone
+from annotations.services import ChunkStoredAlready, ScoreColumns, ScoringGone
+from labelhub.celery import TaskName, send_task_on_commit
 from learner import selectors
 from learner.ml.featurize import Featurizer
 from learner.ml.strategies import diverse_batch_order, diverse_seed_order, queue_scores, ranked_batch_order
 from learner.ml.training import proba_batch
 from learner.models import ModelVersion
-from learner.services.models import SCORE_TASK, model_version_live, model_version_loaded
-
-SCORE_CHUNK_TASK = "learner.score_chunk"
-SCORE_INDEX_TASK = "learner.score_index_rest"
+from learner.services.models import model_version_live, model_version_loaded
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +205,7 @@ def scoring_finish(project_id: int, scoring_id: int) -> bool:
     logger.info("Project %s: scoring %s finished (indexes %.2f s, top of the queue %.2f s, completion %.2f s)",
                 project_id, scoring_id, indexed - started, ordered - indexed, time.perf_counter() - ordered)
     if completed and queue_selectors.scoring_get(scoring_id).head_floor is not None:
-        _send_after_commit(SCORE_INDEX_TASK, [scoring_id])  # served from its head: now the whole pool
+        send_task_on_commit(TaskName.SCORE_INDEX_REST, [scoring_id])  # served from its head: now the whole pool
     return completed
 
 
@@ -239,7 +235,7 @@ def score_pool_reconcile(stalled_before: datetime | None = None) -> dict[str, in
             # Its plan stopped before recording its chunks (the planning worker was lost): plan again.
             if queue_services.scoring_fail(scoring.pk, "Its plan was interrupted before it recorded its chunks."):
                 logger.warning("Scoring %s stalled with its plan unfinished: planning the pool again", scoring.pk)
-                _send_after_commit(SCORE_TASK, [scoring.project_id, scoring.pk])
+                send_task_on_commit(TaskName.SCORE_POOL, [scoring.project_id, scoring.pk])
                 rescored += 1
             continue
         missing = [n for n in range(len(ranges)) if not queue_services.scoring_chunk_is_stored(scoring, n)] or (
@@ -249,18 +245,18 @@ def score_pool_reconcile(stalled_before: datetime | None = None) -> dict[str, in
             continue  # progressed meanwhile, or another reconciliation got there first
         for n in missing:
             lo, hi = ranges[n]
-            _send_after_commit(SCORE_CHUNK_TASK, [scoring.project_id, scoring.pk, lo, hi, n])
+            send_task_on_commit(TaskName.SCORE_CHUNK, [scoring.project_id, scoring.pk, lo, hi, n])
         logger.warning("Scoring %s stalled: sent %s of its chunks again", scoring.pk, len(missing))
         resent += len(missing)
     reindexed = 0
     for scoring_id in queue_selectors.scorings_served_from_head(stalled_before):
         logger.warning("Scoring %s is still served from its head only: indexing its whole pool again", scoring_id)
-        _send_after_commit(SCORE_INDEX_TASK, [scoring_id])
+        send_task_on_commit(TaskName.SCORE_INDEX_REST, [scoring_id])
         reindexed += 1
     pruned = queue_services.item_scores_prune_stale()
     for project_id, current_id in queue_selectors.scorings_served_without_rows():
         logger.warning("Project %s: served scoring %s lost its rows; scoring the pool again", project_id, current_id)
-        _send_after_commit(SCORE_TASK, [project_id, current_id])
+        send_task_on_commit(TaskName.SCORE_POOL, [project_id, current_id])
         rescored += 1
     return {"chunks_resent": resent, "partitions_dropped": pruned, "rescored": rescored, "reindexed": reindexed}
 
@@ -274,25 +270,13 @@ def score_pool_after_features(project_id: int, job_ids: Sequence[int]) -> bool:
     current = queue_selectors.scoring_current(project_id)
     if current is not None and not queue_selectors.import_items_unscored(job_ids, current.pk):
         return False
-    newer_than = queue_selectors.scoring_latest_id(project_id)
-
-    # A named function, not a functools.partial: Django logs a failed robust callback by its
-    # __qualname__, which a partial lacks.
-    def score_pool_send() -> None:
-        current_app.send_task(SCORE_TASK, args=[project_id, newer_than])
-
-    transaction.on_commit(score_pool_send, robust=True)
+    send_task_on_commit(TaskName.SCORE_POOL, [project_id, queue_selectors.scoring_latest_id(project_id)])
     return True
 
 
 def score_pool_request(project_id: int) -> None:
     """A person asked for the pool to be scored again: plan a new scoring after commit, even if one stands."""
-    newer_than = queue_selectors.scoring_latest_id(project_id)
-
-    def score_pool_send() -> None:
-        current_app.send_task(SCORE_TASK, args=[project_id, newer_than])
-
-    transaction.on_commit(score_pool_send, robust=True)
+    send_task_on_commit(TaskName.SCORE_POOL, [project_id, queue_selectors.scoring_latest_id(project_id)])
 
 
 def _counted(scoring_id: int) -> bool:
@@ -306,13 +290,6 @@ def _chunk_number(scoring: QueueScoring, id_range: tuple[int, int]) -> int:
         if (lo, hi) == tuple(id_range):
             return n
     raise ValueError(f"scoring {scoring.pk} planned no chunk {id_range}")
-
-
-def _send_after_commit(task: str, args: list) -> None:
-    def send() -> None:
-        current_app.send_task(task, args=args)
-
-    transaction.on_commit(send, robust=True)
 
 
 # What every chunk of one scoring looks up alike (the project's featurizer, the scoring's model

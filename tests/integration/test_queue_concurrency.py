@@ -13,6 +13,7 @@ from annotations import services
 from annotations.models import Annotation, Item, ItemScore, Lease, Membership, QueueScoring
 from labelhub.celery import app as celery_app
 from tests.factories import ItemFactory, MembershipFactory, UserFactory
+from tests.sent_tasks import task_name_checked
 
 CLIENTS = 8
 
@@ -110,7 +111,7 @@ def quiet_broker(monkeypatch):
     sent: list[float] = []
 
     def record(name, args=None, **kwargs):
-        if name == "learner.labels_added":
+        if task_name_checked(name) == "learner.labels_added":
             sent.append(time.time())
 
     monkeypatch.setattr(celery_app, "send_task", record)

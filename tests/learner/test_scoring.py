@@ -39,6 +39,7 @@ from learner.tasks import score_index_rest as score_index_rest_task
 from learner.tasks import score_pool as score_pool_task
 from tests.factories import AnnotationFactory, ItemFactory, UserFactory
 from tests.learner.conftest import blob_items
+from tests.sent_tasks import send_task_fake
 
 CENTRES = [(0.0, 0.0), (12.0, 0.0), (0.0, 12.0)]
 
@@ -522,7 +523,7 @@ def test_an_imports_finished_features_ask_for_a_scoring_unless_its_items_are_sco
     from annotations.models import ImportJob
 
     sent = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args: sent.append((name, args)))
+    monkeypatch.setattr(current_app, "send_task", send_task_fake(sent))
     X, _ = blobs(10)
     job = ImportJob.objects.create(project=xy_project, filename="a.csv", status="done", features_total=10)
     items = [ItemFactory(project=xy_project, import_job=job, values=[float(v) for v in p]) for p in X]
@@ -588,7 +589,7 @@ def test_a_pool_larger_than_the_head_is_served_from_its_head_first_then_whole_on
     X, blob = blobs(60)
     items = add_items(xy_project, X)
     sent = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    monkeypatch.setattr(current_app, "send_task", send_task_fake(sent))
     go_live(xy_project, items, blob)
     plan = scoring.score_pool_plan(xy_project.pk, chunk_items=25)
 
@@ -641,7 +642,7 @@ def test_a_pool_larger_than_the_head_is_served_highest_priority_first_on_either_
     xy_project.refresh_from_db()
     X, blob = blobs(60)
     items = add_items(xy_project, X)
-    monkeypatch.setattr(current_app, "send_task", lambda *args, **kwargs: None)
+    monkeypatch.setattr(current_app, "send_task", send_task_fake())
     go_live(xy_project, items, blob)
     plan = scoring.score_pool_plan(xy_project.pk, chunk_items=25)
     score_all(xy_project, plan)
@@ -727,7 +728,7 @@ def test_reconciliation_sends_the_lost_chunk_of_a_stalled_scoring_again(
     xy_project, monkeypatch, django_capture_on_commit_callbacks
 ):
     sent = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    monkeypatch.setattr(current_app, "send_task", send_task_fake(sent))
     X, _ = blobs(30)
     add_items(xy_project, X)
     plan = scoring.score_pool_plan(xy_project.pk, chunk_items=10)
@@ -756,7 +757,7 @@ def test_reconciliation_finishes_a_scoring_whose_chunks_are_stored_but_whose_fin
     xy_project, monkeypatch, django_capture_on_commit_callbacks
 ):
     sent = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    monkeypatch.setattr(current_app, "send_task", send_task_fake(sent))
     X, _ = blobs(20)
     add_items(xy_project, X)
     plan = scoring.score_pool_plan(xy_project.pk, chunk_items=10)
@@ -791,7 +792,7 @@ def test_reconciliation_plans_again_a_scoring_whose_plan_was_interrupted(
         "running", 3, [],
     )
     sent = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    monkeypatch.setattr(current_app, "send_task", send_task_fake(sent))
     stalled()
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -812,7 +813,7 @@ def test_reconciliation_rescores_a_pool_whose_served_rows_were_lost(
     score_pool_task.delay(xy_project.pk)
     served = queue_selectors.scoring_current(xy_project.pk)
     sent = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    monkeypatch.setattr(current_app, "send_task", send_task_fake(sent))
     # What recovery from a crash does to an unlogged partition.
     with connection.cursor() as cursor:
         cursor.execute(f'TRUNCATE "{queue_selectors.scoring_partition(served.pk)}"')
@@ -833,7 +834,7 @@ def test_the_queue_serves_the_newest_complete_scoring_while_a_newer_one_is_store
     score_pool_task.delay(xy_project.pk)
     seeding = queue_selectors.scoring_current(xy_project.pk)
     with monkeypatch.context() as quiet:  # the swap's own rescore is planned below, in chunks
-        quiet.setattr(current_app, "send_task", lambda *args, **kwargs: None)
+        quiet.setattr(current_app, "send_task", send_task_fake())
         version, _ = go_live(xy_project, items, blob)
     plan = scoring.score_pool_plan(xy_project.pk, chunk_items=15)
     score_chunk_task(xy_project.pk, plan.scoring_id, *plan.ranges[0], 0)
