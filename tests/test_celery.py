@@ -14,7 +14,7 @@ from labelhub.celery import app as celery_app
 from tests.sent_tasks import registered_task_names, send_task_fake
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_PACKAGES = ("annotations", "learner", "labelhub")
+APP_PACKAGES = ("annotations", "learner", "labelhub", "bench")
 SENDERS = {"send_task", "send_task_on_commit"}
 
 

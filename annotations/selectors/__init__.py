@@ -20,8 +20,6 @@ from .projects import (
 from .queue import (
     lease_get_for_user,
     queue_progress,
-    queue_scoring_current,
-    queue_scorings_complete,
 )
 from .review import (
     REVIEW_FILTERS,
@@ -75,8 +73,6 @@ __all__ = [
     "project_list_for_user",
     "lease_get_for_user",
     "queue_progress",
-    "queue_scoring_current",
-    "queue_scorings_complete",
     "REVIEW_FILTERS",
     "agreement_matrix",
     "gold_accuracy",

@@ -38,14 +38,17 @@ from .review import (
     item_gold_set,
     item_resolve,
 )
-from .score_storage import (
-    ChunkStoredAlready,
-    ScoreColumns,
-    ScoringGone,
+from .score_partitions import (
     item_scores_index,
     item_scores_index_rest,
     item_scores_prune,
     item_scores_prune_stale,
+)
+from .score_storage import (
+    ChunkStoredAlready,
+    ScoreColumns,
+    ScoringGone,
+    item_scores_priorities_set,
     item_scores_store,
     item_scores_store_chunk,
     scoring_chunk_done,
@@ -53,8 +56,6 @@ from .score_storage import (
     scoring_chunk_ranges,
 )
 from .scoring import (
-    PRIORITY_BOOST,
-    item_scores_reprioritise,
     scoring_chunks_record,
     scoring_complete,
     scoring_fail,
@@ -97,7 +98,6 @@ __all__ = [
     "annotation_correct",
     "item_gold_set",
     "item_resolve",
-    "PRIORITY_BOOST",
     "ScoreColumns",
     "ChunkStoredAlready",
     "ScoringGone",
@@ -105,7 +105,7 @@ __all__ = [
     "item_scores_index_rest",
     "item_scores_prune",
     "item_scores_prune_stale",
-    "item_scores_reprioritise",
+    "item_scores_priorities_set",
     "item_scores_store",
     "item_scores_store_chunk",
     "scoring_chunk_is_stored",

@@ -18,8 +18,8 @@ from labelhub.api import Conflict, DomainError
 from labelhub.celery import TaskName, send_task_on_commit
 
 from ..models import LEASE_TTL_MAX_SECONDS, Annotation, Item, ItemScore, Label, Lease, Project, QueueScoring
-from ..selectors.queue import SCORING_CURRENT_ID_SQL, lease_get_for_user
-from ..selectors.scoring import head_condition
+from ..selectors.queue import lease_get_for_user
+from ..selectors.scoring import head_condition, scoring_current_id_sql
 
 # A label's labels_added message goes out this many seconds after it, standing for every label
 # of the project committed meanwhile (the count trigger and experiments then see them all at once).
@@ -392,7 +392,7 @@ def _leases_held_and_scoring(
     sql = (
         f"SELECT {rows.columns(QueueScoring, 's')}, {rows.columns(Lease, 'l')}, {rows.columns(Item, 'i')},"
         f" {rows.columns(Label, 'b')} FROM (SELECT 1 AS one) o"
-        f' LEFT JOIN "{_SCORING}" s ON s.id = ({SCORING_CURRENT_ID_SQL.format(project="%s")})'
+        f' LEFT JOIN "{_SCORING}" s ON s.id = ({scoring_current_id_sql("%s")})'
         f' LEFT JOIN "{_LEASE}" l ON l.user_id = %s AND l.project_id = %s AND l.status = %s AND l.expires_at > %s'
         f' LEFT JOIN "{_ITEM}" i ON i.id = l.item_id'
         f' LEFT JOIN "{_LABEL}" b ON b.id = l.predicted_label_id'
@@ -400,7 +400,7 @@ def _leases_held_and_scoring(
     )
     held, scoring = [], None
     with connection.cursor() as cursor:
-        cursor.execute(sql, [project.pk, QueueScoring.Status.COMPLETE, user.pk, project.pk, ACTIVE, _at(now)])
+        cursor.execute(sql, [project.pk, user.pk, project.pk, ACTIVE, _at(now)])
         for row in cursor.fetchall():
             scoring, end = rows.build(QueueScoring, row)
             lease, end = rows.build(Lease, row, end)
@@ -549,9 +549,9 @@ def annotation_submit_or_get(
             # The served scoring's id comes along, for the score delete below to name its partition,
             # and the label, so that one statement both locks the item and reads what is needed.
             row = rows.fetch_one(
-                f"SELECT i.label_count, ({SCORING_CURRENT_ID_SQL.format(project='%s')}), {rows.columns(Label, 'b')}"
+                f"SELECT i.label_count, ({scoring_current_id_sql('%s')}), {rows.columns(Label, 'b')}"
                 f' FROM "{_ITEM}" i LEFT JOIN "{_LABEL}" b ON b.id = {label_sql} WHERE i.id = %s{lock}',
-                [project.pk, QueueScoring.Status.COMPLETE, *label_params, lease.item_id],
+                [project.pk, *label_params, lease.item_id],
             )
             label_count, served_scoring = row[:2]
             label = rows.build(Label, row, 2)[0]

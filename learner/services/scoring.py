@@ -31,6 +31,10 @@ from learner.services.models import model_version_live, model_version_loaded
 
 logger = logging.getLogger(__name__)
 
+# Items put first (the seeding's diverse seeds, a ranked or diverse batch) get priorities from here
+# up, above every uncertainty measure (least confident and margin lie in [0, 1], entropy in
+# [0, ln k]), so that the queue serves them first.
+PRIORITY_BOOST = 1_000_000.0
 # The diversity-aware batch: how many items are ranked, and from how many of the most uncertain.
 # The uncertainty strategies' diverse batch is as long as the labels that trigger the next
 # retrain (and with it, once it goes live, the next ranking), or BATCH_SIZE without a count trigger.
@@ -209,6 +213,16 @@ def scoring_finish(project_id: int, scoring_id: int) -> bool:
     return completed
 
 
+def item_scores_reprioritise(scoring_id: int, item_ids_in_order: Sequence[int]) -> int:
+    """Put these items above every other item of the scoring, the first one highest; return rows changed.
+
+    The new priorities depend only on the order given, so running this again changes nothing.
+    """
+    n = len(item_ids_in_order)
+    priorities = {item_id: PRIORITY_BOOST + n - rank for rank, item_id in enumerate(item_ids_in_order)}
+    return queue_services.item_scores_priorities_set(scoring_id, priorities)
+
+
 def scoring_index_rest(scoring_id: int) -> bool:
     """Index the whole pool of a scoring served from its head; False if there was nothing to do."""
     return queue_services.item_scores_index_rest(scoring_id)
@@ -346,7 +360,7 @@ def _seed(project_id: int, scoring_id: int) -> None:
     sample = [item_id for item_id, _ in queue_selectors.item_scores_top(scoring_id, SEED_SAMPLE)]
     ids, X = selectors.pool_matrix(project_id, sample)
     seeds = ids[diverse_seed_order(X, SEED_COUNT)] if len(ids) else ids
-    queue_services.item_scores_reprioritise(scoring_id, seeds.tolist())
+    item_scores_reprioritise(scoring_id, seeds.tolist())
 
 
 def _diverse_batch(project_id: int, scoring: QueueScoring) -> None:
@@ -363,7 +377,7 @@ def _diverse_batch(project_id: int, scoring: QueueScoring) -> None:
     for _, step in steps:
         X = step.transform(X)
     order = diverse_batch_order(X, np.array([shortlist[i] for i in ids.tolist()]), size)
-    queue_services.item_scores_reprioritise(scoring.pk, ids[order].tolist())
+    item_scores_reprioritise(scoring.pk, ids[order].tolist())
 
 
 def _rank_batch(project_id: int, scoring_id: int) -> None:
@@ -374,4 +388,4 @@ def _rank_batch(project_id: int, scoring_id: int) -> None:
     labeled = queue_selectors.labeled_item_ids(project_id, limit=REFERENCE_MAX)
     reference = selectors.pool_matrix(project_id, labeled)[1] if labeled else None
     order = ranked_batch_order(X, np.array([shortlist[i] for i in ids.tolist()]), reference, BATCH_SIZE)
-    queue_services.item_scores_reprioritise(scoring_id, ids[order].tolist())
+    item_scores_reprioritise(scoring_id, ids[order].tolist())

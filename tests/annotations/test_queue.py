@@ -95,7 +95,7 @@ def test_serves_from_the_newest_complete_scoring_only(project, annotator):
     make_scoring(project, {a: 0.9, b: 0.95, c: 0.1}, model_version=3, status=QueueScoring.Status.RUNNING)
     make_scoring(project, {b: 0.99}, model_version=5, status=QueueScoring.Status.FAILED)
 
-    assert selectors.queue_scoring_current(project.pk) == newest
+    assert selectors.scoring_current(project.pk) == newest
     lease = services.queue_next(project=project, user=annotator)
     assert (lease.item, lease.model_version) == (c, 2)
 

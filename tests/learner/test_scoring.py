@@ -19,7 +19,7 @@ from annotations import selectors as queue_selectors
 from annotations import services as queue_services
 from annotations.models import Item, ItemScore, Membership, Project, QueueScoring
 from annotations.selectors.scoring import head_condition
-from annotations.services import score_storage
+from annotations.services import score_partitions
 from learner import selectors
 from learner.ml.strategies import diverse_batch_order, diverse_seed_order, ranked_batch_order, uncertainty
 from learner.ml.training import fit, proba_batch, proba_over
@@ -129,7 +129,7 @@ def test_the_first_seeds_cover_well_separated_clusters(xy_project, eager_celery)
     assert {blob_of[item_id] for item_id in first[:3]} == {0, 1, 2}
     # Seeds sit above the random order of the rest.
     priorities = sorted(scores_of(queue_selectors.scoring_current(xy_project.pk).pk).values(), reverse=True)
-    assert priorities[scoring.SEED_COUNT - 1][0] >= queue_services.PRIORITY_BOOST > priorities[scoring.SEED_COUNT][0]
+    assert priorities[scoring.SEED_COUNT - 1][0] >= scoring.PRIORITY_BOOST > priorities[scoring.SEED_COUNT][0]
 
 
 def test_diverse_seeds_on_arrays_spread_before_they_repeat_a_cluster():
@@ -150,7 +150,7 @@ def test_text_pools_are_seeded_through_a_random_projection(text_project, eager_c
 
     current = queue_selectors.scoring_current(text_project.pk)
     assert current.items_scored == 60
-    assert sum(priority >= queue_services.PRIORITY_BOOST for priority, _, _ in scores_of(current.pk).values()) == 50
+    assert sum(priority >= scoring.PRIORITY_BOOST for priority, _, _ in scores_of(current.pk).values()) == 50
 
 
 # Scoring with a live model
@@ -176,8 +176,8 @@ def test_priorities_are_the_strategys_uncertainty_of_the_live_model(xy_project, 
     # Scoring computes in float64 with the scaler folded into the model; scikit-learn scales
     # float32 rows in float32, hence the absolute tolerance.
     expected = dict(zip(ids.tolist(), uncertainty(proba, strategy).tolist()))
-    batch = [i for i in ids.tolist() if stored[i][0] >= queue_services.PRIORITY_BOOST]
-    rest = [i for i in ids.tolist() if stored[i][0] < queue_services.PRIORITY_BOOST]
+    batch = [i for i in ids.tolist() if stored[i][0] >= scoring.PRIORITY_BOOST]
+    rest = [i for i in ids.tolist() if stored[i][0] < scoring.PRIORITY_BOOST]
     assert [stored[i][0] for i in rest] == pytest.approx([expected[i] for i in rest], abs=1e-6)
     assert [stored[i][1] for i in ids.tolist()] == [version.classes[j] for j in proba.argmax(axis=1)]
     assert [stored[i][2] for i in ids.tolist()] == pytest.approx(proba.max(axis=1).tolist(), abs=1e-6)
@@ -265,7 +265,7 @@ def test_the_live_model_ranks_the_queue_and_suggests_and_a_retrain_kept_out_chan
     assert [stored[i][1] for i in ids.tolist()] == [live.classes[j] for j in proba.argmax(axis=1)]
     assert [stored[i][2] for i in ids.tolist()] == pytest.approx(proba.max(axis=1).tolist(), abs=1e-6)
     # ...and its uncertainty orders the queue below the diverse batch.
-    rest = [k for k, i in enumerate(ids.tolist()) if stored[i][0] < queue_services.PRIORITY_BOOST]
+    rest = [k for k, i in enumerate(ids.tolist()) if stored[i][0] < scoring.PRIORITY_BOOST]
     assert rest
     assert [stored[ids[k]][0] for k in rest] == pytest.approx(uncertainty(proba, "margin")[rest].tolist(), abs=1e-6)
 
@@ -506,9 +506,9 @@ def test_reprioritising_puts_the_items_first_in_order_and_again_changes_nothing(
     )
     wanted = [items[1].pk, items[0].pk, items[3].pk]
 
-    queue_services.item_scores_reprioritise(scoring_row.pk, wanted)
+    scoring.item_scores_reprioritise(scoring_row.pk, wanted)
     once = scores_of(scoring_row.pk)
-    queue_services.item_scores_reprioritise(scoring_row.pk, wanted)
+    scoring.item_scores_reprioritise(scoring_row.pk, wanted)
 
     assert ranking(scoring_row.pk) == [*wanted, items[5].pk, items[4].pk, items[2].pk]
     assert scores_of(scoring_row.pk) == once
@@ -695,7 +695,7 @@ def test_a_long_reader_of_the_scores_delays_neither_completion_nor_the_queue_rea
 
     assert queue_selectors.scoring_current(xy_project.pk).pk == second.scoring_id
     assert first.scoring_id in queue_selectors.item_score_partitions()  # left for reconciliation
-    assert finished < score_storage.PRUNE_WAIT_S + 2
+    assert finished < score_partitions.PRUNE_WAIT_S + 2
     assert len(waits) > 10 and max(waits) < 0.5
 
 
