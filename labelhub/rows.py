@@ -8,12 +8,10 @@ backend's own), and an insert prepares every concrete field as ``save()`` would 
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from functools import cache
 from typing import Any, TypeVar
 
-import psycopg
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 M = TypeVar("M", bound=models.Model)
@@ -118,18 +116,3 @@ def execute(sql: str, params: Sequence[Any]) -> int:
     with _db().cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
-
-
-@contextmanager
-def binary_cursor() -> Iterator[psycopg.Cursor]:
-    """A psycopg cursor on Django's connection, in its transaction, whose results come in binary (PostgreSQL only).
-
-    Django's client-side cursors cannot return binary results; this one returns bytea as it is,
-    without hex decoding (about five times faster for stored features), and numbers in their
-    binary form. Errors come as Django's database errors.
-    """
-    db = _db()
-    db.ensure_connection()
-    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
-        cursor.format = psycopg.pq.Format.BINARY
-        yield cursor

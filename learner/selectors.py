@@ -13,7 +13,6 @@ from scipy import sparse
 
 from annotations.models import ImportJob, Item, Project
 from annotations.selectors import queue_done_item_ids
-from labelhub.rows import binary_cursor
 from learner.ml.featurize import Featurizer, Matrix, featurizer_for, unpack
 from learner.models import DriftCheck, FeatureVector, LiveModel, ModelVersion, SwapHistory, TrainingRun
 
@@ -119,8 +118,11 @@ def _rows(queryset: QuerySet) -> list[tuple]:
     if connection.vendor != "postgresql":
         return list(queryset.iterator(chunk_size=POOL_FETCH_ROWS))
     sql, params = queryset.query.sql_with_params()
-    with binary_cursor() as cursor:
-        cursor.execute(sql, params)
+    connection.ensure_connection()
+    # Django's client-side cursors cannot return binary results; a plain psycopg cursor on the
+    # same connection (and so the same transaction) can, about five times faster for features.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, binary=True)
         return cursor.fetchall()
 
 
@@ -163,8 +165,9 @@ def _feature_ids_after(project_id: int, after: int, limit: int) -> np.ndarray:
         f"SELECT string_agg(int8send(s.item_id), ''::bytea) FROM (SELECT f.item_id FROM {features} f"
         " WHERE f.project_id = %s AND f.item_id > %s ORDER BY f.item_id LIMIT %s) s"
     )
-    with binary_cursor() as cursor:
-        cursor.execute(sql, [project_id, after, limit])
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, [project_id, after, limit], binary=True)
         stream = cursor.fetchone()[0]
     return np.sort(np.frombuffer(stream or b"", dtype=">i8").astype(np.int64))
 
@@ -216,9 +219,12 @@ def _chunk_matrix_aggregated(project_id: int, id_range: tuple[int, int], featuri
         " AND i.id BETWEEN %s AND %s)"
     )
     lo, hi = id_range
-    with binary_cursor() as cursor:
+    connection.ensure_connection()
+    # A plain psycopg cursor on Django's connection (the same transaction) can ask for binary
+    # results, so the byte strings arrive as they are, without hex decoding.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         _backend_heap_primed(cursor)
-        cursor.execute(sql, [project_id, featurizer.space, lo, hi, project_id, lo, hi])
+        cursor.execute(sql, [project_id, featurizer.space, lo, hi, project_id, lo, hi], binary=True)
         count, id_bytes, value_bytes, *sparse_parts = cursor.fetchone()
     if not count:
         return np.empty(0, dtype=np.int64), unpack([], [] if featurizer.sparse else None, featurizer.n_features)
