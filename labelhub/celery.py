@@ -12,7 +12,6 @@ from celery.signals import task_postrun, task_prerun, worker_init
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labelhub.settings")
 
 
-
 class TaskName(StrEnum):
     """Every Celery task of the project, by the name it registers under and is sent by.
 
