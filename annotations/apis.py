@@ -13,6 +13,8 @@ from rest_framework.views import APIView
 from labelhub.api import ID_MAX
 
 from . import selectors, services
+from .imports import selectors as import_selectors
+from .imports import services as import_services
 from .models import ImportJob, Item, Lease, Project
 
 
@@ -32,11 +34,11 @@ class ImportJobDetailApi(APIView):
             ]
 
         def get_progress(self, job: ImportJob) -> dict[str, int] | None:
-            return selectors.import_job_progress(job)
+            return import_selectors.import_job_progress(job)
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, job_id: int) -> Response:
-        job = selectors.import_job_get_for_user(request.user, job_id)
+        job = import_selectors.import_job_get_for_user(request.user, job_id)
         return Response(self.OutputSerializer(job).data)
 
 
@@ -67,7 +69,7 @@ class ImportJobCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         uploads = [(f.name, f) for f in serializer.validated_data["file"]]
-        jobs = services.import_files(project=project, user=request.user, uploads=uploads)
+        jobs = import_services.import_jobs_submit(project=project, user=request.user, uploads=uploads, wait=True)
         body = {"jobs": ImportJobDetailApi.OutputSerializer(jobs, many=True).data}
         failed = [job for job in jobs if job.status == ImportJob.Status.FAILED]
         if failed:

@@ -12,8 +12,11 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from labelhub.api import DomainError, NotFound
 
-from . import importing, selectors, services
+from . import selectors, services
 from .forms import ImportForm
+from .imports import selectors as import_selectors
+from .imports import services as import_services
+from .imports.rows import KIND_FORMATS_TEXT, error_line
 from .models import ImportJob, Item
 from .selectors import exports
 
@@ -130,7 +133,7 @@ def project_clients(request: HttpRequest, project_id: int) -> HttpResponse:
 
 def _import_panel(job: ImportJob) -> dict[str, Any]:
     """What the job panel shows: progress of the import and its features, counts and messages."""
-    progress = selectors.import_job_progress(job)
+    progress = import_selectors.import_job_progress(job)
     percent = None
     if progress and progress["total"]:
         percent = min(100, round(100 * progress["bytes"] / progress["total"]))
@@ -142,7 +145,7 @@ def _import_panel(job: ImportJob) -> dict[str, Any]:
         "job": job,
         "progress": progress,
         "percent": percent,
-        "error_lines": [importing.error_line(e) for e in job.errors],
+        "error_lines": [error_line(e) for e in job.errors],
         "errors_hidden": job.rejected_count - len(job.errors),
         "polling": not finished,
     }
@@ -157,7 +160,7 @@ def project_import(request: HttpRequest, project_id: int) -> HttpResponse:
     if form.is_valid():
         uploads = [(f.name, f) for f in form.cleaned_data["files"]]
         try:
-            jobs = services.import_jobs_submit(project=project, user=request.user, uploads=uploads)
+            jobs = import_services.import_jobs_submit(project=project, user=request.user, uploads=uploads)
         except DomainError as exc:
             form.add_error("files", exc.message)
         else:
@@ -174,8 +177,8 @@ def project_import(request: HttpRequest, project_id: int) -> HttpResponse:
         {
             "project": project,
             "form": form,
-            "formats": importing.KIND_FORMATS_TEXT[project.kind],
-            "panels": [_import_panel(job) for job in selectors.import_jobs_recent(project)],
+            "formats": KIND_FORMATS_TEXT[project.kind],
+            "panels": [_import_panel(job) for job in import_selectors.import_jobs_recent(project)],
         },
     )
 
@@ -185,7 +188,7 @@ def project_import(request: HttpRequest, project_id: int) -> HttpResponse:
 def import_job_panel(request: HttpRequest, job_id: int) -> HttpResponse:
     """The job panel alone, which the import page polls while the job runs."""
     try:
-        job = selectors.import_job_get_for_user(request.user, job_id)
+        job = import_selectors.import_job_get_for_user(request.user, job_id)
     except NotFound as exc:
         raise Http404(exc.message) from exc
     return render(request, "annotations/_import_job.html", {"panel": _import_panel(job)})
