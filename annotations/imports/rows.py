@@ -30,9 +30,10 @@ class RowError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
+    """The bounds a file is read within (the settings' import limits)."""
+
     text_max_chars: int
     image_max_bytes: int
-    image_max_pixels: int
     max_features: int
     zip_max_entries: int
     # Bytes all entries of a ZIP may inflate to together, and how many times the archive's size that may be.

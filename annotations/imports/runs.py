@@ -108,7 +108,6 @@ def job_reader(job: ImportJob, project: Project, fileobj: IO[bytes]) -> Reader:
     limits = Limits(
         text_max_chars=settings.LABELHUB_TEXT_MAX_CHARS,
         image_max_bytes=settings.LABELHUB_IMAGE_MAX_BYTES,
-        image_max_pixels=settings.LABELHUB_IMAGE_MAX_PIXELS,
         max_features=settings.LABELHUB_MAX_FEATURES,
         zip_max_entries=settings.LABELHUB_ZIP_MAX_ENTRIES,
         zip_max_bytes=settings.LABELHUB_ZIP_MAX_BYTES,

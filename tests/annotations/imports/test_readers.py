@@ -11,7 +11,7 @@ from annotations.imports.rows import ImportFileError, Limits, Row, RowError, err
 from annotations.imports.writers import image_prepare
 
 DATA = Path(__file__).parent.parent.parent / "data"
-LIMITS = Limits(text_max_chars=100, image_max_bytes=10_000, image_max_pixels=10_000, max_features=3, zip_max_entries=10)
+LIMITS = Limits(text_max_chars=100, image_max_bytes=10_000, max_features=3, zip_max_entries=10)
 
 
 def rows(content: bytes, fmt: str, kind: str = "text", features: list[str] | None = None) -> list[Row]:
