@@ -48,7 +48,7 @@ IMPORT_NOT_QUEUED = (
 Upload = tuple[str, IO[bytes]]
 
 
-def import_upload_check(*, project: Project, filename: str, size: int) -> None:
+def _upload_check(*, project: Project, filename: str, size: int) -> None:
     """Refuse an upload the project cannot import: too large, or a format its kind does not take."""
     limit = settings.LABELHUB_IMPORT_MAX_BYTES
     if size > limit:
@@ -71,7 +71,7 @@ def import_job_create(
     """
     # Only printable characters: a NUL (or a surrogate from an undecodable file name) cannot be stored as text.
     filename = "".join(c for c in Path(filename.replace("\\", "/")).name if c.isprintable())[-200:]
-    import_upload_check(project=project, filename=filename, size=_size(fileobj))
+    _upload_check(project=project, filename=filename, size=_size(fileobj))
     job = ImportJob(project=project, created_by=user, filename=filename)
     stored_name = f"{uuid.uuid4().hex[:12]}-{get_valid_filename(filename)}"
     if hasattr(fileobj, "seek"):
@@ -96,7 +96,7 @@ def import_jobs_submit(
     IMPORT_WAIT_SECONDS for another import of the project.
     """
     for filename, fileobj in uploads:
-        import_upload_check(project=project, filename=filename, size=_size(fileobj))
+        _upload_check(project=project, filename=filename, size=_size(fileobj))
     jobs: list[ImportJob] = []
     try:
         with transaction.atomic():
