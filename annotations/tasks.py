@@ -4,8 +4,8 @@ from django.db import InterfaceError, OperationalError
 
 from labelhub.celery import TaskName
 
-from . import services
-from .services import ImportBusy
+from .imports import services
+from .imports.runs import ImportBusy
 
 IMPORT_DB_RETRIES = 5
 IMPORT_BUSY_COUNTDOWN = 5
