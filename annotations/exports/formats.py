@@ -4,10 +4,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from ..selectors.labels import majority_label
 from . import rows as rows_
 from .rows import ExportAnnotation, ExportItem, ExportOptions
 
@@ -47,20 +47,19 @@ def neutralise(cell: str) -> str:
 
 
 def final_vote(item: ExportItem) -> tuple[ExportAnnotation | None, int | None, str]:
-    """The item's final label: the reviewer's, else the majority (ties go to the earliest annotation).
+    """Decide the item's final label: the reviewer's, else ``majority_label`` of its annotations.
 
-    The same rule as ``selectors.labels._final_labels``; returns the deciding annotation (None for a
-    review without annotations), the label id and where it came from ("review" or "majority").
+    Returns the deciding annotation (None for a review without annotations), the label id and where
+    it came from ("review" or "majority").
     """
     votes = item.annotations
     if item.resolved_label_id is not None:
         return (votes[0] if votes else None), item.resolved_label_id, "review"
     if len(votes) == 1:
         return votes[0], votes[0].label_id, "majority"
-    counts = Counter(vote.label_id for vote in votes)
-    best = max(counts.values())
-    winner = next(vote for vote in votes if counts[vote.label_id] == best)
-    return winner, winner.label_id, "majority"
+    label_id = majority_label([(vote.id, vote.label_id) for vote in votes])
+    # Votes come in annotation order: the first with the winning label is the one the tie rule chose.
+    return next(vote for vote in votes if vote.label_id == label_id), label_id, "majority"
 
 
 def _data(item: ExportItem, ctx: ExportContext) -> dict:

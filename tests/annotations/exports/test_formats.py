@@ -1,4 +1,4 @@
-"""Export formats: the fast mode-all writers say what the generic records say."""
+"""Export formats: the fast mode-all writers say what the generic records say; final labels follow majority_label."""
 import csv
 import io
 import json
@@ -6,7 +6,8 @@ import json
 import pytest
 
 from annotations.exports import formats
-from annotations.exports.rows import ExportOptions, export_rows, group_items
+from annotations.exports.rows import ExportAnnotation, ExportItem, ExportOptions, export_rows, group_items
+from annotations.selectors.labels import majority_label
 from tests.factories import AnnotationFactory, ItemFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -45,3 +46,29 @@ def test_fast_rows_of_mode_all_equal_the_generic_records(kind, manager):
         expected = [[norm(formats.csv_cell(record.get(key))) for key in head] for record in generic]
         assert cells == expected
 
+
+def _item(labels: list[int], resolved: int | None = None) -> ExportItem:
+    votes = [ExportAnnotation(10 + n, f"e{n}", label, "queue", False, "", "", None, None, None, None)
+             for n, label in enumerate(labels)]
+    return ExportItem(1, "x", "", None, "", "{}", resolved, votes)
+
+
+@pytest.mark.parametrize("labels, expected, deciding", [
+    ([5], 5, 0),
+    ([5, 7], 5, 0),  # a tie goes to the earliest annotation
+    ([7, 5, 5], 5, 1),
+    ([7, 5, 5, 7], 7, 0),
+    ([3, 5, 7, 7, 5], 5, 1),
+])
+def test_final_vote_is_majority_label_with_its_deciding_annotation(labels, expected, deciding):
+    item = _item(labels)
+    vote, label_id, source = formats.final_vote(item)
+
+    assert (label_id, source) == (expected, "majority")
+    assert label_id == majority_label([(v.id, v.label_id) for v in item.annotations])
+    assert vote is item.annotations[deciding]
+
+
+def test_final_vote_prefers_the_reviewers_label():
+    assert formats.final_vote(_item([5, 5], resolved=7))[1:] == (7, "review")
+    assert formats.final_vote(_item([], resolved=7)) == (None, 7, "review")
