@@ -22,6 +22,8 @@ class LabelSnapshot:
 def majority_label(votes: list[tuple[int, int]]) -> int:
     """The majority label of (annotation id, label id) votes; ties go to the earliest annotation."""
     counts = Counter(label for _, label in votes)
+    if len(counts) == 1:  # unanimous, the usual case: no tie to break (exports call this once per item)
+        return votes[0][1]
     best = max(counts.values())
     return min((a, label) for a, label in votes if counts[label] == best)[1]
 
