@@ -12,6 +12,7 @@ from annotations.models import Label, Project
 from annotations.selectors.labels import audit_labels_since, item_labels_first
 from labelhub.api import Conflict, DomainError, NotFound
 from labelhub.celery import send_task_on_commit
+from labelhub.stats import wilson_interval
 from learner import selectors
 from learner.ml import abtest
 from learner.ml.training import proba_over
@@ -223,7 +224,7 @@ def experiment_figures(experiment: Experiment) -> dict:
         arms = {"champion": (champ[1], champ[0]), "challenger": (chall[1], chall[0])}
         figures = {"n": champ[0] + chall[0]}
     figures["arms"] = {
-        name: {"n": n, "correct": ok, "accuracy": ok / n if n else None, "interval": list(abtest.wilson(ok, n)),
+        name: {"n": n, "correct": ok, "accuracy": ok / n if n else None, "interval": list(wilson_interval(ok, n)),
                "clients": clients.get(name, 0)}
         for name, (ok, n) in arms.items()
     }
