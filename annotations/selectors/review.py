@@ -11,8 +11,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import BigIntegerField, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from labelhub import stats
 from labelhub.api import DomainError, NotFound
+from stats import agreement
+from stats.intervals import wilson_interval
 
 from ..models import Annotation, AnnotationCorrection, Item, Label, Project
 from .labels import majority_label
@@ -170,7 +171,7 @@ def _interval(bounds: tuple[float, float] | None) -> list[float] | None:
     return None if bounds is None else [round(bounds[0], 4), round(bounds[1], 4)]
 
 
-def project_agreement(project: Project, *, reps: int = stats.BOOTSTRAP_REPS) -> dict[str, Any]:
+def project_agreement(project: Project, *, reps: int = agreement.BOOTSTRAP_REPS) -> dict[str, Any]:
     """Agreement between the project's experts on items that two or more labeled.
 
     Project: Krippendorff's nominal alpha (any number of experts, missing labels allowed), with a
@@ -207,7 +208,7 @@ def project_agreement(project: Project, *, reps: int = stats.BOOTSTRAP_REPS) -> 
             if own and rest:
                 mine.append(own[0])
                 others.append(majority_label(rest))
-        kappa = stats.cohen_kappa(mine, others)
+        kappa = agreement.cohen_kappa(mine, others)
         per_expert.append({
             "user_id": user_id,
             "username": names.get(user_id, ""),
@@ -215,7 +216,7 @@ def project_agreement(project: Project, *, reps: int = stats.BOOTSTRAP_REPS) -> 
             "agreement": _rounded(float(np.mean(np.equal(mine, others)))) if mine else None,
             "kappa": _rounded(kappa),
             "kappa_interval": _interval(
-                stats.cohen_kappa_interval(mine, others, reps=reps) if kappa is not None else None
+                agreement.cohen_kappa_interval(mine, others, reps=reps) if kappa is not None else None
             ),
         })
 
@@ -223,7 +224,7 @@ def project_agreement(project: Project, *, reps: int = stats.BOOTSTRAP_REPS) -> 
     for a, b in combinations(range(len(experts)), 2):
         both = ~np.isnan(matrix[a]) & ~np.isnan(matrix[b])
         x, y = matrix[a, both].astype(np.int64), matrix[b, both].astype(np.int64)
-        kappa = stats.cohen_kappa(x, y)
+        kappa = agreement.cohen_kappa(x, y)
         pairwise.append({
             "experts": [experts[a], experts[b]],
             "usernames": [names.get(experts[a], ""), names.get(experts[b], "")],
@@ -231,18 +232,18 @@ def project_agreement(project: Project, *, reps: int = stats.BOOTSTRAP_REPS) -> 
             "agreement": _rounded(float(np.mean(x == y))) if len(x) else None,
             "kappa": _rounded(kappa),
             "kappa_interval": _interval(
-                stats.cohen_kappa_interval(x, y, reps=reps) if kappa is not None else None
+                agreement.cohen_kappa_interval(x, y, reps=reps) if kappa is not None else None
             ),
         })
 
-    alpha = stats.krippendorff_alpha(matrix) if item_ids else None
+    alpha = agreement.krippendorff_alpha(matrix) if item_ids else None
     return {
         "items": len(item_ids),
         "experts": [{"user_id": u, "username": names.get(u, "")} for u in experts],
         "percent_agreement": _rounded(pairs_agreeing / pairs_total) if pairs_total else None,
         "alpha": _rounded(alpha),
         "alpha_interval": _interval(
-            stats.krippendorff_alpha_interval(matrix, reps=reps) if alpha is not None else None
+            agreement.krippendorff_alpha_interval(matrix, reps=reps) if alpha is not None else None
         ),
         "per_expert": per_expert,
         "pairwise": pairwise,
@@ -283,7 +284,7 @@ def gold_accuracy(project: Project) -> list[dict[str, Any]]:
             "gold_items": n,
             "correct": correct,
             "accuracy": round(correct / n, 4),
-            "interval": _interval(stats.wilson_interval(correct, n)),
+            "interval": _interval(wilson_interval(correct, n)),
         })
     return result
 

@@ -1,4 +1,4 @@
-"""Statistics of A/B tests: power, the two-proportion test and the look schedule (McNemar, Wilson: labelhub.stats)."""
+"""Statistics of A/B tests: power, the two-proportion test and the look schedule (McNemar and Wilson: stats/)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labelhub.stats import mcnemar_exact
+from stats.paired import mcnemar_exact
 
 # scipy.stats is imported in the functions that use it: web processes import this module through
 # the services, and most never compute a test.

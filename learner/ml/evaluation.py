@@ -5,7 +5,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from labelhub.stats import mcnemar_exact, wilson_interval
+from stats.intervals import wilson_interval
+from stats.paired import mcnemar_exact
 
 # scipy.stats and scikit-learn's metrics are imported in the functions that use them: a web
 # process imports this module through the services without ever evaluating a model here.

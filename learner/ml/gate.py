@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from labelhub.stats import mcnemar_mid_p
 from learner.ml import evaluation
+from stats.paired import mcnemar_mid_p
 
 # A class's recall is judged only with this many audit items of the class: below it, one miss
 # moves the recall by more than 10 points and no bound says anything useful.

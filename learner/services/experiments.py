@@ -12,12 +12,12 @@ from annotations.models import Label, Project
 from annotations.selectors.labels import audit_labels_since, item_labels_first
 from labelhub.api import Conflict, DomainError, NotFound
 from labelhub.celery import send_task_on_commit
-from labelhub.stats import wilson_interval
 from learner import selectors
 from learner.ml import abtest
 from learner.ml.training import proba_over
 from learner.models import Experiment, ModelVersion, PredictionCorrection, PredictionLog
 from learner.services.models import model_version_live, model_version_loaded, model_version_promote
+from stats.intervals import wilson_interval
 
 EVALUATE_TASK = "learner.experiment_evaluate"
 

@@ -1,72 +1,14 @@
-"""Statistics both apps share, on numbers and arrays: Wilson intervals, exact McNemar tests, agreement between raters.
-
-Conventions, one for every caller:
-
-- No trials is no information: ``wilson_interval(0, 0)`` is the whole range ``(0.0, 1.0)`` (the
-  limit of the interval as n → 0), never None and never an error.
-- McNemar's test takes the two discordant counts by name, ``candidate_only_right`` (pairs only the
-  candidate, or an A/B test's challenger, got right) and ``champion_only_right``; its p-value is
-  one-sided, that the candidate is better. Test "worse" by passing the counts the other way round.
-- Agreement statistics are None where undefined (no items, or a single label value throughout).
-"""
-# No Django and no app here, so learner.ml may import it (import-linter checks both). scipy is imported in
-# the McNemar functions only: web processes import this module for agreement pages, which never test.
+"""Agreement between raters (Cohen's kappa, Krippendorff's nominal alpha) and their bootstrap intervals."""
+# Every statistic here is None where undefined (no items, or a single label value throughout), never an error.
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
-from statistics import NormalDist
 
 import krippendorff
 import numpy as np
 
 # Bootstrap resamples of items for an interval: enough for a stable 95 % percentile interval on a page.
 BOOTSTRAP_REPS = 200
-
-
-def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    """Return the two-sided Wilson score interval of ``successes`` in ``n`` trials; ``(0.0, 1.0)`` without trials."""
-    if n <= 0:
-        return 0.0, 1.0
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    # At 0 or n the interval reaches the bound exactly (the formula leaves a rounding error there).
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == n else min(1.0, centre + half)
-    return low, high
-
-
-def mcnemar_exact(*, candidate_only_right: int, champion_only_right: int) -> float:
-    """Return the one-sided exact McNemar p-value that the candidate is better than the champion.
-
-    Under the null each discordant pair is a fair coin: p = P(Binomial(d, 1/2) ≥ candidate_only_right),
-    d the number of discordant pairs; 1.0 when there are none.
-    """
-    from scipy.stats import binom
-
-    discordant = candidate_only_right + champion_only_right
-    if discordant == 0:
-        return 1.0
-    return float(binom.sf(candidate_only_right - 1, discordant, 0.5))
-
-
-def mcnemar_mid_p(*, candidate_only_right: int, champion_only_right: int) -> float:
-    """Return the one-sided mid-p value of McNemar's test that the candidate is better (Fagerland et al. 2013).
-
-    The exact test's p-value counts the observed split whole; the mid-p counts half of it, which
-    takes away most of the exact test's conservatism on a handful of discordant items (5 fixed,
-    none broken: 1/64 instead of 1/32) while staying close to the nominal level.
-    """
-    from scipy.stats import binom
-
-    discordant = candidate_only_right + champion_only_right
-    if discordant == 0:
-        return 1.0
-    return float(binom.sf(candidate_only_right, discordant, 0.5)
-                 + 0.5 * binom.pmf(candidate_only_right, discordant, 0.5))
 
 
 def _codes(*columns: Sequence[int]) -> tuple[list[np.ndarray], int]:
