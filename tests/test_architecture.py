@@ -1,5 +1,7 @@
 """The architecture, checked: import contracts (import-linter), dead code (vulture), and module and function sizes."""
 import ast
+import json
+import os
 import re
 import subprocess
 import sys
@@ -66,6 +68,26 @@ def test_import_contracts_hold():
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, _chunk_after(result.stdout, "Broken contracts") + result.stderr
+
+
+def test_ml_and_stats_load_no_django_at_run_time():
+    """Every module of learner.ml and stats imports in a fresh process without settings, loading no Django or app."""
+    # import-linter reads the source; this runs it, so an import that a package's __init__ or a library makes
+    # (labelhub/__init__.py loads the Celery app, which loads Django) cannot slip through.
+    modules = sorted(".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                     for folder in ("learner/ml", "stats") for path in (ROOT / folder).rglob("*.py"))
+    assert {"learner.ml.gate", "learner.ml.abtest", "learner.ml.evaluation", "stats.paired"} <= set(modules)
+    code = (f"import importlib, json, sys\nfor name in {modules!r}: importlib.import_module(name)\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    env = {name: value for name, value in os.environ.items() if name != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.splitlines()[-1])
+    outside = {"django", "celery", "kombu", "rest_framework", "annotations", "labelhub"}
+    leaked = sorted({".".join(name.split(".")[:2]) for name in loaded if name.split(".")[0] in outside
+                     or (name.startswith("learner.") and not name.startswith("learner.ml"))})
+    assert not leaked, f"Importing learner.ml and stats loaded (a package and its first modules): {leaked}"
 
 
 def _names_used_by_django() -> set[str]:
