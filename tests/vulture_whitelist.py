@@ -6,7 +6,8 @@ fields and template lookups need no line here: the test reads them from Django, 
 """
 from types import SimpleNamespace
 
-from annotations import forms, project_apis
+from annotations import project_apis
+from annotations.imports import forms
 from labelhub import api, authentication, middleware, throttling
 from learner.ml import evaluation
 
