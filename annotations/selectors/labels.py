@@ -101,11 +101,6 @@ def item_final_labels(project_id: int, item_ids: list[int] | None = None) -> dic
     return dict(zip(ids, labels))
 
 
-def labels_since(project_id: int, after_annotation_id: int) -> int:
-    """How many labels the project received after the given annotation id."""
-    return Annotation.objects.filter(item__project_id=project_id, id__gt=after_annotation_id).count()
-
-
 def audit_predictions_latest(project_id: int, model_version: int, limit: int) -> list[tuple[int, int | None]]:
     """The latest audit labels judged by this model version at labeling time: (label, predicted label)."""
     return list(
