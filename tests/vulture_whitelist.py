@@ -6,7 +6,7 @@ fields and template lookups need no line here: the test reads them from Django, 
 """
 from types import SimpleNamespace
 
-from annotations import project_apis
+from annotations.exports import apis as export_apis
 from annotations.imports import forms
 from labelhub import api, authentication, middleware, throttling
 from learner.ml import evaluation
@@ -23,7 +23,7 @@ throttling.client_address  # AXES_CLIENT_IP_CALLABLE
 authentication.TokenAuthentication.authenticate_credentials  # knox's TokenAuthentication.authenticate
 authentication.TokenScheme  # drf-spectacular finds OpenApiAuthenticationExtension subclasses itself
 authentication.TokenScheme.get_security_definition  # ... and calls this with auto_schema=
-project_apis._IgnoreFormatParameter.select_renderer  # DRF passes format_suffix
+export_apis._IgnoreFormatParameter.select_renderer  # DRF passes format_suffix
 forms.MultipleFileInput.allow_multiple_selected  # Django's FileInput
 forms.MultipleFileField.widget  # Django's Field
 evaluation.McNemar(0, 0, 0, 0, 1.0, 0.0).both_right  # read through dataclasses.asdict into the gate's figures
