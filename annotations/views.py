@@ -16,13 +16,7 @@ from . import importing, selectors, services
 from .forms import ImportForm
 from .models import ImportJob, Item
 from .selectors import exports
-
-
-def _project_or_404(request: HttpRequest, project_id: int, min_role: str = "annotator"):
-    try:
-        return selectors.project_get_for_user(request.user, project_id, min_role=min_role)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+from .view_helpers import project_or_404
 
 
 @login_required
@@ -34,7 +28,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     role = selectors.membership_role(request.user, project)
     return render(
         request,
@@ -59,7 +53,7 @@ def item_media(request: HttpRequest, item_id: int, variant: str) -> HttpResponse
         return redirect_to_login(request.get_full_path())
     item = get_object_or_404(Item.objects.only("id", "project_id", "image", "thumbnail"), pk=item_id)
     if not signed:
-        _project_or_404(request, item.project_id)
+        project_or_404(request, item.project_id)
     field = item.thumbnail if variant == "thumbnail" and item.thumbnail else item.image
     if not field:
         raise Http404("This item has no image.")
@@ -96,7 +90,7 @@ def project_clients(request: HttpRequest, project_id: int) -> HttpResponse:
 
     A new token is shown in the answer to the POST that made it, never stored for a later page.
     """
-    project = _project_or_404(request, project_id, "manager")
+    project = project_or_404(request, project_id, "manager")
     issued = None
     if request.method == "POST":
         action = request.POST.get("action")
@@ -152,7 +146,7 @@ def _import_panel(job: ImportJob) -> dict[str, Any]:
 @require_http_methods(["GET", "POST"])
 def project_import(request: HttpRequest, project_id: int) -> HttpResponse:
     """Upload files to import into a project, and follow recent imports."""
-    project = _project_or_404(request, project_id, min_role="manager")
+    project = project_or_404(request, project_id, min_role="manager")
     form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
     if form.is_valid():
         uploads = [(f.name, f) for f in form.cleaned_data["files"]]
