@@ -1,4 +1,4 @@
-"""Helpers shared by the page views: the project behind an address, form errors, an item's label buttons and features."""
+"""Helpers shared by the page views: the project behind an address, form errors, an item's buttons and features."""
 import math
 from typing import Any
 
