@@ -2,10 +2,11 @@
 from django.urls import path
 
 from . import apis, client_apis, project_apis, review_apis
+from .imports import apis as import_apis
 
 urlpatterns = [
-    path("projects/<int:project_id>/imports", apis.ImportJobCreateApi.as_view(), name="api-import-create"),
-    path("imports/<int:job_id>", apis.ImportJobDetailApi.as_view(), name="api-import-detail"),
+    path("projects/<int:project_id>/imports", import_apis.ImportJobCreateApi.as_view(), name="api-import-create"),
+    path("imports/<int:job_id>", import_apis.ImportJobDetailApi.as_view(), name="api-import-detail"),
     path("projects/<int:project_id>/queue/next", apis.QueueNextApi.as_view(), name="api-queue-next"),
     path("projects/<int:project_id>/queue/progress", apis.QueueProgressApi.as_view(), name="api-queue-progress"),
     path("projects/<int:project_id>/queue/undo", apis.QueueUndoApi.as_view(), name="api-queue-undo"),

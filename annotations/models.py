@@ -343,7 +343,7 @@ class ImportJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # The import runs in short transactions (annotations.services.imports): the run that owns the job,
+    # The import runs in short transactions (annotations.imports): the run that owns the job,
     # its last sign of life, when the whole file was found importable, and the rows stored so far.
     attempt = models.PositiveIntegerField(default=0, help_text="Runs claimed so far; only the latest may write.")
     heartbeat_at = models.DateTimeField(null=True, blank=True)

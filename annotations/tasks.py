@@ -2,8 +2,8 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from . import services
-from .services import ImportBusy
+from .imports import services
+from .imports.runs import ImportBusy
 
 IMPORT_DB_RETRIES = 5
 IMPORT_BUSY_COUNTDOWN = 5

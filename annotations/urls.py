@@ -2,6 +2,7 @@
 from django.urls import path
 
 from . import label_views, review_views, views
+from .imports import views as import_views
 
 urlpatterns = [
     path("", views.project_list, name="home"),
@@ -9,8 +10,8 @@ urlpatterns = [
     path("projects/<int:project_id>/", views.project_detail, name="project-detail"),
     path("projects/<int:project_id>/clients/", views.project_clients, name="project-clients"),
     path("items/<int:item_id>/<str:variant>", views.item_media, name="item-media"),
-    path("projects/<int:project_id>/import", views.project_import, name="project-import"),
-    path("imports/<int:job_id>/panel", views.import_job_panel, name="import-job-panel"),
+    path("projects/<int:project_id>/import", import_views.project_import, name="project-import"),
+    path("imports/<int:job_id>/panel", import_views.import_job_panel, name="import-job-panel"),
     path("projects/<int:project_id>/label", label_views.label_page, name="label"),
     path("projects/<int:project_id>/label/next", label_views.label_next, name="label-next"),
     path("projects/<int:project_id>/label/undo", label_views.label_undo, name="label-undo"),

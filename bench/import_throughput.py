@@ -44,12 +44,12 @@ def write_text(path: Path, rows: int, seed: int = 1) -> None:
 
 
 def timed_import(project, user, path: Path) -> tuple[float, int]:
-    from annotations import services
+    from annotations.imports import services
     from annotations.models import ImportJob
 
     started = time.perf_counter()
     with path.open("rb") as handle:
-        job = services.import_file(project=project, user=user, path_or_fileobj=handle, filename=path.name)
+        (job,) = services.import_jobs_submit(project=project, user=user, uploads=[(path.name, handle)], wait=True)
     if job.status != ImportJob.Status.DONE:
         raise SystemExit(f"import failed: {job.message}")
     while True:

@@ -1,7 +1,7 @@
 """Label efficiency: the simulate command on the digits demo project, margin sampling against random sampling.
 
 The digits project is built as `manage.py demo` builds it (load_digits rendered to PNGs in a
-ZIP, imported with import_file, the demo's settings) and its features are computed in this
+ZIP, imported with import_jobs_submit, the demo's settings) and its features are computed in this
 process. Four simulated experts label in parallel through the real queue with the project's
 own retrain trigger and gate; answers come from load_digits' targets. n95 / n99 are the labels
 the mean curve (over seeds) needs to reach 95% / 99% of the accuracy of a model trained on the

@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotations import selectors as annotation_selectors
+from annotations.imports import selectors as import_selectors
 from annotations.models import ImportJob
 from annotations.view_helpers import project_or_404
 from labelhub.api import DomainError
@@ -123,8 +124,8 @@ def model_versions_compare(request: HttpRequest, project_id: int) -> HttpRespons
 def _jobs(project) -> dict:
     """The project's running imports, scorings and training runs, each with its progress in percent."""
     imports = []
-    for job in annotation_selectors.import_jobs_active(project.pk):
-        progress = annotation_selectors.import_job_progress(job)
+    for job in import_selectors.import_jobs_active(project.pk):
+        progress = import_selectors.import_job_progress(job)
         if job.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING):
             percent = round(100 * progress["bytes"] / progress["total"]) if progress and progress["total"] else None
             phase = "reading rows"

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from annotations.models import Annotation, ImportJob, Item
-from annotations.services import imports as services
+from annotations.imports import services
 from labelhub.api import DomainError
 
 DATA = Path(__file__).parent / "data"
@@ -52,7 +52,8 @@ def _import(request, fixture: str, name: str) -> ImportJob:
     project = request.getfixturevalue(fixture)
     manager = request.getfixturevalue("manager")
     data = (DATA / name).read_bytes()
-    return services.import_file(project=project, user=manager, path_or_fileobj=io.BytesIO(data), filename=name)
+    (job,) = services.import_jobs_submit(project=project, user=manager, uploads=[(name, io.BytesIO(data))], wait=True)
+    return job
 
 
 def test_every_corpus_file_has_an_expectation():
@@ -86,8 +87,8 @@ def test_bad_rows_are_listed_one_line_each_and_good_rows_stored(request, name):
 
 def test_a_file_the_project_kind_does_not_take_is_refused_before_it_is_stored(text_project, manager):
     with pytest.raises(DomainError, match="Text projects import CSV, JSONL or JSON files"):
-        services.import_file(project=text_project, user=manager, path_or_fileobj=io.BytesIO(b"\x89PNG"),
-                             filename="corrupt.png")
+        services.import_jobs_submit(project=text_project, user=manager,
+                                    uploads=[("corrupt.png", io.BytesIO(b"\x89PNG"))], wait=True)
     assert ImportJob.objects.count() == 0
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from annotations.models import ImportJob, Item
-from annotations.services import imports as import_services
+from annotations.imports import services as import_services
 from tests.factories import AnnotationFactory, ItemFactory
 
 sqlite_only = pytest.mark.skipif("connection.vendor != 'sqlite'", reason="SQLite's database-wide write lock")
@@ -108,8 +108,8 @@ def test_another_projects_queue_answers_promptly_while_an_import_runs(
 
     def run_import() -> None:
         try:
-            outcome["job"] = import_services.import_file(
-                project=image_project, user=manager, path_or_fileobj=io.BytesIO(data), filename="noise.zip"
+            (outcome["job"],) = import_services.import_jobs_submit(
+                project=image_project, user=manager, uploads=[("noise.zip", io.BytesIO(data))], wait=True
             )
         except BaseException as exc:  # reported by the test below
             outcome["error"] = exc

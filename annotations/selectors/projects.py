@@ -1,10 +1,9 @@
-"""Reads of projects, memberships, labels, items and annotations, import jobs, and users' API tokens."""
+"""Reads of projects, memberships, labels, items and annotations, and users' API tokens."""
 from collections.abc import Collection
 from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.cache import cache
 from django.db.models import CharField, Count, Exists, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -13,7 +12,7 @@ from knox.models import AuthToken
 from labelhub import rows
 from labelhub.api import DomainError, NotFound
 
-from ..models import Annotation, ImportJob, Item, Label, Membership, Project
+from ..models import Annotation, Item, Label, Membership, Project
 
 
 def project_list_for_user(user: AbstractBaseUser) -> QuerySet[Project]:
@@ -182,43 +181,3 @@ def labels_per_day(project_id: int, days: int = 30) -> tuple[list[date], dict[st
         if day in index:
             per_expert.setdefault(username, [0] * days)[index[day]] += n
     return calendar, dict(sorted(per_expert.items(), key=lambda kv: (-sum(kv[1]), kv[0])))
-
-
-def import_jobs_active(project_id: int) -> QuerySet[ImportJob]:
-    """The project's imports still reading rows or computing features, oldest first."""
-    pending = [ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
-    return (
-        ImportJob.objects.filter(project_id=project_id)
-        .filter(Q(status__in=pending) | Q(features_status__in=pending))
-        .select_related("created_by")
-        .order_by("created_at")
-    )
-
-
-def import_jobs_recent(project: Project, limit: int = 10) -> QuerySet[ImportJob]:
-    """The project's latest import jobs."""
-    return ImportJob.objects.filter(project=project).select_related("created_by")[:limit]
-
-def import_progress_key(job_id: int) -> str:
-    """Cache key of a running import's progress (the import's own transaction hides it from the database)."""
-    return f"import-progress:{job_id}"
-
-
-def import_job_progress(job: ImportJob) -> dict[str, int] | None:
-    """Bytes read, file size and rows so far of a running import job, or None."""
-    # A running import is still "queued" in the database: its claim commits with its rows.
-    if job.status not in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING):
-        return None
-    return cache.get(import_progress_key(job.pk))
-
-
-def import_job_get_for_user(user: AbstractBaseUser, job_id: int) -> ImportJob:
-    """Return the import job if the user manages its project; 404 otherwise."""
-    job = ImportJob.objects.select_related("project", "created_by").filter(pk=job_id).first()
-    if job is None:
-        raise NotFound("Import not found.")
-    try:
-        project_get_for_user(user, job.project_id, min_role="manager")
-    except NotFound:
-        raise NotFound("Import not found.") from None
-    return job

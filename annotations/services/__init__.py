@@ -1,18 +1,6 @@
 """Writes of annotations' data, one module per subdomain; other code calls the names re-exported here."""
 from .clients import api_client_create, api_client_remove, api_client_token_issue, api_client_username
-from .imports import (
-    ImportBusy,
-    image_check,
-    image_decode,
-    import_file,
-    import_files,
-    import_job_create,
-    import_job_fail,
-    import_job_features_progress,
-    import_job_run,
-    import_jobs_submit,
-    import_upload_check,
-)
+from .images import image_check, image_decode
 from .projects import (
     api_token_regenerate,
     api_token_revoke,
@@ -65,17 +53,8 @@ __all__ = [
     "api_client_remove",
     "api_client_token_issue",
     "api_client_username",
-    "ImportBusy",
-    "import_file",
     "image_check",
     "image_decode",
-    "import_files",
-    "import_job_create",
-    "import_job_fail",
-    "import_job_features_progress",
-    "import_job_run",
-    "import_jobs_submit",
-    "import_upload_check",
     "api_token_regenerate",
     "api_token_revoke",
     "label_create",

@@ -7,7 +7,7 @@ import numpy as np
 from django.db import IntegrityError, connection, transaction
 
 from annotations.models import Item
-from annotations.services import import_job_features_progress
+from annotations.imports.services import import_job_features_progress
 from learner import selectors
 from learner.ml.featurize import FeaturizeError, ImageFeaturizer, TabularFeaturizer, TextFeaturizer, pack
 from learner.models import FeatureVector

@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from annotations import selectors, services
+from annotations.imports import services as import_services
 from annotations.models import Annotation, AnnotationCorrection, Item, Membership, Project
 from annotations.selectors.labels import item_final_labels, label_snapshot
 from labelhub.api import DomainError
@@ -201,17 +202,17 @@ def test_gold_accuracy_per_expert_with_a_wilson_interval(text_project, experts, 
 
 def test_import_marks_gold_items_new_and_existing(text_project, manager, labels):
     first = "external_id,text\nq1,great stuff\nq2,awful\n"
-    services.import_file(project=text_project, user=manager, path_or_fileobj=io.BytesIO(first.encode()),
-                         filename="a.csv")
+    import_services.import_jobs_submit(project=text_project, user=manager,
+                                       uploads=[("a.csv", io.BytesIO(first.encode()))], wait=True)
     again = "external_id,text,gold_label\nq1,great stuff,positive\nq2,awful,\nq3,meh,negative\n"
-    job = services.import_file(project=text_project, user=manager, path_or_fileobj=io.BytesIO(again.encode()),
-                               filename="b.csv")
+    (job,) = import_services.import_jobs_submit(project=text_project, user=manager,
+                                                uploads=[("b.csv", io.BytesIO(again.encode()))], wait=True)
     assert (job.created_count, job.unchanged_count, job.rejected_count) == (1, 2, 0)
     gold = dict(Item.objects.filter(project=text_project).values_list("external_id", "gold_label__name"))
     assert gold == {"q1": "positive", "q2": None, "q3": "negative"}
     bad = "external_id,text,gold_label\nq4,hm,maybe\n"
-    job = services.import_file(project=text_project, user=manager, path_or_fileobj=io.BytesIO(bad.encode()),
-                               filename="c.csv")
+    (job,) = import_services.import_jobs_submit(project=text_project, user=manager,
+                                                uploads=[("c.csv", io.BytesIO(bad.encode()))], wait=True)
     assert job.rejected_count == 1 and "unknown gold_label 'maybe'" in job.errors[0]["reason"]
 
 

@@ -17,7 +17,8 @@ from playwright.sync_api import Page, expect
 from sklearn.datasets import load_digits
 
 from annotations.models import Annotation, Item, Lease, Membership, Project, QueueScoring
-from annotations.services import import_file, lease_release, queue_next
+from annotations.imports.services import import_jobs_submit
+from annotations.services import lease_release, queue_next
 from tests.browser.conftest import TABLET
 from tests.factories import LabelFactory, MembershipFactory, ProjectFactory, UserFactory
 
@@ -62,7 +63,7 @@ def digits_project(*, items: int, expert_name: str = "dr-lee") -> tuple[Project,
     MembershipFactory(project=project, user=expert, role=Membership.Role.ANNOTATOR)
     MembershipFactory(project=project, user=manager, role=Membership.Role.MANAGER)
     data, truth = digits_zip(items)
-    job = import_file(project=project, user=manager, path_or_fileobj=io.BytesIO(data), filename="digits.zip")
+    (job,) = import_jobs_submit(project=project, user=manager, uploads=[("digits.zip", io.BytesIO(data))], wait=True)
     assert job.created_count == items, job.errors
     by_item = {pk: truth[external_id] for pk, external_id in Item.objects.filter(project=project).values_list(
         "pk", "external_id"

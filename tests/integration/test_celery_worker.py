@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from annotations import selectors as queue_selectors
 from annotations.models import ImportJob, Project
-from annotations.services import import_file
+from annotations.imports.services import import_jobs_submit
 from labelhub.celery import app
 from learner.models import FeatureVector
 from learner.selectors import pool_matrix
@@ -56,7 +56,8 @@ def test_the_worker_computes_an_import_jobs_features_and_finishes_the_job(celery
 
 def test_an_import_sends_its_feature_job_to_the_worker_after_commit(celery_worker_process, text_project, manager):
     rows = "external_id,text\n" + "".join(f"r{i},review number {i} was {'good' if i % 2 else 'bad'}\n" for i in range(40))
-    job = import_file(project=text_project, user=manager, path_or_fileobj=io.BytesIO(rows.encode()), filename="r.csv")
+    (job,) = import_jobs_submit(project=text_project, user=manager, uploads=[("r.csv", io.BytesIO(rows.encode()))],
+                                wait=True)
     assert (job.status, job.created_count) == (ImportJob.Status.DONE, 40)
 
     def finished() -> bool:

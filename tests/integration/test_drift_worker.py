@@ -7,7 +7,8 @@ import pytest
 from django.utils import timezone
 
 from annotations.models import ImportJob
-from annotations.services import annotation_submit, import_file, queue_next
+from annotations.imports.services import import_jobs_submit
+from annotations.services import annotation_submit, queue_next
 from learner.models import DriftCheck, LiveModel, TrainingRun
 from learner.services.training import training_run_request
 from tests.factories import MembershipFactory, UserFactory
@@ -37,8 +38,8 @@ def test_an_import_of_shifted_items_is_checked_at_once_and_labels_on_them_retrai
              what="the first model", worker=celery_worker_process)
     live = LiveModel.objects.get(project=project).version
 
-    job = import_file(project=project, user=manager, path_or_fileobj=io.BytesIO(_shifted_csv(120, 11)),
-                      filename="shifted.csv")
+    (job,) = import_jobs_submit(project=project, user=manager,
+                                uploads=[("shifted.csv", io.BytesIO(_shifted_csv(120, 11)))], wait=True)
     assert job.created_count == 120
 
     def features_done() -> bool:

@@ -10,7 +10,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from annotations.models import ImportJob, Membership, Project, QueueScoring
-from annotations.services import import_jobs_submit
+from annotations.imports.services import import_jobs_submit
 from labelhub.celery import app as celery_app
 from learner.models import LiveModel, TrainingRun
 from tests.factories import LabelFactory, MembershipFactory, ProjectFactory, UserFactory

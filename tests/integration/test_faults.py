@@ -15,7 +15,8 @@ import pytest
 from django.db import connection, connections
 
 from annotations.models import Annotation, ImportJob, Item
-from annotations.services import annotation_submit, import_jobs_submit, queue_next
+from annotations.imports.services import import_jobs_submit
+from annotations.services import annotation_submit, queue_next
 from labelhub.celery import app as celery_app
 from learner.ml.training import fit
 from learner.models import LiveModel, TrainingRun

@@ -10,7 +10,7 @@ from celery import current_app
 
 from annotations import selectors as queue_selectors
 from annotations.models import ImportJob, ItemScore, Project
-from annotations.services import import_file
+from annotations.imports.services import import_jobs_submit
 from labelhub.celery import app
 from learner.ml.training import fit
 from learner.selectors import pool_matrix
@@ -81,7 +81,8 @@ def test_an_import_is_seeded_once_its_features_are_stored(celery_worker_process,
     project = Project.objects.create(name="Fresh", slug="fresh", kind=Project.Kind.TABULAR)
     rows = "external_id,a,b\n" + "".join(f"r{i},{(i % 7) * 1.5},{(i % 3) - 1}\n" for i in range(120))
 
-    job = import_file(project=project, user=manager, path_or_fileobj=io.BytesIO(rows.encode()), filename="r.csv")
+    (job,) = import_jobs_submit(project=project, user=manager, uploads=[("r.csv", io.BytesIO(rows.encode()))],
+                                wait=True)
     assert (job.status, job.created_count) == (ImportJob.Status.DONE, 120)
 
     wait_for(lambda: queue_selectors.scoring_current(project.pk) is not None, what="the seeding scoring",

@@ -14,6 +14,7 @@ from django.db import transaction
 from PIL import Image
 
 from annotations import selectors, services
+from annotations.imports import services as import_services
 from annotations.models import Label, Membership, Project
 
 DIGIT_SCALE = 4  # 8×8 digits are stored at 32×32 so thumbnails and the page stay sharp.
@@ -126,7 +127,9 @@ class Command(BaseCommand):
                     archive.writestr(f"digits/digit-{index:04d}.png", _digit_png(pixels))
             tmp.flush()
             tmp.seek(0)
-            self._report(services.import_file(project=project, user=user, path_or_fileobj=tmp, filename="digits.zip"))
+            uploads = [("digits.zip", tmp)]
+            (job,) = import_services.import_jobs_submit(project=project, user=user, uploads=uploads, wait=True)
+            self._report(job)
 
     def _import_wine(self, project: Project, user) -> None:
         from sklearn.datasets import load_wine
@@ -142,7 +145,9 @@ class Command(BaseCommand):
             tmp.flush()
             tmp.seek(0)
             with open(tmp.name, "rb") as handle:
-                self._report(services.import_file(project=project, user=user, path_or_fileobj=handle, filename="wine.csv"))
+                uploads = [("wine.csv", handle)]
+                (job,) = import_services.import_jobs_submit(project=project, user=user, uploads=uploads, wait=True)
+                self._report(job)
 
     def _report(self, job) -> None:
         self.stdout.write(

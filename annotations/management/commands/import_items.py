@@ -4,7 +4,8 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotations import importing, services
+from annotations.imports import services
+from annotations.imports.rows import error_line
 from annotations.models import ImportJob, Project
 from labelhub.api import DomainError
 
@@ -36,7 +37,10 @@ class Command(BaseCommand):
         failed = rejected = 0
         for path in files:
             try:
-                job = services.import_file(project=target, user=importer, path_or_fileobj=path, filename=path.name)
+                with path.open("rb") as fileobj:
+                    (job,) = services.import_jobs_submit(
+                        project=target, user=importer, uploads=[(path.name, fileobj)], wait=True
+                    )
             except DomainError as exc:
                 failed += 1
                 self.stderr.write(f"{path.name}: refused: {exc.message}")
@@ -51,7 +55,7 @@ class Command(BaseCommand):
                 f"{job.rejected_count} rejected, {job.labels_count} pre-labels"
             )
             for error in job.errors:
-                self.stderr.write(f"{path.name}: {importing.error_line(error)}")
+                self.stderr.write(f"{path.name}: {error_line(error)}")
             if job.rejected_count > len(job.errors):
                 self.stderr.write(f"{path.name}: … and {job.rejected_count - len(job.errors)} more rejected rows")
         if failed or rejected:

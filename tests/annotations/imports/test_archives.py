@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from annotations.models import ImportJob, Item
-from annotations.services import imports as services
+from annotations.imports import services
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +81,8 @@ def lying_entry(declared: int, actual: int) -> bytes:
 
 
 def run(project, user, name: str, data: bytes) -> ImportJob:
-    return services.import_file(project=project, user=user, path_or_fileobj=io.BytesIO(data), filename=name)
+    (job,) = services.import_jobs_submit(project=project, user=user, uploads=[(name, io.BytesIO(data))], wait=True)
+    return job
 
 
 class Opened(list):

@@ -8,11 +8,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 
 from annotations.models import Annotation, ImportJob, Item
-from annotations.services import imports as services
+from annotations.imports import runs, services, writers
 from labelhub.api import DomainError
 from labelhub.celery import app as celery_app
 
-DATA = Path(__file__).parent.parent / "data"
+DATA = Path(__file__).parent.parent.parent / "data"
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +24,8 @@ def media_files(settings) -> list[str]:
 
 def run(project, user, filename: str, content: bytes | None = None) -> ImportJob:
     data = (DATA / filename).read_bytes() if content is None else content
-    return services.import_file(project=project, user=user, path_or_fileobj=io.BytesIO(data), filename=filename)
+    (job,) = services.import_jobs_submit(project=project, user=user, uploads=[(filename, io.BytesIO(data))], wait=True)
+    return job
 
 
 def png(size: tuple[int, int] = (32, 32), color: str = "navy", mode: str = "RGB") -> bytes:
@@ -130,9 +131,9 @@ def test_failure_late_in_a_large_file_rolls_back_earlier_chunks(text_project, ma
 
 def test_progress_is_reported_while_importing(text_project, manager, monkeypatch):
     seen = []
-    monkeypatch.setattr(services, "ROW_CHUNK", 10)
-    monkeypatch.setattr(services, "PROGRESS_EVERY_SECONDS", 0)
-    monkeypatch.setattr(services.cache, "set", lambda key, value, timeout: seen.append((key, value)))
+    monkeypatch.setattr(writers, "ROW_CHUNK", 10)
+    monkeypatch.setattr(runs, "PROGRESS_EVERY_SECONDS", 0)
+    monkeypatch.setattr(runs.cache, "set", lambda key, value, timeout: seen.append((key, value)))
     rows = "".join(f"row {i}\n" for i in range(25)).encode()
     job = run(text_project, manager, "rows.csv", b"text\n" + rows)
 
@@ -344,15 +345,15 @@ def test_unusable_zip_stores_nothing(image_project, manager, settings, filename,
 
 
 def test_interrupted_import_deletes_the_images_it_saved(image_project, manager, settings, monkeypatch):
-    monkeypatch.setattr(services, "IMAGE_CHUNK", 1)
-    monkeypatch.setattr(services, "PROGRESS_EVERY_SECONDS", 0)
+    monkeypatch.setattr(writers, "IMAGE_CHUNK", 1)
+    monkeypatch.setattr(runs, "PROGRESS_EVERY_SECONDS", 0)
 
-    def time_limit_hits(job, done, total, *, rows, phase):
+    def time_limit_hits(run, done, total, *, rows, phase):
         if phase == "storing" and rows >= 2:  # after two images were stored and committed
             assert Item.objects.count() == 2 and len([f for f in media_files(settings) if f.startswith("items/")]) == 4
             raise SoftTimeLimitExceeded()  # what Celery raises inside the task when the soft limit passes
 
-    monkeypatch.setattr(services, "_progress_write", time_limit_hits)
+    monkeypatch.setattr(runs.Run, "progress", time_limit_hits)
     job = run(image_project, manager, "three.zip", zip_of({f"{c}.png": png(color=c) for c in ("red", "green", "blue")}))
 
     assert job.message.startswith("The import took longer than its time limit and was rolled back")
@@ -416,8 +417,8 @@ def test_features_progress_is_counted_atomically_and_capped(text_project, manage
 
 
 def test_large_projects_are_checked_chunk_by_chunk(text_project, manager, monkeypatch):
-    monkeypatch.setattr(services, "PRELOAD_MAX", -1)
-    monkeypatch.setattr(services, "ROW_CHUNK", 2)
+    monkeypatch.setattr(writers, "PRELOAD_MAX", -1)
+    monkeypatch.setattr(writers, "ROW_CHUNK", 2)
     run(text_project, manager, "first.csv", b"external_id,text\nr1,one\nr2,two\nr3,three\n")
     job = run(text_project, manager, "second.csv", b"external_id,text\nr1,one\nr4,four\nr2,TWO\nr4,four\nr5,five\n")
 
@@ -453,10 +454,10 @@ def _job(project, user, name: str, data: bytes) -> ImportJob:
 def test_an_import_whose_database_fails_midway_resumes_after_the_stored_chunks(text_project, manager, monkeypatch):
     from django.db import OperationalError
 
-    monkeypatch.setattr(services, "ROW_CHUNK", 2)
+    monkeypatch.setattr(writers, "ROW_CHUNK", 2)
     data = b"external_id,text,label\n" + b"".join(f"r{i},text {i},positive\n".encode() for i in range(7))
     job = _job(text_project, manager, "rows.csv", data)
-    real_bulk_create = services.Item.objects.bulk_create
+    real_bulk_create = writers.Item.objects.bulk_create
     calls = []
 
     def failing_third_chunk(items, *args, **kwargs):
@@ -465,7 +466,7 @@ def test_an_import_whose_database_fails_midway_resumes_after_the_stored_chunks(t
             raise OperationalError("server closed the connection unexpectedly")
         return real_bulk_create(items, *args, **kwargs)
 
-    monkeypatch.setattr(services.Item.objects, "bulk_create", failing_third_chunk)
+    monkeypatch.setattr(writers.Item.objects, "bulk_create", failing_third_chunk)
     with pytest.raises(OperationalError):
         services.import_job_run(job.pk)
     job.refresh_from_db()
@@ -480,27 +481,28 @@ def test_an_import_whose_database_fails_midway_resumes_after_the_stored_chunks(t
 
 def test_a_job_left_running_is_taken_over_and_its_old_run_stops(text_project, manager):
     job = _job(text_project, manager, "rows.csv", b"text\none\ntwo\n")
-    old, old_attempt = services._claim(job.pk)
+    old, old_attempt = runs.job_claim(job.pk)
 
     job = services.import_job_run(job.pk)  # a redelivered message
 
     assert (job.status, job.created_count, job.attempt) == ("done", 2, old_attempt + 1)
-    with pytest.raises(services._Superseded):
-        services._Run(old, old_attempt).own()
+    with pytest.raises(runs.Superseded):
+        runs.Run(old, old_attempt).own()
 
 
 def test_one_import_per_project_runs_at_a_time(text_project, tabular_project, manager, monkeypatch):
     first = _job(text_project, manager, "a.csv", b"text\none\n")
-    services._claim(first.pk)
+    runs.job_claim(first.pk)
     second = _job(text_project, manager, "b.csv", b"text\ntwo\n")
     elsewhere = _job(tabular_project, manager, "c.csv", b"x\n1\n")
 
-    with pytest.raises(services.ImportBusy):
+    with pytest.raises(runs.ImportBusy):
         services.import_job_run(second.pk)
     assert services.import_job_run(elsewhere.pk).status == "done"  # another project is not held up
 
     monkeypatch.setattr(services, "IMPORT_WAIT_SECONDS", 0)
-    job = services.import_files(project=text_project, user=manager, uploads=[("d.csv", io.BytesIO(b"text\nd\n"))])[0]
+    uploads = [("d.csv", io.BytesIO(b"text\nd\n"))]
+    (job,) = services.import_jobs_submit(project=text_project, user=manager, uploads=uploads, wait=True)
     assert (job.status, job.message) == ("failed", services.BUSY_MESSAGE)
     second.refresh_from_db()
     assert second.status == "queued" and Item.objects.filter(project=text_project).count() == 0
@@ -511,22 +513,20 @@ def test_an_abandoned_import_is_undone_when_the_next_one_starts(text_project, ma
 
     from django.utils import timezone
 
-    monkeypatch.setattr(services, "ROW_CHUNK", 1)
+    monkeypatch.setattr(writers, "ROW_CHUNK", 1)
     lost = _job(text_project, manager, "lost.csv", b"external_id,text\nl1,one\nl2,two\n")
     services.import_job_run(lost.pk)
     # As if its run had died after one chunk: running, silent for longer than the stale limit.
     Item.objects.filter(external_id="l2").delete()
     ImportJob.objects.filter(pk=lost.pk).update(
-        status="running", heartbeat_at=timezone.now() - timedelta(seconds=services.IMPORT_STALE_SECONDS + 1)
+        status="running", heartbeat_at=timezone.now() - timedelta(seconds=runs.IMPORT_STALE_SECONDS + 1)
     )
 
-    job = services.import_file(
-        project=text_project, user=manager, path_or_fileobj=io.BytesIO(b"external_id,text\nn1,new\n"), filename="n.csv"
-    )
+    job = run(text_project, manager, "n.csv", b"external_id,text\nn1,new\n")
 
     assert job.status == "done"
     lost.refresh_from_db()
-    assert (lost.status, lost.message) == ("failed", services.ABANDONED_MESSAGE)
+    assert (lost.status, lost.message) == ("failed", runs.ABANDONED_MESSAGE)
     assert list(Item.objects.values_list("external_id", flat=True)) == ["n1"]
 
 

@@ -10,13 +10,13 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from annotations.services import imports as services
+from annotations.imports import services
 from annotations.models import Annotation, ImportJob, Item
 from annotations.tasks import import_job_run as import_job_run_task
 from labelhub.celery import app as celery_app
 from tests.factories import UserFactory
 
-DATA = Path(__file__).parent.parent / "data"
+DATA = Path(__file__).parent.parent.parent / "data"
 GOOD_CSV = b"external_id,text,label\nr1,I loved it,positive\nr2,Meh,\n"
 
 pytestmark = pytest.mark.django_db
@@ -143,8 +143,8 @@ def test_api_refuses_bad_uploads(api, text_project, data, detail):
 
 
 def test_api_import_is_for_managers_only(text_project, annotator, manager):
-    job = services.import_file(
-        project=text_project, user=manager, path_or_fileobj=io.BytesIO(GOOD_CSV), filename="a.csv"
+    (job,) = services.import_jobs_submit(
+        project=text_project, user=manager, uploads=[("a.csv", io.BytesIO(GOOD_CSV))], wait=True
     )
     client = APIClient()
     url = reverse("api-import-create", args=[text_project.pk])
@@ -302,12 +302,12 @@ def test_an_upload_the_broker_refuses_fails_with_its_reason_and_leaves_no_file(
     assert Item.objects.count() == 0 and _stored_uploads(settings) == []
 
 
-@pytest.mark.parametrize("door", ["import_jobs_submit", "import_files"])
-def test_an_upload_that_cannot_be_stored_takes_the_others_back_with_it(text_project, manager, settings, door):
+@pytest.mark.parametrize("wait", [False, True], ids=["queued", "waited"])
+def test_an_upload_that_cannot_be_stored_takes_the_others_back_with_it(text_project, manager, settings, wait):
     uploads = [("first.csv", io.BytesIO(GOOD_CSV)), ("second.csv", ClientGoneAway(b"text\n" + b"a row\n" * 20_000))]
 
     with pytest.raises(OSError, match="Connection reset"):
-        getattr(services, door)(project=text_project, user=manager, uploads=uploads)
+        services.import_jobs_submit(project=text_project, user=manager, uploads=uploads, wait=wait)
 
     assert ImportJob.objects.count() == 0 and Item.objects.count() == 0
     assert _stored_uploads(settings) == []

@@ -1,19 +1,21 @@
-"""The pure parsing layer: paths, images and rows, without the database."""
+"""The pure parsing layer: one reader per format, the rows it builds, ZIP paths and images, without the database."""
 import io
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from annotations import importing
-from annotations.importing import ImportFileError, Limits, RowError, RowReader
+from annotations.imports.archives import unsafe_path
+from annotations.imports.readers import reader_for
+from annotations.imports.rows import ImportFileError, Limits, Row, RowError, error_line
+from annotations.imports.writers import image_prepare
 
-DATA = Path(__file__).parent.parent / "data"
-LIMITS = Limits(text_max_chars=100, image_max_bytes=10_000, image_max_pixels=10_000, max_features=3, zip_max_entries=10)
+DATA = Path(__file__).parent.parent.parent / "data"
+LIMITS = Limits(text_max_chars=100, image_max_bytes=10_000, max_features=3, zip_max_entries=10)
 
 
-def rows(content: bytes, fmt: str, kind: str = "text", features: list[str] | None = None) -> list[importing.Row]:
-    reader = RowReader(
+def rows(content: bytes, fmt: str, kind: str = "text", features: list[str] | None = None) -> list[Row]:
+    reader = reader_for(
         io.BytesIO(content), fmt, filename=f"f.{fmt}", kind=kind, label_names=frozenset({"cat", "dog"}),
         feature_names=features or [], limits=LIMITS,
     )
@@ -28,18 +30,18 @@ def rows(content: bytes, fmt: str, kind: str = "text", features: list[str] | Non
     ],
 )
 def test_unsafe_paths(name, unsafe):
-    assert importing._unsafe_path(name) is unsafe
+    assert unsafe_path(name) is unsafe
 
 
 def test_image_pixel_limit_is_checked_from_the_header_alone():
     with pytest.raises(RowError, match=r"^image is 20000×20000 = 400,000,000 pixels, above the 10,000-pixel limit$"):
-        importing.image_prepare((DATA / "huge_dimensions.png").read_bytes(), max_pixels=10_000)
+        image_prepare((DATA / "huge_dimensions.png").read_bytes(), max_pixels=10_000)
 
 
 def test_image_is_converted_to_png_with_a_thumbnail():
     buffer = io.BytesIO()
     Image.new("P", (40, 20), 3).save(buffer, "GIF")
-    image, thumbnail = importing.image_prepare(buffer.getvalue(), max_pixels=10_000)
+    image, thumbnail = image_prepare(buffer.getvalue(), max_pixels=10_000)
     with Image.open(io.BytesIO(image)) as decoded:
         assert (decoded.format, decoded.mode, decoded.size) == ("PNG", "RGB", (40, 20))
 
@@ -91,5 +93,5 @@ def test_text_rows_reject_bad_values():
 
 
 def test_error_line():
-    assert importing.error_line({"row": 4, "where": "line 5", "reason": "bad"}) == "row 4 (line 5): bad"
-    assert importing.error_line({"row": 4, "where": "", "reason": "bad"}) == "row 4: bad"
+    assert error_line({"row": 4, "where": "line 5", "reason": "bad"}) == "row 4 (line 5): bad"
+    assert error_line({"row": 4, "where": "", "reason": "bad"}) == "row 4: bad"

@@ -1,4 +1,4 @@
-"""Forms of the annotations pages."""
+"""The import page's form: one or more files to upload."""
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 

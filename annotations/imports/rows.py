@@ -1,0 +1,85 @@
+"""What reading a file yields: rows, their limits and errors, and the formats each project kind takes."""
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import images
+
+RESERVED_COLUMNS = frozenset({"external_id", "label", "gold_label", "metadata"})
+META_PREFIX = "meta_"
+EXTERNAL_ID_MAX = 255
+EXTENSIONS = {
+    ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".zip": "zip",
+    **{extension: "image" for extension in images.EXTENSIONS},
+}
+KIND_FORMATS = {"text": ("csv", "jsonl", "json"), "tabular": ("csv", "jsonl", "json"), "image": ("zip", "image")}
+KIND_FORMATS_TEXT = {
+    "text": "CSV, JSONL or JSON files",
+    "tabular": "CSV, JSONL or JSON files",
+    "image": "images (PNG, JPEG, GIF, BMP, WebP) or a ZIP of them",
+}
+
+
+class ImportFileError(Exception):
+    """The whole file cannot be imported; the message says why."""
+
+
+class RowError(Exception):
+    """One row cannot be imported; the message says why."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds a file is read within (the settings' import limits)."""
+
+    text_max_chars: int
+    image_max_bytes: int
+    max_features: int
+    zip_max_entries: int
+    # Bytes all entries of a ZIP may inflate to together, and how many times the archive's size that may be.
+    zip_max_bytes: int = 2 * 1024**3
+    zip_max_ratio: int = 100
+
+
+@dataclass(slots=True)
+class Row:
+    """One data row (or image) of a file: its content, or why it is rejected."""
+
+    number: int
+    where: str = ""
+    external_id: str = ""
+    text: str = ""
+    values: list[float] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+    gold_label: str | None = None
+    image_data: bytes | None = None
+    content_hash: str = ""
+    derived_id: bool = False
+    error: str | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.image_data or b"") + len(self.text)
+
+
+def file_format(filename: str) -> str:
+    """Return 'csv', 'jsonl', 'json', 'zip' or 'image' from the file name, or raise ImportFileError."""
+    ext = posixpath.splitext(filename.lower())[1]
+    if ext not in EXTENSIONS:
+        raise ImportFileError(f"LabelHub does not import {ext} files." if ext else "The file name has no extension.")
+    return EXTENSIONS[ext]
+
+
+def error_line(error: dict[str, Any]) -> str:
+    """Render one rejected row as 'row 12 (line 13): reason'."""
+    where = f" ({error['where']})" if error.get("where") else ""
+    return f"row {error['row']}{where}: {error['reason']}"
+
+
+def first_line(exc: Exception) -> str:
+    """Return the first line of an exception's message, or its type's name if it has none."""
+    message = exc.args[0] if exc.args else str(exc)
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    return str(message).strip().splitlines()[0] if str(message).strip() else type(exc).__name__
