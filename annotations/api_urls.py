@@ -2,6 +2,7 @@
 from django.urls import path
 
 from . import apis, client_apis, project_apis, review_apis
+from .exports import apis as export_apis
 from .imports import apis as import_apis
 
 urlpatterns = [
@@ -21,7 +22,7 @@ urlpatterns = [
     path("projects/<int:project_id>/labels/<int:label_id>", project_apis.LabelUpdateApi.as_view(), name="api-label"),
     path("projects/<int:project_id>/items", project_apis.ItemListApi.as_view(), name="api-items"),
     path("projects/<int:project_id>/annotations", project_apis.AnnotationListApi.as_view(), name="api-annotations"),
-    path("projects/<int:project_id>/export", project_apis.ProjectExportApi.as_view(), name="api-project-export"),
+    path("projects/<int:project_id>/export", export_apis.ProjectExportApi.as_view(), name="api-project-export"),
     path("projects/<int:project_id>/clients", client_apis.ApiClientListApi.as_view(), name="api-clients"),
     path("projects/<int:project_id>/clients/<int:client_id>", client_apis.ApiClientRemoveApi.as_view(),
          name="api-client"),

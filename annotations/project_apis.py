@@ -1,24 +1,17 @@
-"""REST endpoints of projects, labels, items, annotations and export: one view per operation."""
-from datetime import timedelta
+"""REST endpoints of projects, labels, items and annotations: one view per operation."""
 from typing import Any
 
-from django.conf import settings
-from django.http import StreamingHttpResponse
-from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from labelhub.api import CursorPagination, NotFound
+from labelhub.api import CursorPagination, NotFound, query_validated
 
-from . import exporting, selectors, services
+from . import selectors, services
 from .apis import QueueItemOutputSerializer
 from .models import Annotation, Item, Label, Project
-from .selectors import exports
 
 # Settings a manager may change; the kind and the feature columns are fixed by the project's data.
 PROJECT_SETTINGS = [
@@ -27,13 +20,6 @@ PROJECT_SETTINGS = [
     "degradation_margin", "drift_enabled", "drift_threshold", "promotion_rule", "gate_margin", "gate_alpha", "gate_min_gain", "gate_min_audit",
     "gate_min_audit_first", "gate_max_recall_drop",
 ]
-
-
-def _query(request: Request, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
-    """Validated query parameters (a plain dict: absent booleans stay absent instead of turning False)."""
-    serializer = serializer_class(data=request.query_params.dict())
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 # Projects
@@ -227,69 +213,7 @@ class AnnotationListApi(APIView):
     @extend_schema(parameters=[FilterSerializer], responses=AnnotationOutputSerializer(many=True))
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
-        filters = _query(request, self.FilterSerializer)
+        filters = query_validated(request, self.FilterSerializer)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.annotation_list(project, **filters), request, view=self)
         return paginator.get_paginated_response(AnnotationOutputSerializer(page, many=True).data)
-
-
-# Export
-
-
-class _IgnoreFormatParameter(DefaultContentNegotiation):
-    """The export's ``format`` names the file format, not one of DRF's renderers."""
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
-
-
-class ProjectExportApi(APIView):
-    """Stream the project's labels as JSONL, CSV, JSON or Label Studio tasks (managers).
-
-    ``mode=final``: one row per item with its final label (a reviewer's, else the majority, ties to
-    the earliest label); ``mode=all``: every annotation. ``since`` keeps annotations changed at or
-    after it (final: items with such a change); the ``X-Export-Next-Since`` header is the value to
-    send next time. The export is one consistent snapshot on PostgreSQL. Images are signed links
-    that work without a session until they expire.
-    """
-
-    throttle_scope = "export"
-    content_negotiation_class = _IgnoreFormatParameter
-
-    @extend_schema_serializer(component_name="ExportQuery")
-    class InputSerializer(serializers.Serializer):
-        format = serializers.ChoiceField(choices=exporting.FORMATS, default="jsonl")
-        mode = serializers.ChoiceField(choices=exports.MODES, default="final")
-        since = serializers.DateTimeField(required=False, help_text="Only annotations changed at or after this.")
-        include_prediction = serializers.BooleanField(
-            default=False, help_text="Add the model version, predicted label and confidence recorded at labeling."
-        )
-        include_audit = serializers.BooleanField(default=False, help_text="Add whether a label is an audit label.")
-
-    @extend_schema(
-        parameters=[InputSerializer],
-        responses={
-            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="One JSON object a line."),
-            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="A header row, then one row each."),
-            (200, "application/json"): OpenApiResponse(
-                {"type": "array", "items": {"type": "object", "additionalProperties": True}},
-                description="format=json: an array of rows; format=labelstudio: an array of Label Studio tasks.",
-            ),
-        },
-    )
-    def get(self, request: Request, project_id: int) -> StreamingHttpResponse:
-        project = selectors.project_get_for_user(request.user, project_id, min_role="manager")
-        query = _query(request, self.InputSerializer)
-        fmt = query.pop("format")
-        options = exports.ExportOptions(**query)
-        # Labels are timestamped just before they commit: the next pull starts a little before this one.
-        next_since = timezone.now() - timedelta(seconds=settings.LABELHUB_EXPORT_SINCE_OVERLAP)
-        chunks = exports.project_export(project, fmt, options, base_url=request.build_absolute_uri("/")[:-1])
-        response = StreamingHttpResponse(chunks, content_type=exporting.CONTENT_TYPES[fmt])
-        response["Content-Disposition"] = (
-            f'attachment; filename="{project.slug}-{options.mode}.{exporting.EXTENSIONS[fmt]}"'
-        )
-        response["X-Export-Next-Since"] = next_since.isoformat()
-        response["Cache-Control"] = "no-store"
-        response["X-Accel-Buffering"] = "no"  # let a proxy pass rows on as they come
-        return response

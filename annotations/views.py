@@ -11,8 +11,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from labelhub.api import DomainError, NotFound
 
 from . import selectors, services
+from .exports.links import item_image_signature_valid
 from .models import Item
-from .selectors import exports
 from .view_helpers import project_or_404
 
 
@@ -45,7 +45,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
 def item_media(request: HttpRequest, item_id: int, variant: str) -> HttpResponse:
     """Serve an item's image or thumbnail to members of its project, or to a signed link from an export."""
     signature = request.GET.get("sig")
-    signed = signature is not None and exports.item_image_signature_valid(item_id, signature)
+    signed = signature is not None and item_image_signature_valid(item_id, signature)
     if not signed and not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     item = get_object_or_404(Item.objects.only("id", "project_id", "image", "thumbnail"), pk=item_id)

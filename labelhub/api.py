@@ -1,11 +1,12 @@
-"""API plumbing: the exception handler (domain errors become 4xx JSON, a busy database 503) and cursor pagination."""
+"""API plumbing: the exception handler (domain errors become 4xx JSON, a busy database 503), paging, query checks."""
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import OperationalError
-from rest_framework import exceptions, pagination, status
+from rest_framework import exceptions, pagination, serializers, status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -112,6 +113,13 @@ class CursorPagination(pagination.CursorPagination):
         except exceptions.NotFound:
             # A cursor the client mangled is bad input, not a missing page.
             raise exceptions.ValidationError({self.cursor_query_param: ["Invalid cursor."]}) from None
+
+
+def query_validated(request: Request, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
+    """Validate the query parameters (a plain dict: absent booleans stay absent instead of turning False)."""
+    serializer = serializer_class(data=request.query_params.dict())
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
 ERROR_RESPONSES = {

@@ -22,6 +22,8 @@ class LabelSnapshot:
 def majority_label(votes: list[tuple[int, int]]) -> int:
     """The majority label of (annotation id, label id) votes; ties go to the earliest annotation."""
     counts = Counter(label for _, label in votes)
+    if len(counts) == 1:  # unanimous, the usual case: no tie to break (exports call this once per item)
+        return votes[0][1]
     best = max(counts.values())
     return min((a, label) for a, label in votes if counts[label] == best)[1]
 
@@ -97,11 +99,6 @@ def item_final_labels(project_id: int, item_ids: list[int] | None = None) -> dic
     rows = annotations.order_by("id").values_list("id", "item_id", "label_id", "is_audit")
     _, ids, labels, _ = _final_labels(rows, _resolved_labels(project_id, item_ids))
     return dict(zip(ids, labels))
-
-
-def labels_since(project_id: int, after_annotation_id: int) -> int:
-    """How many labels the project received after the given annotation id."""
-    return Annotation.objects.filter(item__project_id=project_id, id__gt=after_annotation_id).count()
 
 
 def audit_predictions_latest(project_id: int, model_version: int, limit: int) -> list[tuple[int, int | None]]:

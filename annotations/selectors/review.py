@@ -12,8 +12,9 @@ from django.db.models import BigIntegerField, Exists, F, OuterRef, Prefetch, Q, 
 from django.db.models.functions import Coalesce
 
 from labelhub.api import DomainError, NotFound
+from stats import agreement
+from stats.intervals import wilson_interval
 
-from .. import agreement
 from ..models import Annotation, AnnotationCorrection, Item, Label, Project
 from .labels import majority_label
 from .projects import project_get_for_user
@@ -283,7 +284,7 @@ def gold_accuracy(project: Project) -> list[dict[str, Any]]:
             "gold_items": n,
             "correct": correct,
             "accuracy": round(correct / n, 4),
-            "interval": _interval(agreement.wilson_interval(correct, n)),
+            "interval": _interval(wilson_interval(correct, n)),
         })
     return result
 

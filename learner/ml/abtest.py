@@ -1,4 +1,4 @@
-"""Statistics of A/B tests: power, exact McNemar, two proportions with Wilson intervals, and the look schedule."""
+"""Statistics of A/B tests: power, the two-proportion test and the look schedule (McNemar and Wilson: stats/)."""
 from __future__ import annotations
 
 import math
@@ -6,40 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stats.paired import mcnemar_exact
+
 # scipy.stats is imported in the functions that use it: web processes import this module through
 # the services, and most never compute a test.
 
 PAIRED = "mcnemar"
 TWO_PROPORTIONS = "two_proportions"
-
-
-def wilson(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion."""
-    from scipy import stats
-
-    if n <= 0:
-        return 0.0, 1.0
-    z = stats.norm.ppf(0.5 + confidence / 2)
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    # At 0 or n the interval reaches the bound exactly (the formula leaves a rounding error there).
-    low = 0.0 if correct == 0 else max(0.0, float(centre - half))
-    high = 1.0 if correct == n else min(1.0, float(centre + half))
-    return low, high
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """One-sided exact McNemar p-value that the challenger is better.
-
-    ``b``: pairs only the challenger got right; ``c``: pairs only the champion got right.
-    Under the null each discordant pair is a fair coin, so p = P(Binomial(b + c, 1/2) >= b).
-    """
-    from scipy import stats
-
-    if b + c == 0:
-        return 1.0
-    return float(stats.binom.sf(b - 1, b + c, 0.5))
 
 
 def two_proportions(correct_a: int, n_a: int, correct_b: int, n_b: int) -> float:
@@ -110,9 +83,13 @@ class Look:
 
 
 def paired_look(b: int, c: int, n: int, *, alpha_look: float, min_gain: float) -> Look:
-    """Look at paired outcomes: promote if McNemar rejects at this look's α and the gain reaches min_gain."""
+    """Look at paired outcomes: promote if McNemar rejects at this look's α and the gain reaches min_gain.
+
+    ``b``: pairs only the challenger got right; ``c``: pairs only the champion got right (the
+    experiment's stored figures keep these names).
+    """
     gain = (b - c) / n if n else 0.0
-    p = mcnemar_exact(b, c)
+    p = mcnemar_exact(candidate_only_right=b, champion_only_right=c)
     return Look(n, gain, p, alpha_look, p <= alpha_look and gain >= min_gain)
 
 

@@ -5,18 +5,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from stats.intervals import wilson_interval
+from stats.paired import mcnemar_exact
+
 # scipy.stats and scikit-learn's metrics are imported in the functions that use them: a web
 # process imports this module through the services without ever evaluating a model here.
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion; (0, 1) when there are no trials."""
-    from scipy.stats import binomtest
-
-    if n == 0:
-        return 0.0, 1.0
-    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
-    return float(ci.low), float(ci.high)
 
 
 def evaluate(y_true: np.ndarray, proba: np.ndarray, classes: list[int]) -> dict:
@@ -93,17 +86,16 @@ class McNemar:
         return asdict(self)
 
 
-def mcnemar_exact(y_true: np.ndarray, champion_pred: np.ndarray, candidate_pred: np.ndarray) -> McNemar:
-    """One-sided exact McNemar (binomial on the discordant pairs) that the candidate is better."""
-    from scipy.stats import binomtest
-
+def mcnemar_on_predictions(y_true: np.ndarray, champion_pred: np.ndarray, candidate_pred: np.ndarray) -> McNemar:
+    """Count the paired outcomes of two models and test (one-sided, exact McNemar) that the candidate is better."""
     champion_ok = np.asarray(champion_pred) == np.asarray(y_true)
     candidate_ok = np.asarray(candidate_pred) == np.asarray(y_true)
-    b = int((champion_ok & ~candidate_ok).sum())
-    c = int((~champion_ok & candidate_ok).sum())
-    p = float(binomtest(c, b + c, 0.5, alternative="greater").pvalue) if b + c else 1.0
+    champion_only = int((champion_ok & ~candidate_ok).sum())
+    candidate_only = int((~champion_ok & candidate_ok).sum())
+    p = mcnemar_exact(candidate_only_right=candidate_only, champion_only_right=champion_only)
     n = len(champion_ok)
-    return McNemar(n, int((champion_ok & candidate_ok).sum()), b, c, p, (c - b) / n if n else 0.0)
+    gain = (candidate_only - champion_only) / n if n else 0.0
+    return McNemar(n, int((champion_ok & candidate_ok).sum()), champion_only, candidate_only, p, gain)
 
 
 @dataclass

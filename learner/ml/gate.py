@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from learner.ml import evaluation
+from stats.paired import mcnemar_mid_p
 
 # A class's recall is judged only with this many audit items of the class: below it, one miss
 # moves the recall by more than 10 points and no bound says anything useful.
@@ -39,20 +40,9 @@ RECALL_VETO_MIN_SUPPORT = 10
 LIVE, NOT_PROMOTED, REJECTED = "live", "not_promoted", "rejected"
 
 
-def mid_p(test: evaluation.McNemar) -> float:
-    """The one-sided mid-p value of McNemar's test that the candidate is better (Fagerland et al. 2013).
-
-    The exact test's p-value counts the observed split whole; the mid-p counts half of it, which
-    takes away most of the exact test's conservatism on a handful of discordant items (5 fixed,
-    none broken: 1/64 instead of 1/32) while staying close to the nominal level.
-    """
-    from scipy.stats import binom
-
-    d = test.only_champion_right + test.only_candidate_right
-    if d == 0:
-        return 1.0
-    c = test.only_candidate_right
-    return float(binom.sf(c, d, 0.5) + 0.5 * binom.pmf(c, d, 0.5))
+def _mid_p(test: evaluation.McNemar) -> float:
+    """The one-sided McNemar mid-p value that ``test``'s candidate is better."""
+    return mcnemar_mid_p(candidate_only_right=test.only_candidate_right, champion_only_right=test.only_champion_right)
 
 
 def look_alpha(alpha: float, look: int) -> float:
@@ -112,8 +102,8 @@ def decide_first(
                         base)
     alpha_look = look_alpha(settings.alpha, look)
     baseline = np.full(n, majority)
-    test = evaluation.mcnemar_exact(y_audit, baseline, candidate_pred)
-    p = mid_p(test)
+    test = evaluation.mcnemar_on_predictions(y_audit, baseline, candidate_pred)
+    p = _mid_p(test)
     figures = {**base, "alpha_look": alpha_look, "test": test.as_dict(), "p_mid": p, "baseline_label": majority,
                "accuracy": _accuracy(y_audit, candidate_pred), "baseline_accuracy": _accuracy(y_audit, baseline)}
     said = (f"audit accuracy {figures['accuracy']:.3f} against {figures['baseline_accuracy']:.3f} for always "
@@ -121,7 +111,7 @@ def decide_first(
             f"α = {alpha_look:.4g} at look {look}")
     if p < alpha_look and test.gain >= settings.min_gain:
         return Decision(LIVE, "first_model", f"Promoted: beats the majority-class baseline ({said}).", figures)
-    worse = evaluation.mcnemar_exact(y_audit, candidate_pred, baseline).p_value < settings.alpha
+    worse = evaluation.mcnemar_on_predictions(y_audit, candidate_pred, baseline).p_value < settings.alpha
     if worse:
         return Decision(REJECTED, "first_model", f"Rejected: worse than the majority-class baseline ({said}).",
                         figures)
@@ -172,8 +162,9 @@ def decide_against_champion(
         return Decision(NOT_PROMOTED, comparison,
                         f"Not promoted: not enough evidence yet ({n} audit labels, {min_audit} needed).", base)
     champion_accuracy, candidate_accuracy = _accuracy(y_audit, champion_pred), _accuracy(y_audit, candidate_pred)
-    better = evaluation.mcnemar_exact(y_audit, champion_pred, candidate_pred)
-    worse = evaluation.mcnemar_exact(y_audit, candidate_pred, champion_pred)
+    better = evaluation.mcnemar_on_predictions(y_audit, champion_pred, candidate_pred)
+    # The same test with the roles swapped: its p-value is that the candidate is worse.
+    worse = evaluation.mcnemar_on_predictions(y_audit, candidate_pred, champion_pred)
     drops, vetoes = _vetoes(y_audit, champion_pred, candidate_pred, classes, settings)
     figures = {**base, "test": better.as_dict(), "p_worse": worse.p_value, "accuracy": candidate_accuracy,
                "champion_accuracy": champion_accuracy, "gain": better.gain, "margin": settings.margin,
@@ -204,7 +195,7 @@ def decide_against_champion(
                         f"for 'worse', α = {settings.alpha}).", figures)
     alpha_look = look_alpha(settings.alpha, look)
     figures["alpha_look"] = alpha_look
-    p = mid_p(better)
+    p = _mid_p(better)
     figures["p_mid"] = p
     said = f"{accuracies}; McNemar mid-p = {p:.4f}, α = {alpha_look:.4g} at look {look}"
     if p < alpha_look and better.gain >= settings.min_gain:

@@ -17,6 +17,7 @@ from learner.ml import abtest
 from learner.ml.training import proba_over
 from learner.models import Experiment, ModelVersion, PredictionCorrection, PredictionLog
 from learner.services.models import model_version_live, model_version_loaded, model_version_promote
+from stats.intervals import wilson_interval
 
 EVALUATE_TASK = "learner.experiment_evaluate"
 
@@ -223,7 +224,7 @@ def experiment_figures(experiment: Experiment) -> dict:
         arms = {"champion": (champ[1], champ[0]), "challenger": (chall[1], chall[0])}
         figures = {"n": champ[0] + chall[0]}
     figures["arms"] = {
-        name: {"n": n, "correct": ok, "accuracy": ok / n if n else None, "interval": list(abtest.wilson(ok, n)),
+        name: {"n": n, "correct": ok, "accuracy": ok / n if n else None, "interval": list(wilson_interval(ok, n)),
                "clients": clients.get(name, 0)}
         for name, (ok, n) in arms.items()
     }

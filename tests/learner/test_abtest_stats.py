@@ -1,22 +1,7 @@
-"""The statistics of A/B tests on arrays alone: tests, intervals, power, and the sequential rule under the null."""
+"""The statistics of A/B tests on arrays alone: the two-proportion test, power, the sequential rule under the null."""
 import numpy as np
-import pytest
 
-from learner.ml import abtest
-
-
-def test_exact_mcnemar_is_a_one_sided_binomial_on_discordant_pairs():
-    assert abtest.mcnemar_exact(0, 0) == 1.0
-    assert abtest.mcnemar_exact(10, 0) == pytest.approx(0.5**10)
-    assert abtest.mcnemar_exact(5, 5) > 0.5
-    assert abtest.mcnemar_exact(0, 10) == 1.0
-
-
-def test_wilson_interval_stays_inside_zero_one_and_covers_the_estimate():
-    low, high = abtest.wilson(0, 10)
-    assert low == 0.0 and 0.2 < high < 0.35
-    low, high = abtest.wilson(80, 100)
-    assert low < 0.8 < high and high - low < 0.17
+from learner.ml import abtest, evaluation
 
 
 def test_two_proportions_finds_a_real_gain_and_not_a_loss():
@@ -65,3 +50,14 @@ def test_a_truly_better_challenger_is_usually_promoted_within_the_planned_sample
         for _ in range(200)
     )
     assert promoted / 200 >= 0.8
+
+
+def test_the_experiment_and_the_gate_read_the_discordant_pairs_the_same_way():
+    # 6 pairs only the challenger (candidate) got right, 1 only the champion: both call that evidence for it.
+    y = np.zeros(20, dtype=int)
+    champion = np.array([1] * 6 + [0] * 14)
+    candidate = np.array([0] * 19 + [1])
+    gate_test = evaluation.mcnemar_on_predictions(y, champion, candidate)
+    look = abtest.paired_look(6, 1, 20, alpha_look=0.05, min_gain=0.0)
+    assert (gate_test.only_candidate_right, gate_test.only_champion_right) == (6, 1)
+    assert gate_test.p_value == look.p_value < 0.07 and gate_test.gain == look.gain == 0.25

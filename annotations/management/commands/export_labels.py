@@ -8,9 +8,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
-from annotations import exporting
+from annotations.exports.formats import FORMATS
+from annotations.exports.rows import MODES, ExportOptions
+from annotations.exports.selectors import project_export
 from annotations.models import Project
-from annotations.selectors import exports
 
 
 class Command(BaseCommand):
@@ -18,8 +19,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--project", required=True, help="Project slug or id.")
-        parser.add_argument("--format", required=True, dest="fmt", choices=exporting.FORMATS)
-        parser.add_argument("--mode", default="final", choices=exports.MODES)
+        parser.add_argument("--format", required=True, dest="fmt", choices=FORMATS)
+        parser.add_argument("--mode", default="final", choices=MODES)
         parser.add_argument("--since", help="Only annotations changed at or after this ISO 8601 time (UTC if no zone).")
         parser.add_argument("--include-prediction", action="store_true")
         parser.add_argument("--include-audit", action="store_true")
@@ -46,10 +47,10 @@ class Command(BaseCommand):
                 since_at = since_at.astimezone(UTC)
             except OverflowError:  # 9999-12-31T23:59-14:00 is past the year 9999 in UTC
                 raise CommandError(f"--since {since!r} is out of range (years 1 to 9999 in UTC).") from None
-        opts = exports.ExportOptions(
+        opts = ExportOptions(
             mode=mode, since=since_at, include_prediction=include_prediction, include_audit=include_audit
         )
-        chunks = exports.project_export(target, fmt, opts, base_url=settings.LABELHUB_SITE_URL)
+        chunks = project_export(target, fmt, opts, base_url=settings.LABELHUB_SITE_URL)
         try:
             with open(output, "w", encoding="utf-8", newline="") if output else nullcontext(sys.stdout) as out:
                 for chunk in chunks:

@@ -61,10 +61,7 @@ def annotation_submit_or_get(
     label_name: str | None = None,
     time_spent_ms: int | None = None,
 ) -> tuple[Annotation, bool]:
-    """Store the user's label for the item of their lease, or return the one already stored on it.
-
-    Returns the annotation and whether this call created it.
-    """
+    """Store the user's label on their lease once; return the annotation on it and whether this call stored it."""
     lease = lease_get_for_user(lease_id, user, related=("project",), served_scoring=True)
     if lease.status == Lease.Status.SUBMITTED:
         return _submitted_annotation(lease), False

@@ -73,11 +73,11 @@ def _iso(value) -> str:
 
 
 # Row layout of ``export_rows``.
-(I_ID, I_EXTERNAL_ID, I_TEXT, I_VALUES, I_IMAGE, I_METADATA, I_RESOLVED, A_ID, A_ANNOTATOR, A_LABEL, A_SOURCE,
+(I_ID, I_EXTERNAL_ID, I_TEXT, I_VALUES, I_IMAGE, I_METADATA, _I_RESOLVED, A_ID, A_ANNOTATOR, A_LABEL, A_SOURCE,
  A_AUDIT, A_CREATED, A_UPDATED, A_TIME_SPENT, A_MODEL_VERSION, A_PREDICTED, A_CONFIDENCE) = range(18)
 
 
-def _ts(column: str) -> str:
+def timestamp_sql(column: str) -> str:
     """The timestamp as ISO 8601 text made by PostgreSQL (its driver's datetime parsing dominated the export).
 
     Its text form under the export's ``TimeZone = 'UTC'`` and ``DateStyle = ISO`` is
@@ -88,8 +88,9 @@ def _ts(column: str) -> str:
     return column
 
 
-def _sql(project: Project, options: ExportOptions, *, item_range: bool, select: str = "",
-         select_params: tuple = ()) -> tuple[str, list]:
+def export_statement(
+    project: Project, options: ExportOptions, *, item_range: bool, select: str = "", select_params: tuple = ()
+) -> tuple[str, list]:
     """The export's one statement: items joined to their annotations and annotators, ordered by item then annotation.
 
     ``select`` replaces the row layout of ``export_rows`` by other expressions over the aliases
@@ -122,8 +123,9 @@ def _sql(project: Project, options: ExportOptions, *, item_range: bool, select: 
         where += " AND i.id >= %s AND i.id <= %s"
     select = select or (
         f"i.id, i.external_id, i.text, CAST(i.{q('values')} AS TEXT), i.image, CAST(i.metadata AS TEXT),"
-        f" i.resolved_label_id, a.id, u.{q('username')}, a.label_id, a.source, a.is_audit, {_ts('a.created_at')},"
-        f" {_ts('a.updated_at')}, a.time_spent_ms, a.model_version, a.predicted_label_id, a.predicted_confidence"
+        f" i.resolved_label_id, a.id, u.{q('username')}, a.label_id, a.source, a.is_audit,"
+        f" {timestamp_sql('a.created_at')}, {timestamp_sql('a.updated_at')}, a.time_spent_ms, a.model_version,"
+        f" a.predicted_label_id, a.predicted_confidence"
     )
     sql = (
         f"SELECT {select} FROM {item} i {join} LEFT JOIN {user} u ON u.id = a.annotator_id"
@@ -160,7 +162,7 @@ def group_items(row_batches: Iterator[list[tuple]]) -> Iterator[list[ExportItem]
         yield [current]
 
 
-def _snapshot_rows(sql: str, params: list, batch: int) -> Iterator[list[tuple]]:
+def snapshot_rows(sql: str, params: list, batch: int) -> Iterator[list[tuple]]:
     """PostgreSQL: the rows through one named cursor inside a READ ONLY, REPEATABLE READ transaction."""
     outermost = not connection.in_atomic_block
     with transaction.atomic():
@@ -168,8 +170,8 @@ def _snapshot_rows(sql: str, params: list, batch: int) -> Iterator[list[tuple]]:
             if outermost:
                 # Must be the transaction's first statement; inside a caller's transaction, that one governs.
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            # The text forms of timestamps that _ts() relies on, and of floats (shortest exact) that
-            # export_sql relies on, for this transaction only.
+            # The text forms of timestamps that timestamp_sql() relies on, and of floats (shortest exact) that
+            # sql_writers relies on, for this transaction only.
             cursor.execute("SET LOCAL TimeZone = 'UTC'")
             cursor.execute("SET LOCAL DateStyle = 'ISO'")
             cursor.execute("SET LOCAL extra_float_digits = 1")
@@ -187,7 +189,7 @@ def _snapshot_rows(sql: str, params: list, batch: int) -> Iterator[list[tuple]]:
 
 def _keyset_rows(project: Project, options: ExportOptions, batch: int) -> Iterator[list[tuple]]:
     """Other databases: batches of items by id, each read whole in its own statement."""
-    sql, params = _sql(project, options, item_range=True)
+    sql, params = export_statement(project, options, item_range=True)
     last = 0
     while True:
         ids = list(
@@ -210,66 +212,6 @@ def export_rows(project: Project, options: ExportOptions, *, batch: int | None =
         raise ValueError(f"Unknown export mode {options.mode!r}.")
     batch = batch or settings.LABELHUB_EXPORT_BATCH
     if connection.vendor == "postgresql":
-        sql, params = _sql(project, options, item_range=False)
-        return _snapshot_rows(sql, params, batch)
+        sql, params = export_statement(project, options, item_range=False)
+        return snapshot_rows(sql, params, batch)
     return _rows_iso(_keyset_rows(project, options, batch))
-
-
-def export_items(project: Project, options: ExportOptions, *, batch: int | None = None) -> Iterator[list[ExportItem]]:
-    """The project's exported items in id order, in batches, each with the annotations the options ask for."""
-    return group_items(export_rows(project, options, batch=batch))
-
-
-# Image items leave an export as signed, expiring links to the item media view, so that a tool
-# without a LabelHub session can fetch them until the link expires (EXPORT_URL_MAX_AGE).
-_MEDIA_SALT = "annotations.item-media"
-
-
-def item_image_url_signed(item_id: int, base_url: str = "") -> str:
-    """A link to the item's image that works without logging in until EXPORT_URL_MAX_AGE has passed."""
-    from django.core import signing
-    from django.urls import reverse
-
-    signed = signing.TimestampSigner(salt=_MEDIA_SALT).sign(str(item_id))
-    return f"{base_url}{reverse('item-media', args=[item_id, 'image'])}?sig={signed.split(':', 1)[1]}"
-
-
-def item_image_signature_valid(item_id: int, signature: str) -> bool:
-    """Whether ``sig`` of an image link is this item's and has not expired."""
-    from django.core import signing
-
-    try:
-        value = signing.TimestampSigner(salt=_MEDIA_SALT).unsign(
-            f"{item_id}:{signature}", max_age=settings.LABELHUB_EXPORT_URL_MAX_AGE
-        )
-    except signing.BadSignature:
-        return False
-    return value == str(item_id)
-
-
-def project_export(
-    project: Project, fmt: str, options: ExportOptions, *, base_url: str = "", batch: int | None = None
-) -> Iterator[str]:
-    """The project's export as text chunks in ``fmt`` (jsonl, csv, json, labelstudio); lazy: nothing is read until iterated.
-
-    On PostgreSQL, mode all as JSONL, CSV or JSON of a text or tabular project is written by the
-    database itself (``export_sql``), the same bytes at several times the speed.
-    """
-    from .. import exporting
-    from ..models import Label
-    from . import export_sql
-
-    if fmt not in exporting.FORMATS:
-        raise ValueError(f"Unknown export format {fmt!r}.")
-    if options.mode not in MODES:
-        raise ValueError(f"Unknown export mode {options.mode!r}.")
-    ctx = exporting.ExportContext(
-        kind=project.kind,
-        label_names=dict(Label.objects.filter(project=project).values_list("id", "name")),
-        feature_names=list(project.feature_names or []),
-        image_url=lambda item_id: item_image_url_signed(item_id, base_url),
-        options=options,
-    )
-    if export_sql.supported(project, fmt, options):
-        return export_sql.project_export_sql(project, fmt, ctx, batch or settings.LABELHUB_EXPORT_BATCH)
-    return exporting.write(fmt, export_rows(project, options, batch=batch), ctx)

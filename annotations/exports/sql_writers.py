@@ -2,8 +2,8 @@
 
 Formatting each of a million rows in Python cost more than reading it; here PostgreSQL builds every
 line (JSON text, or CSV cells neutralised and quoted) inside the export's READ ONLY, REPEATABLE READ
-snapshot, and Python only joins each batch of lines. The output is byte for byte what ``exporting``'s
-writers make of ``export_rows`` (tests compare the two). Image projects keep that Python path: their
+snapshot, and Python only joins each batch of lines. The output is byte for byte what ``formats``'
+writers make of ``rows.export_rows`` (tests compare the two). Image projects keep that Python path: their
 signed links need the secret key.
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 from django.db import connection
 
-from .. import exporting
 from ..models import Project
-from .exports import ExportOptions, _snapshot_rows, _sql, _ts
+from . import formats
+from .rows import ExportOptions, export_statement, snapshot_rows, timestamp_sql
 
 FORMATS = ("jsonl", "json", "csv")
 # csv.writer (excel dialect, minimal quoting) quotes a cell that holds one of these, or a quote.
@@ -58,8 +58,8 @@ def _json_string(expr: str) -> str:
 
 
 def _csv_text(expr: str) -> str:
-    """SQL for the text as ``exporting._csv_text`` writes it: a formula start neutralised, quoted as csv.writer."""
-    starts = ", ".join(_char(char) for char in exporting.FORMULA_STARTS)
+    """SQL for the text as ``formats.csv_text`` writes it: a formula start neutralised, quoted as csv.writer."""
+    starts = ", ".join(_char(char) for char in formats.FORMULA_STARTS)
     cell = f"CASE WHEN left({expr}, 1) IN ({starts}) THEN '''' || {expr} ELSE {expr} END"
     special = " OR ".join(f"strpos({expr}, {_char(char)}) > 0" for char in CSV_QUOTE_IF)
     return (
@@ -69,7 +69,7 @@ def _csv_text(expr: str) -> str:
 
 
 def _json_select(kind: str, options: ExportOptions, names: str) -> tuple[str, tuple]:
-    """One annotation's JSON text, key for key as ``exporting._annotation_json`` writes it; its parameters."""
+    """One annotation's JSON text, key for key as ``formats.annotation_json`` writes it; its parameters."""
     q = connection.ops.quote_name
     label = "CAST(%s AS jsonb) ->> CAST({} AS TEXT)"
     if kind == Project.Kind.TEXT:
@@ -83,8 +83,8 @@ def _json_select(kind: str, options: ExportOptions, names: str) -> tuple[str, tu
         f"""',"label":' || COALESCE({label.format('a.label_id')}, 'null')""",
         f"""',"annotator":' || COALESCE({annotator}, 'null')""",
         f"""',"source":' || {_json_string('a.source')}""",
-        f"""',"created_at":"' || {_ts('a.created_at')} || '"'""",
-        f"""',"updated_at":"' || {_ts('a.updated_at')} || '"'""",
+        f"""',"created_at":"' || {timestamp_sql('a.created_at')} || '"'""",
+        f"""',"updated_at":"' || {timestamp_sql('a.updated_at')} || '"'""",
         """',"time_spent_ms":' || COALESCE(CAST(a.time_spent_ms AS TEXT), 'null')""",
     ]
     params = [names]
@@ -102,7 +102,7 @@ def _json_select(kind: str, options: ExportOptions, names: str) -> tuple[str, tu
 
 
 def _csv_select(kind: str, options: ExportOptions, names: str) -> tuple[str, tuple]:
-    """One annotation's CSV line (without its end) as ``exporting._annotation_csv`` writes it; its parameters."""
+    """One annotation's CSV line (without its end) as ``formats.annotation_csv`` writes it; its parameters."""
     q = connection.ops.quote_name
     label = "COALESCE(CAST(%s AS jsonb) ->> CAST({} AS TEXT), '')"
     data = "i.text" if kind == Project.Kind.TEXT else f"CAST(i.{q('values')} AS TEXT)"
@@ -110,7 +110,7 @@ def _csv_select(kind: str, options: ExportOptions, names: str) -> tuple[str, tup
     cells = [
         "CAST(a.id AS TEXT)", "CAST(i.id AS TEXT)", _csv_text("i.external_id"), f"COALESCE({_csv_text(data)}, '')",
         label.format("a.label_id"), f"COALESCE({annotator}, '')", "a.source",
-        _ts("a.created_at"), _ts("a.updated_at"), "COALESCE(CAST(a.time_spent_ms AS TEXT), '')",
+        timestamp_sql("a.created_at"), timestamp_sql("a.updated_at"), "COALESCE(CAST(a.time_spent_ms AS TEXT), '')",
     ]
     params = [names]
     if options.include_audit:
@@ -127,21 +127,21 @@ def _csv_select(kind: str, options: ExportOptions, names: str) -> tuple[str, tup
 
 def _lines(sql: str, params: list, batch: int, end: str) -> Iterator[str]:
     """The one-column rows of ``sql`` as text chunks, each row ending in ``end``."""
-    for rows in _snapshot_rows(sql, params, batch):
+    for rows in snapshot_rows(sql, params, batch):
         yield end.join([row[0] for row in rows]) + end
 
 
-def project_export_sql(project: Project, fmt: str, ctx: exporting.ExportContext, batch: int) -> Iterator[str]:
+def project_export_sql(project: Project, fmt: str, ctx: formats.ExportContext, batch: int) -> Iterator[str]:
     """The export in ``fmt`` as text chunks, written by PostgreSQL (see ``supported``)."""
     if fmt == "csv":
-        names = json.dumps({str(pk): exporting._csv_text(name) for pk, name in ctx.label_names.items()})
+        names = json.dumps({str(pk): formats.csv_text(name) for pk, name in ctx.label_names.items()})
         select, select_params = _csv_select(project.kind, ctx.options, names)
     else:
         names = json.dumps({str(pk): json.encoder.encode_basestring(name) for pk, name in ctx.label_names.items()})
         select, select_params = _json_select(project.kind, ctx.options, names)
-    sql, params = _sql(project, ctx.options, item_range=False, select=select, select_params=select_params)
+    sql, params = export_statement(project, ctx.options, item_range=False, select=select, select_params=select_params)
     if fmt == "csv":
-        return _csv(exporting.columns(ctx), _lines(sql, params, batch, "\r\n"))
+        return _csv(formats.columns(ctx), _lines(sql, params, batch, "\r\n"))
     lines = _lines(sql, params, batch, "\n")
     return lines if fmt == "jsonl" else _json_array(lines)
 
@@ -154,7 +154,7 @@ def _csv(head: list[str], lines: Iterator[str]) -> Iterator[str]:
 
 
 def _json_array(lines: Iterator[str]) -> Iterator[str]:
-    """JSON lines (each chunk ending in a line break) as the JSON array ``exporting.write_json`` writes."""
+    """JSON lines (each chunk ending in a line break) as the JSON array ``formats.write_json`` writes."""
     yield "["
     first = True
     for chunk in lines:

@@ -4,12 +4,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from .selectors import exports as rows_
-from .selectors.exports import ExportAnnotation, ExportItem, ExportOptions
+from ..selectors.labels import majority_label
+from . import rows as rows_
+from .rows import ExportAnnotation, ExportItem, ExportOptions
 
 FORMATS = ("jsonl", "csv", "json", "labelstudio")
 CONTENT_TYPES = {
@@ -47,20 +47,19 @@ def neutralise(cell: str) -> str:
 
 
 def final_vote(item: ExportItem) -> tuple[ExportAnnotation | None, int | None, str]:
-    """The item's final label: the reviewer's, else the majority (ties go to the earliest annotation).
+    """Decide the item's final label: the reviewer's, else ``majority_label`` of its annotations.
 
-    The same rule as ``selectors.labels._final_labels``; returns the deciding annotation (None for a
-    review without annotations), the label id and where it came from ("review" or "majority").
+    Returns the deciding annotation (None for a review without annotations), the label id and where
+    it came from ("review" or "majority").
     """
     votes = item.annotations
     if item.resolved_label_id is not None:
         return (votes[0] if votes else None), item.resolved_label_id, "review"
     if len(votes) == 1:
         return votes[0], votes[0].label_id, "majority"
-    counts = Counter(vote.label_id for vote in votes)
-    best = max(counts.values())
-    winner = next(vote for vote in votes if counts[vote.label_id] == best)
-    return winner, winner.label_id, "majority"
+    label_id = majority_label([(vote.id, vote.label_id) for vote in votes])
+    # Votes come in annotation order: the first with the winning label is the one the tie rule chose.
+    return next(vote for vote in votes if vote.label_id == label_id), label_id, "majority"
 
 
 def _data(item: ExportItem, ctx: ExportContext) -> dict:
@@ -131,7 +130,8 @@ def columns(ctx: ExportContext) -> list[str]:
     return [*head, "metadata"]
 
 
-def _csv_cell(value) -> object:
+def csv_cell(value) -> object:
+    """A value of ``records`` as the CSV cell ``write_csv`` writes: neutralised text, lowercase booleans, JSON."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -143,9 +143,11 @@ def _csv_cell(value) -> object:
     return value
 
 
-def _annotation_json(ctx: ExportContext) -> Callable[[tuple], str]:
-    """Mode all: one export row straight to its JSON line, in ``records``' key order (a dict and dumps cost
-    several times more, and a million rows must stream at 100,000 a second)."""
+def annotation_json(ctx: ExportContext) -> Callable[[tuple], str]:
+    """Make mode all's writer of one export row straight to its JSON line, in ``records``' key order.
+
+    A dict and dumps cost several times more, and a million rows must stream at 100,000 a second.
+    """
     names, options, kind = ctx.label_names, ctx.options, ctx.kind
     name = {label_id: _string(label) for label_id, label in names.items()}
     R = rows_
@@ -183,8 +185,8 @@ def _annotation_json(ctx: ExportContext) -> Callable[[tuple], str]:
     return line
 
 
-def _annotation_cells(ctx: ExportContext) -> Callable[[tuple], list]:
-    """Mode all: one export row to its CSV cells, in ``columns`` order."""
+def annotation_cells(ctx: ExportContext) -> Callable[[tuple], list]:
+    """Make mode all's writer of one export row to its CSV cells, in ``columns`` order."""
     names, options, kind = ctx.label_names, ctx.options, ctx.kind
     name = {label_id: neutralise(label) for label_id, label in names.items()}
     R = rows_
@@ -211,8 +213,8 @@ def _annotation_cells(ctx: ExportContext) -> Callable[[tuple], list]:
     return cells
 
 
-def _csv_text(text: str) -> str:
-    """A text cell, neutralised, quoted as csv.writer (excel dialect, minimal quoting) would."""
+def csv_text(text: str) -> str:
+    """Write a text cell neutralised and quoted as csv.writer (excel dialect, minimal quoting) would."""
     if text.startswith(FORMULA_STARTS):
         text = "'" + text
     if '"' in text:
@@ -222,31 +224,31 @@ def _csv_text(text: str) -> str:
     return text
 
 
-def _annotation_csv(ctx: ExportContext) -> Callable[[tuple], str]:
-    """Mode all: one export row to its CSV line, the cells of ``_annotation_cells`` as csv.writer writes them.
+def annotation_csv(ctx: ExportContext) -> Callable[[tuple], str]:
+    """Make mode all's writer of one export row to its CSV line: ``annotation_cells`` as csv.writer writes them.
 
     Only the texts people typed are checked for quoting and formulas; csv.writer took 8 µs a row,
     most of the export's time.
     """
     names, options, kind = ctx.label_names, ctx.options, ctx.kind
-    name = {label_id: _csv_text(label) for label_id, label in names.items()}
+    name = {label_id: csv_text(label) for label_id, label in names.items()}
     R = rows_
 
     def text(value) -> str:
-        return "" if value is None else _csv_text(value)
+        return "" if value is None else csv_text(value)
 
     def num(value) -> str:
         return "" if value is None else str(value)
 
     def line(row: tuple) -> str:
         if kind == "text":
-            data = _csv_text(row[R.I_TEXT])
+            data = csv_text(row[R.I_TEXT])
         elif kind == "tabular":
             data = text(row[R.I_VALUES])
         else:
             data = text(ctx.image_url(row[R.I_ID])) if row[R.I_IMAGE] else ""
         out = (
-            f"{row[R.A_ID]},{row[R.I_ID]},{_csv_text(row[R.I_EXTERNAL_ID])},{data},{name.get(row[R.A_LABEL], '')},"
+            f"{row[R.A_ID]},{row[R.I_ID]},{csv_text(row[R.I_EXTERNAL_ID])},{data},{name.get(row[R.A_LABEL], '')},"
             f"{text(row[R.A_ANNOTATOR])},{row[R.A_SOURCE]},{row[R.A_CREATED]},{row[R.A_UPDATED]},"
             f"{num(row[R.A_TIME_SPENT])}"
         )
@@ -256,7 +258,7 @@ def _annotation_csv(ctx: ExportContext) -> Callable[[tuple], str]:
             predicted = row[R.A_PREDICTED]
             out += (f",{num(row[R.A_MODEL_VERSION])},{'' if predicted is None else name.get(predicted, '')},"
                     f"{num(row[R.A_CONFIDENCE])}")
-        return f"{out},{_csv_text(row[R.I_METADATA] or '{}')}\r\n"
+        return f"{out},{csv_text(row[R.I_METADATA] or '{}')}\r\n"
 
     return line
 
@@ -264,7 +266,7 @@ def _annotation_csv(ctx: ExportContext) -> Callable[[tuple], str]:
 def _json_lines(row_batches: Iterable[list[tuple]], ctx: ExportContext) -> Iterator[list[str]]:
     """Each batch as JSON texts of its records."""
     if ctx.options.mode == "all":
-        line = _annotation_json(ctx)
+        line = annotation_json(ctx)
         for rows in row_batches:
             yield [line(row) for row in rows]
         return
@@ -273,6 +275,7 @@ def _json_lines(row_batches: Iterable[list[tuple]], ctx: ExportContext) -> Itera
 
 
 def write_jsonl(row_batches: Iterable[list[tuple]], ctx: ExportContext) -> Iterator[str]:
+    """Write one JSON object a line, a chunk per batch."""
     for lines in _json_lines(row_batches, ctx):
         if lines:
             yield "\n".join(lines) + "\n"
@@ -289,22 +292,24 @@ def _json_array(texts: Iterable[list[str]]) -> Iterator[str]:
 
 
 def write_json(row_batches: Iterable[list[tuple]], ctx: ExportContext) -> Iterator[str]:
+    """Write one JSON array of the records, one record a line."""
     return _json_array(_json_lines(row_batches, ctx))
 
 
 def write_csv(row_batches: Iterable[list[tuple]], ctx: ExportContext) -> Iterator[str]:
+    """Write the header row, then one row a record, neutralised against formulas."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     head = columns(ctx)
     writer.writerow(head)
     yield buffer.getvalue()
     if ctx.options.mode == "all":
-        line = _annotation_csv(ctx)
+        line = annotation_csv(ctx)
         for rows in row_batches:
             yield "".join([line(row) for row in rows])
         return
     batches = (
-        [[_csv_cell(record.get(key)) for key in head] for record in records(items, ctx)]
+        [[csv_cell(record.get(key)) for key in head] for record in records(items, ctx)]
         for items in rows_.group_items(row_batches)
     )
     for batch in batches:
@@ -361,6 +366,7 @@ def tasks(items: Iterable[ExportItem], ctx: ExportContext) -> Iterator[dict]:
 
 
 def write_labelstudio(row_batches: Iterable[list[tuple]], ctx: ExportContext) -> Iterator[str]:
+    """Write one JSON array of Label Studio tasks."""
     return _json_array([_dumps(task) for task in tasks(items, ctx)] for items in rows_.group_items(row_batches))
 
 
@@ -368,5 +374,5 @@ WRITERS = {"jsonl": write_jsonl, "csv": write_csv, "json": write_json, "labelstu
 
 
 def write(fmt: str, row_batches: Iterable[list[tuple]], ctx: ExportContext) -> Iterator[str]:
-    """The export (batches of ``selectors.exports.export_rows``) as text chunks in the given format."""
+    """Write the export (batches of ``rows.export_rows``) as text chunks in the given format."""
     return WRITERS[fmt](row_batches, ctx)

@@ -1,9 +1,7 @@
-"""Agreement between experts on arrays alone: Cohen's kappa, Krippendorff's alpha, bootstrap and Wilson intervals."""
-# No ORM and no scikit-learn here (annotations never imports it): the selectors pass label ids
-# in plain arrays, and the maths is small enough to write with numpy and the krippendorff package.
+"""Agreement between raters (Cohen's kappa, Krippendorff's nominal alpha) and their bootstrap intervals."""
+# Every statistic here is None where undefined (no items, or a single label value throughout), never an error.
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 
 import krippendorff
@@ -11,7 +9,6 @@ import numpy as np
 
 # Bootstrap resamples of items for an interval: enough for a stable 95 % percentile interval on a page.
 BOOTSTRAP_REPS = 200
-Z95 = 1.959963984540054
 
 
 def _codes(*columns: Sequence[int]) -> tuple[list[np.ndarray], int]:
@@ -21,7 +18,7 @@ def _codes(*columns: Sequence[int]) -> tuple[list[np.ndarray], int]:
 
 
 def cohen_kappa(a: Sequence[int], b: Sequence[int]) -> float | None:
-    """Cohen's kappa of two raters' labels on the same items; None when undefined (no items, or chance is 1)."""
+    """Return Cohen's kappa of two raters' labels on the same items; None when undefined (no items, or chance is 1)."""
     if len(a) != len(b):
         raise ValueError("both raters need a label for every item")
     if len(a) == 0:
@@ -37,7 +34,7 @@ def cohen_kappa(a: Sequence[int], b: Sequence[int]) -> float | None:
 
 
 def krippendorff_alpha(data: np.ndarray) -> float | None:
-    """Krippendorff's nominal alpha of a raters × items matrix of label ids, NaN where a rater did not label.
+    """Return Krippendorff's nominal alpha of a raters × items matrix of label ids, NaN where a rater did not label.
 
     Items with fewer than two labels carry no information on agreement and are ignored; None when
     no item has two labels or only one label value occurs.
@@ -73,7 +70,7 @@ def _resamples(n_items: int, reps: int, seed: int) -> Iterator[np.ndarray]:
 def cohen_kappa_interval(
     a: Sequence[int], b: Sequence[int], *, reps: int = BOOTSTRAP_REPS, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float] | None:
-    """A percentile bootstrap interval (95 % by default) of Cohen's kappa, resampling the shared items."""
+    """Return a percentile bootstrap interval (95 % by default) of Cohen's kappa, resampling the shared items."""
     if len(a) != len(b):
         raise ValueError("both raters need a label for every item")
     if len(a) < 2:
@@ -114,7 +111,7 @@ def _alpha_from_sums(sums: np.ndarray) -> np.ndarray:
 def krippendorff_alpha_interval(
     data: np.ndarray, *, reps: int = BOOTSTRAP_REPS, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float] | None:
-    """A percentile bootstrap interval (95 % by default) of Krippendorff's nominal alpha, resampling items."""
+    """Return a percentile bootstrap interval (95 % by default) of Krippendorff's nominal alpha, resampling items."""
     data = np.asarray(data, dtype=float)
     if data.ndim != 2:
         return None
@@ -124,14 +121,3 @@ def krippendorff_alpha_interval(
     statistics = _alpha_statistics(data)
     alphas = _alpha_from_sums(np.stack([weights @ statistics for weights in _resamples(data.shape[1], reps, seed)]))
     return _percentile_interval(alphas, reps, level)
-
-
-def wilson_interval(successes: int, n: int, *, z: float = Z95) -> tuple[float, float] | None:
-    """The Wilson score interval of a proportion (95 % by default); None without trials."""
-    if n <= 0:
-        return None
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)

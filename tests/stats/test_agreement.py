@@ -1,10 +1,8 @@
-"""Agreement maths on hand-computed examples: Cohen's kappa, Krippendorff's alpha, bootstrap and Wilson intervals."""
-import math
-
+"""Agreement statistics (stats.agreement) on hand-computed examples and arrays alone: kappa, alpha, bootstrap."""
 import numpy as np
 import pytest
 
-from annotations import agreement
+from stats import agreement
 
 
 def _table(both_yes: int, a_only: int, b_only: int, both_no: int) -> tuple[list[int], list[int]]:
@@ -61,19 +59,6 @@ def test_bootstrap_interval_contains_the_estimate_and_is_reproducible():
     assert low < 0.4 < high
     assert (low, high) == agreement.cohen_kappa_interval(a, b)
     assert agreement.cohen_kappa_interval([1], [1]) is None
-
-
-def test_wilson_interval_by_hand():
-    # 8 of 10: centre (0.8 + 1.96²/20)/(1 + 1.96²/10), half-width 1.96·√(0.016 + 1.96²/400)/(1 + 1.96²/10).
-    low, high = agreement.wilson_interval(8, 10)
-    z = agreement.Z95
-    denominator = 1 + z * z / 10
-    centre = (0.8 + z * z / 20) / denominator
-    half = z * math.sqrt(0.8 * 0.2 / 10 + z * z / 400) / denominator
-    assert (low, high) == pytest.approx((centre - half, centre + half))
-    assert (low, high) == pytest.approx((0.4902, 0.9433), abs=1e-4)
-    assert agreement.wilson_interval(0, 0) is None
-    assert agreement.wilson_interval(5, 5)[1] == pytest.approx(1.0)
 
 
 def test_the_bootstrap_alpha_from_item_statistics_equals_krippendorffs_on_a_resample():

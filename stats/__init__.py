@@ -1,0 +1,1 @@
+"""Statistics both apps share, on numbers and arrays alone: no Django, no app (import-linter checks it)."""
