@@ -9,16 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from annotations.models import Project
-from learner.services.simulation import (
-    DEFAULT_STEP,
-    DEFAULT_TEST_SHARE,
-    SimulationError,
-    oracle_from_csv,
-    oracle_from_metadata,
-    settings_overrides,
-    simulation_plot,
-    simulation_run,
-)
+from learner.services.simulation.oracles import SimulationError, oracle_from_csv, oracle_from_metadata, settings_overrides
+from learner.services.simulation.runs import DEFAULT_STEP, DEFAULT_TEST_SHARE, simulation_plot, simulation_run
 
 
 def _na(value) -> str:
