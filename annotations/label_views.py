@@ -17,20 +17,10 @@ from labelhub.api import ID_MAX, DomainError, NotFound
 
 from . import selectors, services
 from .models import Lease, Project
+from .view_helpers import form_error_text, item_feature_tables, label_controls, project_or_404
 
-# Tabular rows longer than this are laid out in side-by-side tables so they fit the stage.
-FEATURE_ROWS_PER_TABLE = 12
-FEATURE_TABLES_MAX = 3
 # The longest time one item may count (the database column is a 32-bit integer of milliseconds).
 TIME_SPENT_MAX_MS = 2**31 - 1
-# Keys that skip or undo unless a label claims them (as KeyboardEvent.key values).
-SKIP_KEYS = ("s", " ")
-UNDO_KEYS = ("z", "Backspace")
-KEY_NAMES = {" ": "Space", "Backspace": "⌫"}
-# Label buttons: the width of their row on a desktop and a tablet, and a button's width bounds (rem).
-ROW_REM = {"desktop": 53.5, "tablet": 49.0}
-BUTTON_GAP_REM = 0.5
-BUTTON_MIN_REM, BUTTON_TOUCH_REM, BUTTON_MAX_REM = 4.8, 5.75, 16.0
 
 
 class SubmitForm(forms.Form):
@@ -44,13 +34,6 @@ def _lease_ids(values: list[str]) -> list[uuid.UUID]:
         return [uuid.UUID(v) for v in values if v]
     except ValueError:
         raise DomainError("exclude must list lease ids.") from None
-
-
-def _project_or_404(request: HttpRequest, project_id: int) -> Project:
-    try:
-        return selectors.project_get_for_user(request.user, project_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
 
 
 def _lease_or_404(request: HttpRequest, project: Project, lease_id: uuid.UUID) -> Lease:
@@ -83,61 +66,6 @@ def _fragment_errors(view: Callable[..., HttpResponse]) -> Callable[..., HttpRes
     return wrapper
 
 
-def _form_error(form: forms.Form) -> str:
-    return " ".join(str(m) for errors in form.errors.values() for m in errors)
-
-
-def _key_name(key: str) -> str:
-    return KEY_NAMES.get(key, key.upper() if len(key) == 1 else key)
-
-
-def _columns(count: int, width_rem: float, min_rem: float) -> int:
-    """How many label buttons go in a row: as many as fit, then evened out across the rows."""
-    if count == 0:
-        return 1
-    fit = max(1, int((width_rem + BUTTON_GAP_REM) // (min_rem + BUTTON_GAP_REM)))
-    rows = math.ceil(count / min(count, fit))
-    return math.ceil(count / rows)
-
-
-def _controls(labels: list) -> dict[str, Any]:
-    """Label buttons with their keys and layout, and the skip and undo keys that no label claims."""
-    taken = {label.shortcut.lower() for label in labels if label.shortcut}
-    skip = [k for k in SKIP_KEYS if k.lower() not in taken]
-    undo = [k for k in UNDO_KEYS if k.lower() not in taken]
-    longest = max((len(label.name) for label in labels), default=1)
-    min_rem = round(min(BUTTON_MAX_REM, max(BUTTON_MIN_REM, 4.2 + 0.6 * longest)), 2)
-    return {
-        "button_min_rem": min_rem,
-        "button_columns": _columns(len(labels), ROW_REM["desktop"], min_rem),
-        "button_columns_narrow": _columns(len(labels), ROW_REM["tablet"], max(min_rem, BUTTON_TOUCH_REM)),
-        "labels": [
-            {"id": label.pk, "name": label.name, "color": label.color, "shortcut": label.shortcut,
-             "key_name": _key_name(label.shortcut) if label.shortcut else ""}
-            for label in labels
-        ],
-        "skip_keys": skip,
-        "skip_key_names": [_key_name(k) for k in skip],
-        "undo_keys": undo,
-        "undo_key_names": [_key_name(k) for k in undo] + ["Ctrl+Z"],
-    }
-
-
-def _features(project: Project, values: list | None) -> list[list[tuple[str, str]]]:
-    """A tabular row as (feature, value) pairs, split into at most three tables of similar length."""
-    values = list(values or [])
-    names = list(project.feature_names) or [f"feature {i + 1}" for i in range(len(values))]
-    rows = []
-    for i, name in enumerate(names):
-        value = values[i] if i < len(values) else None
-        rows.append((name, "—" if value is None else (f"{value:.6g}" if isinstance(value, float) else str(value))))
-    if not rows:
-        return []
-    tables = min(FEATURE_TABLES_MAX, math.ceil(len(rows) / FEATURE_ROWS_PER_TABLE))
-    per_table = math.ceil(len(rows) / tables)
-    return [rows[i:i + per_table] for i in range(0, len(rows), per_table)]
-
-
 def _item(project: Project, lease: Lease) -> dict[str, Any]:
     """What the item fragment shows. Only the lease id leaves the server, never how the item was drawn.
 
@@ -157,7 +85,7 @@ def _item(project: Project, lease: Lease) -> dict[str, Any]:
         "lease_id": lease.pk,
         "item": item,
         "project": project,
-        "features": _features(project, item.values) if project.kind == Project.Kind.TABULAR else [],
+        "features": item_feature_tables(project, item),
         "suggestion": suggestion,
     }
 
@@ -181,7 +109,7 @@ def _progress(project: Project, user: AbstractBaseUser) -> dict[str, Any]:
 @require_GET
 def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
     """The labeling page with the expert's current item."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     error = None
     try:
         lease = services.queue_next(project=project, user=request.user)
@@ -197,7 +125,7 @@ def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
             "progress": _progress(project, request.user),
             "error": error,
             "heartbeat_ms": max(1000, project.lease_ttl_seconds * 1000 // 3),
-            **_controls(labels),
+            **label_controls(labels),
         },
     )
 
@@ -207,7 +135,7 @@ def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
 @_fragment_errors
 def label_next(request: HttpRequest, project_id: int) -> HttpResponse:
     """Lease the next item, other than the ones the page already holds; the item or the all-done fragment."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     exclude = _lease_ids(request.POST.getlist("exclude"))
     lease = services.queue_next(project=project, user=request.user, exclude=exclude)
     if lease is None:
@@ -223,10 +151,10 @@ def label_next(request: HttpRequest, project_id: int) -> HttpResponse:
 @_fragment_errors
 def label_submit(request: HttpRequest, project_id: int, lease_id: uuid.UUID) -> HttpResponse:
     """Store the expert's label for a leased item; the updated progress fragment."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     form = SubmitForm(request.POST)
     if not form.is_valid():
-        return _error(request, _form_error(form), 400)
+        return _error(request, form_error_text(form), 400)
     _lease_or_404(request, project, lease_id)
     spent = form.cleaned_data["time_spent_ms"]
     services.annotation_submit(
@@ -243,7 +171,7 @@ def label_submit(request: HttpRequest, project_id: int, lease_id: uuid.UUID) -> 
 @_fragment_errors
 def label_skip(request: HttpRequest, project_id: int, lease_id: uuid.UUID) -> HttpResponse:
     """Skip a leased item; the progress fragment."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     _lease_or_404(request, project, lease_id)
     services.lease_skip(lease_id=lease_id, user=request.user)
     return render(request, "annotations/_label_progress.html", {"progress": _progress(project, request.user)})
@@ -254,7 +182,7 @@ def label_skip(request: HttpRequest, project_id: int, lease_id: uuid.UUID) -> Ht
 @_fragment_errors
 def label_undo(request: HttpRequest, project_id: int) -> HttpResponse:
     """Take back the expert's last label here; that item again, with the progress as an out-of-band fragment."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     lease = services.annotation_undo(project=project, user=request.user)
     if lease is None:
         return _error(request, "There is no label of yours to undo in this project.", 409)
@@ -270,7 +198,7 @@ def label_undo(request: HttpRequest, project_id: int) -> HttpResponse:
 @_fragment_errors
 def label_renew(request: HttpRequest, project_id: int, lease_id: uuid.UUID) -> HttpResponse:
     """Extend the reservation of an item the page still shows or holds."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     _lease_or_404(request, project, lease_id)
     services.lease_renew(lease_id=lease_id, user=request.user)
     return HttpResponse(status=204)
@@ -281,7 +209,7 @@ def label_renew(request: HttpRequest, project_id: int, lease_id: uuid.UUID) -> H
 @_fragment_errors
 def label_release(request: HttpRequest, project_id: int, lease_id: uuid.UUID) -> HttpResponse:
     """Give an unanswered item back to the queue (sent by the page as it closes)."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     _lease_or_404(request, project, lease_id)
     services.lease_release(lease_id=lease_id, user=request.user)
     return HttpResponse(status=204)

@@ -452,9 +452,9 @@ class QueueScoring(models.Model):
 class ItemScore(models.Model):
     """An item's queue priority and the model's suggestion under one scoring.
 
-    On PostgreSQL the table is partitioned by scoring (migration 0007): each scoring writes an
-    UNLOGGED partition of its own, indexed once after its last chunk, and dropped whole when a
-    newer scoring completes (annotations.services.scoring). Rows of scorings that have no
+    On PostgreSQL the table is partitioned by scoring (the ``item_score_storage`` migration): each
+    scoring writes an UNLOGGED partition of its own, indexed once after its last chunk, and dropped
+    whole when a newer scoring completes (annotations.services.scoring). Rows of scorings that have no
     partition (made outside a planned scoring) land in the DEFAULT partition.
     """
 

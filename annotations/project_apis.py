@@ -12,7 +12,6 @@ from labelhub.api import CursorPagination, NotFound, query_validated
 from . import selectors, services
 from .apis import QueueItemOutputSerializer
 from .models import Annotation, Item, Label, Project
-from .selectors import listing
 
 # Settings a manager may change; the kind and the feature columns are fixed by the project's data.
 PROJECT_SETTINGS = [
@@ -53,7 +52,7 @@ class ProjectListApi(APIView):
 
     @extend_schema(responses=ProjectOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        projects = listing.project_list(request.user)
+        projects = selectors.project_list_with_role(request.user)
         return Response(ProjectOutputSerializer(projects, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: ProjectOutputSerializer})
@@ -119,7 +118,7 @@ class LabelListApi(APIView):
     @extend_schema(responses=LabelOutputSerializer(many=True))
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_get_for_user(request.user, project_id)
-        return Response(LabelOutputSerializer(listing.label_list(project), many=True).data)
+        return Response(LabelOutputSerializer(selectors.project_labels(project), many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: LabelOutputSerializer})
     def post(self, request: Request, project_id: int) -> Response:
@@ -140,7 +139,7 @@ class LabelUpdateApi(APIView):
     @extend_schema(request=InputSerializer, responses=LabelOutputSerializer)
     def patch(self, request: Request, project_id: int, label_id: int) -> Response:
         project = selectors.project_get_for_user(request.user, project_id, min_role="manager")
-        label = listing.label_get(project, label_id)
+        label = selectors.label_get(project, label_id)
         if label is None:
             raise NotFound("Label not found.")
         serializer = self.InputSerializer(label, data=request.data, partial=True)
@@ -175,7 +174,7 @@ class ItemListApi(APIView):
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(listing.item_list(project), request, view=self)
+        page = paginator.paginate_queryset(selectors.item_list(project), request, view=self)
         return paginator.get_paginated_response(ItemOutputSerializer(page, many=True, context={"project": project}).data)
 
 
@@ -216,5 +215,5 @@ class AnnotationListApi(APIView):
         project = selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
         filters = query_validated(request, self.FilterSerializer)
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(listing.annotation_list(project, **filters), request, view=self)
+        page = paginator.paginate_queryset(selectors.annotation_list(project, **filters), request, view=self)
         return paginator.get_paginated_response(AnnotationOutputSerializer(page, many=True).data)

@@ -10,9 +10,9 @@ from django.views.decorators.http import require_GET, require_POST
 from labelhub.api import ID_MAX, DomainError, NotFound
 
 from . import selectors, services
-from .label_views import _controls, _features
 from .models import Item, Project
 from .services.review import NOTE_MAX
+from .view_helpers import form_error_text, item_feature_tables, label_controls, project_or_404
 
 # Items listed per page of the queue; the list links to the next page by item id.
 PAGE_SIZE = 50
@@ -34,13 +34,6 @@ class CorrectForm(forms.Form):
     note = forms.CharField(required=False, max_length=NOTE_MAX)
 
 
-def _project_or_404(request: HttpRequest, project_id: int, min_role: str = "reviewer") -> Project:
-    try:
-        return selectors.project_get_for_user(request.user, project_id, min_role=min_role)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-
-
 def _item_or_404(request: HttpRequest, project: Project, item_id: int) -> Item:
     """The item with its labels, if it belongs to the project in the address."""
     try:
@@ -55,10 +48,6 @@ def _item_or_404(request: HttpRequest, project: Project, item_id: int) -> Item:
 def _filter(request: HttpRequest) -> str:
     kind = request.GET.get("filter") or request.POST.get("filter") or "queue"
     return kind if kind in selectors.REVIEW_FILTERS else "queue"
-
-
-def _form_error(form: forms.Form) -> str:
-    return " ".join(str(m) for errors in form.errors.values() for m in errors)
 
 
 def _error(request: HttpRequest, message: str, status: int) -> HttpResponse:
@@ -80,9 +69,9 @@ def _panel(project: Project, item: Item | None, kind: str) -> dict[str, Any]:
         "majority": by_id.get(summary["majority_label_id"]),
         "votes": [(by_id.get(label_id), count) for label_id, count in sorted(
             summary["votes"].items(), key=lambda kv: -kv[1])],
-        "features": _features(project, item.values) if project.kind == Project.Kind.TABULAR else [],
+        "features": item_feature_tables(project, item),
         "all_labels": labels,
-        **_controls(labels),
+        **label_controls(labels),
     }
 
 
@@ -96,7 +85,7 @@ def _next_item_id(project: Project, kind: str, after: int) -> int | None:
 @require_GET
 def review_page(request: HttpRequest, project_id: int) -> HttpResponse:
     """The review queue: a filtered list of items and the selected item's labels."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id, "reviewer")
     kind = _filter(request)
     items = selectors.review_items(project, kind=kind)
     try:
@@ -131,7 +120,7 @@ def review_page(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_GET
 def review_item(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
     """One item's panel (the page loads it when a row is chosen)."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id, "reviewer")
     item = _item_or_404(request, project, item_id)
     return render(request, "annotations/_review_panel.html", {"panel": _panel(project, item, _filter(request))})
 
@@ -140,14 +129,14 @@ def review_item(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
 @require_POST
 def review_resolve(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
     """Set (or clear) the item's final label; the next item's panel, and the row removed from the list."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id, "reviewer")
     try:
         item = _item_or_404(request, project, item_id)
     except Http404 as exc:
         return _error(request, str(exc), 404)
     form = ResolveForm(request.POST)
     if not form.is_valid():
-        return _error(request, _form_error(form), 400)
+        return _error(request, form_error_text(form), 400)
     kind = _filter(request)
     try:
         label = None if form.cleaned_data["clear"] else selectors.project_label_get(
@@ -171,7 +160,7 @@ def review_resolve(request: HttpRequest, project_id: int, item_id: int) -> HttpR
 @require_POST
 def review_correct(request: HttpRequest, project_id: int, annotation_id: int) -> HttpResponse:
     """Change one expert's label (recorded); the item's panel again."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id, "reviewer")
     try:
         annotation = selectors.review_annotation_get_for_user(request.user, annotation_id)
     except NotFound as exc:
@@ -180,7 +169,7 @@ def review_correct(request: HttpRequest, project_id: int, annotation_id: int) ->
         return _error(request, "Annotation not found.", 404)
     form = CorrectForm(request.POST)
     if not form.is_valid():
-        return _error(request, _form_error(form), 400)
+        return _error(request, form_error_text(form), 400)
     try:
         label = selectors.project_label_get(project, label_id=form.cleaned_data["label_id"])
         services.annotation_correct(
@@ -196,7 +185,7 @@ def review_correct(request: HttpRequest, project_id: int, annotation_id: int) ->
 @require_GET
 def agreement_page(request: HttpRequest, project_id: int) -> HttpResponse:
     """Agreement between experts (per project, per expert, pairwise) and accuracy on gold items."""
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id, "reviewer")
     result = selectors.project_agreement(project)
     return render(request, "annotations/agreement.html", {
         "project": project,

@@ -13,13 +13,7 @@ from labelhub.api import DomainError, NotFound
 from . import selectors, services
 from .exports.links import item_image_signature_valid
 from .models import Item
-
-
-def _project_or_404(request: HttpRequest, project_id: int, min_role: str = "annotator"):
-    try:
-        return selectors.project_get_for_user(request.user, project_id, min_role=min_role)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+from .view_helpers import project_or_404
 
 
 @login_required
@@ -31,7 +25,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = _project_or_404(request, project_id)
+    project = project_or_404(request, project_id)
     role = selectors.membership_role(request.user, project)
     return render(
         request,
@@ -56,7 +50,7 @@ def item_media(request: HttpRequest, item_id: int, variant: str) -> HttpResponse
         return redirect_to_login(request.get_full_path())
     item = get_object_or_404(Item.objects.only("id", "project_id", "image", "thumbnail"), pk=item_id)
     if not signed:
-        _project_or_404(request, item.project_id)
+        project_or_404(request, item.project_id)
     field = item.thumbnail if variant == "thumbnail" and item.thumbnail else item.image
     if not field:
         raise Http404("This item has no image.")
@@ -93,7 +87,7 @@ def project_clients(request: HttpRequest, project_id: int) -> HttpResponse:
 
     A new token is shown in the answer to the POST that made it, never stored for a later page.
     """
-    project = _project_or_404(request, project_id, "manager")
+    project = project_or_404(request, project_id, "manager")
     issued = None
     if request.method == "POST":
         action = request.POST.get("action")

@@ -85,7 +85,7 @@ def score_pool_reconcile() -> dict[str, int]:
 @shared_task(name=TaskName.LABELS_ADDED, time_limit=60, soft_time_limit=50)
 def labels_added(project_id: int) -> bool:
     """A label was committed: evaluate running experiments (outcomes), retrain if the count trigger is due."""
-    for experiment_id in experiment_services.experiments_running(project_id):
+    for experiment_id in selectors.experiments_running(project_id):
         experiment_evaluate.delay(experiment_id)
     return triggers.count_trigger_check(project_id) is not None
 

@@ -8,7 +8,8 @@ from django.views.decorators.http import require_GET, require_POST
 from annotations import selectors as annotation_selectors
 from annotations.imports import selectors as import_selectors
 from annotations.models import ImportJob
-from labelhub.api import DomainError, NotFound
+from annotations.view_helpers import project_or_404
+from labelhub.api import DomainError
 
 from . import charts, selectors
 from .models import Experiment, ModelVersion
@@ -18,13 +19,6 @@ from .services import triggers
 
 # Days of labels the dashboard plots.
 DASHBOARD_DAYS = 30
-
-
-def _project(request: HttpRequest, project_id: int, min_role: str):
-    try:
-        return annotation_selectors.project_get_for_user(request.user, project_id, min_role=min_role)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
 
 
 def _is_manager(request: HttpRequest, project) -> bool:
@@ -53,7 +47,7 @@ def _per_class(version: ModelVersion, names: dict[int, str]) -> list[dict]:
 @require_GET
 def project_models(request: HttpRequest, project_id: int) -> HttpResponse:
     """Every version with status, trigger, metrics, lineage and who promoted it; the timeline and learning curve."""
-    project = _project(request, project_id, "reviewer")
+    project = project_or_404(request, project_id, "reviewer")
     overview = selectors.model_versions_overview(project.pk)
     live = overview["live"]
     return render(request, "learner/models.html", {
@@ -68,7 +62,7 @@ def project_models(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_GET
 def model_version_detail(request: HttpRequest, project_id: int, number: int) -> HttpResponse:
     """One version: its evaluation with confusion matrix and per-class precision/recall, its gate decision and lineage."""
-    project = _project(request, project_id, "reviewer")
+    project = project_or_404(request, project_id, "reviewer")
     row = selectors.model_version_row(project.pk, number)
     if row is None:
         raise Http404(f"This project has no model version {number}.")
@@ -97,7 +91,7 @@ def _version_number(value: str | None, field: str) -> int:
 @require_GET
 def model_versions_compare(request: HttpRequest, project_id: int) -> HttpResponse:
     """Two versions side by side: metrics, lineage, per-class precision/recall and confusion matrices."""
-    project = _project(request, project_id, "reviewer")
+    project = project_or_404(request, project_id, "reviewer")
     numbers = list(ModelVersion.objects.filter(project=project).order_by("-number").values_list("number", flat=True))
     context = {"project": project, "numbers": numbers, "a": request.GET.get("a", ""), "b": request.GET.get("b", ""),
                "is_manager": _is_manager(request, project)}
@@ -154,7 +148,7 @@ def _jobs(project) -> dict:
 @require_GET
 def project_dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
     """Counts, labels per day per expert, queue freshness, drift, recent trigger decisions and running jobs."""
-    project = _project(request, project_id, "reviewer")
+    project = project_or_404(request, project_id, "reviewer")
     days, per_expert = annotation_selectors.labels_per_day(project.pk, days=DASHBOARD_DAYS)
     live = model_services.model_version_live(project.pk)
     scoring = annotation_selectors.scoring_current(project.pk)
@@ -178,7 +172,7 @@ def project_dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_GET
 def project_dashboard_jobs(request: HttpRequest, project_id: int) -> HttpResponse:
     """The running-jobs panel alone, which the dashboard polls while something runs."""
-    project = _project(request, project_id, "reviewer")
+    project = project_or_404(request, project_id, "reviewer")
     return render(request, "learner/_jobs.html", {"project": project, "jobs": _jobs(project)})
 
 
@@ -186,14 +180,14 @@ def project_dashboard_jobs(request: HttpRequest, project_id: int) -> HttpRespons
 @require_GET
 def project_model_status(request: HttpRequest, project_id: int) -> HttpResponse:
     """The live model and the latest retrain's verdict, in words: the panel the labeling page loads."""
-    project = _project(request, project_id, "annotator")
+    project = project_or_404(request, project_id, "annotator")
     return render(request, "learner/_model_status.html", {"project": project, "status": selectors.model_status(project.pk)})
 
 
 @login_required
 @require_POST
 def project_retrain(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = _project(request, project_id, "manager")
+    project = project_or_404(request, project_id, "manager")
     run = triggers.manual_trigger(project.pk, request.user, request.POST.get("note", "")[:500])
     if run is None:
         messages.error(request, "A training run is already queued or running for this project.")
@@ -205,7 +199,7 @@ def project_retrain(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def model_version_swap(request: HttpRequest, project_id: int, number: int, action: str) -> HttpResponse:
-    project = _project(request, project_id, "manager")
+    project = project_or_404(request, project_id, "manager")
     version = ModelVersion.objects.filter(project=project, number=number).first()
     if version is None:
         messages.error(request, f"This project has no model version {number}.")
@@ -227,7 +221,7 @@ def model_version_swap(request: HttpRequest, project_id: int, number: int, actio
 @require_GET
 def project_experiments(request: HttpRequest, project_id: int) -> HttpResponse:
     # Experiments are the managers' (agreed access levels); reviewers see versions on the Models page.
-    project = _project(request, project_id, "manager")
+    project = project_or_404(request, project_id, "manager")
     role = annotation_selectors.membership_role(request.user, project)
     experiments = Experiment.objects.filter(project=project).select_related(
         "champion", "challenger", "created_by", "stopped_by")
@@ -243,7 +237,7 @@ def project_experiments(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def experiment_stop(request: HttpRequest, project_id: int, experiment_id: int) -> HttpResponse:
-    project = _project(request, project_id, "manager")
+    project = project_or_404(request, project_id, "manager")
     experiment = get_object_or_404(Experiment, project=project, pk=experiment_id)
     try:
         experiment_services.experiment_stop(experiment=experiment, user=request.user,

@@ -18,7 +18,6 @@ MAX_FUNCTION_LINES = 80
 # lead empties this after merging them. Listing one that now fits fails too, so the list only shrinks.
 STILL_TOO_LONG = {
     "annotations/models.py",
-    "annotations/services/queue.py",
     "bench/load.py::main",
     "bench/queue_latency.py",
     "bench/queue_latency.py::main",

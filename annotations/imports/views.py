@@ -9,8 +9,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from labelhub.api import DomainError, NotFound
 
-from .. import selectors as annotation_selectors
 from ..models import ImportJob
+from ..view_helpers import project_or_404
 from . import selectors, services
 from .forms import ImportForm
 from .rows import KIND_FORMATS_TEXT, error_line
@@ -40,10 +40,7 @@ def _import_panel(job: ImportJob) -> dict[str, Any]:
 @require_http_methods(["GET", "POST"])
 def project_import(request: HttpRequest, project_id: int) -> HttpResponse:
     """Upload files to import into a project, and follow recent imports."""
-    try:
-        project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="manager")
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    project = project_or_404(request, project_id, min_role="manager")
     form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
     if form.is_valid():
         uploads = [(f.name, f) for f in form.cleaned_data["files"]]

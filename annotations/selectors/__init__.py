@@ -1,9 +1,12 @@
 """Reads of annotations' data, one module per subdomain; the only way other apps read labels and items."""
 from .clients import api_client_get, api_client_list
-from .listing import api_token_get
 from .projects import (
     LADDER,
     ROLE_RANK,
+    annotation_list,
+    api_token_get,
+    item_list,
+    label_get,
     labels_per_day,
     membership_role,
     project_counts,
@@ -11,6 +14,7 @@ from .projects import (
     project_get_for_user,
     project_labels,
     project_list_for_user,
+    project_list_with_role,
 )
 from .queue import (
     lease_get_for_user,
@@ -51,9 +55,12 @@ from .scoring import (
 __all__ = [
     "api_client_get",
     "api_client_list",
-    "api_token_get",
     "LADDER",
     "ROLE_RANK",
+    "annotation_list",
+    "api_token_get",
+    "item_list",
+    "label_get",
     "labels_per_day",
     "membership_role",
     "project_counts",
@@ -61,6 +68,7 @@ __all__ = [
     "project_get_for_user",
     "project_labels",
     "project_list_for_user",
+    "project_list_with_role",
     "lease_get_for_user",
     "queue_progress",
     "REVIEW_FILTERS",

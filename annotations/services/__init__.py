@@ -7,20 +7,17 @@ from .projects import (
     label_create,
     label_update,
     project_create,
+    project_overlap_apply,
     project_update,
 )
-from .queue import (
+from .queue.labeling import (
     LABELS_ADDED_COALESCE_SECONDS,
-    MAX_ACTIVE_LEASES,
     annotation_submit,
     annotation_submit_or_get,
     annotation_undo,
-    lease_release,
-    lease_renew,
-    lease_skip,
-    project_overlap_apply,
-    queue_next,
 )
+from .queue.leases import lease_release, lease_renew, lease_skip
+from .queue.serving import MAX_ACTIVE_LEASES, queue_next
 from .review import (
     annotation_correct,
     item_gold_set,
@@ -63,6 +60,7 @@ __all__ = [
     "label_create",
     "label_update",
     "project_create",
+    "project_overlap_apply",
     "project_update",
     "LABELS_ADDED_COALESCE_SECONDS",
     "MAX_ACTIVE_LEASES",
@@ -72,7 +70,6 @@ __all__ = [
     "lease_release",
     "lease_renew",
     "lease_skip",
-    "project_overlap_apply",
     "queue_next",
     "annotation_correct",
     "item_gold_set",

@@ -9,8 +9,7 @@ from knox.models import AuthToken
 from labelhub.api import DomainError
 from labelhub.celery import TaskName, send_task_on_commit
 
-from ..models import Label, Membership, Project
-from .queue import project_overlap_apply
+from ..models import Item, Label, Membership, Project
 
 
 def _checked(obj: Project | Label) -> None:
@@ -51,6 +50,21 @@ def project_update(*, project: Project, **fields: Any) -> Project:
         if project.retrain_interval_minutes != before[1]:
             send_task_on_commit(TaskName.SCHEDULE_SYNC, [project.pk])
     return project
+
+
+def project_overlap_apply(project: Project) -> int:
+    """Mark the project's items done or not again after its overlap changed; the number of items that changed.
+
+    Raising the overlap puts labeled items back in the queue; their scores were dropped when
+    they were done, so the pool is rescored (after commit) for the queue to rank them again.
+    """
+    with transaction.atomic():
+        items = Item.objects.filter(project=project)
+        reopened = items.filter(queue_done=True, label_count__lt=project.overlap).update(queue_done=False)
+        closed = items.filter(queue_done=False, label_count__gte=project.overlap).update(queue_done=True)
+        if reopened:
+            send_task_on_commit(TaskName.SCORE_POOL, [project.pk])
+    return reopened + closed
 
 
 def label_create(*, project: Project, **fields: Any) -> Label:

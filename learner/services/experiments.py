@@ -145,7 +145,7 @@ def prediction_feedback(
 
 def experiment_outcomes_match(project_id: int) -> list[int]:
     """Give logged predictions of running experiments the expert label of their item; return those experiments."""
-    running = experiments_running(project_id)
+    running = selectors.experiments_running(project_id)
     for experiment_id in running:
         pending = list(
             PredictionLog.objects.filter(experiment_id=experiment_id, item_id__isnull=False, true_label_id__isnull=True)
@@ -305,8 +305,3 @@ def experiments_evaluate_all() -> int:
     for experiment_id in ids:
         experiment_evaluate(experiment_id)
     return len(ids)
-
-
-def experiments_running(project_id: int) -> list[int]:
-    """Ids of the project's running experiments."""
-    return list(Experiment.objects.filter(project_id=project_id, status=Experiment.Status.RUNNING).values_list("pk", flat=True))

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,56 +11,20 @@ from django.db import connection
 from scipy import sparse
 
 from annotations import services as annotation_services
-from annotations.models import Label, Project
+from annotations.models import Project
 from labelhub import rows
 from labelhub.api import Conflict, DomainError
 from labelhub.text import bad_character
 from learner import selectors
 from learner.ml.featurize import FeaturizeError, ImageFeaturizer, TextFeaturizer, featurizer_for
 from learner.ml.training import proba_fast
-from learner.models import Experiment, LiveModel, ModelVersion, PredictionLog
+from learner.models import Experiment, PredictionLog
 from learner.services.models import model_version_loaded
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 # The field of an input item that carries raw content, per project kind.
 RAW_FIELD = {"text": "text", "tabular": "values", "image": "image"}
 _text_featurizer: TextFeaturizer | None = None
-
-
-@dataclass(frozen=True)
-class Target:
-    """Who answers a project's predictions now: the live version and the running experiment, if any."""
-
-    live: ModelVersion | None
-    experiment: Experiment | None
-    challenger: ModelVersion | None
-    label_names: dict[int, str]
-
-
-_JSON_OBJECT_AGG = {"postgresql": "json_object_agg", "sqlite": "json_group_object"}
-
-
-def predict_target(project_id: int) -> Target:
-    """Read the live version, the running experiment (with its challenger) and the label names in one statement."""
-    q = rows.qn
-    mv, ex, lb = q(ModelVersion._meta.db_table), q(Experiment._meta.db_table), q(Label._meta.db_table)
-    row = rows.fetch_one(
-        f"SELECT {rows.columns(ModelVersion, 'v')}, {rows.columns(Experiment, 'e')}, {rows.columns(ModelVersion, 'x')},"
-        f" (SELECT {_JSON_OBJECT_AGG[connection.vendor]}(b.id, b.name) FROM {lb} b WHERE b.project_id = p.id)"
-        f" FROM (SELECT CAST(%s AS BIGINT) AS id) p LEFT JOIN {q(LiveModel._meta.db_table)} l ON l.project_id = p.id"
-        f" LEFT JOIN {mv} v ON v.id = l.version_id"
-        # An experiment whose champion is no longer live is over; the next evaluation records it.
-        f" LEFT JOIN {ex} e ON e.project_id = p.id AND e.status = %s AND e.champion_id = l.version_id"
-        f" LEFT JOIN {mv} x ON x.id = e.challenger_id",
-        [project_id, Experiment.Status.RUNNING],
-    )
-    live, end = rows.build(ModelVersion, row)
-    experiment, end = rows.build(Experiment, row, end)
-    challenger, end = rows.build(ModelVersion, row, end)
-    names = row[end]
-    if isinstance(names, str):
-        names = json.loads(names)
-    return Target(live, experiment, challenger, {int(k): v for k, v in (names or {}).items()})
 
 
 def client_arm(experiment: Experiment, client_id: int) -> str:
@@ -222,7 +184,7 @@ def predict(
         raise DomainError("Give at least one item.")
     if len(items) > settings.LABELHUB_PREDICT_MAX_BATCH:
         raise DomainError(f"A batch holds at most {settings.LABELHUB_PREDICT_MAX_BATCH} items.")
-    target = predict_target(project.pk)
+    target = selectors.predict_target(project.pk)
     if target.live is None:
         raise Conflict("No model is live in this project yet.")
     try:

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from annotations import selectors, services
-from annotations.services import queue as queue_services
+from annotations.services.queue import serving as queue_services
 from annotations.models import Annotation, Item, ItemScore, Lease, Membership, QueueScoring
 from labelhub.api import Conflict, DomainError, NotFound
 from labelhub.celery import app as celery_app

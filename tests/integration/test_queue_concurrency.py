@@ -199,9 +199,9 @@ def test_the_last_item_is_served_even_while_another_request_holds_it(text_projec
 
 @pytest.mark.postgres  # a row lock held by another request, and PostgreSQL's lock_timeout
 def test_a_stuck_row_lock_does_not_hang_the_request(text_project, annotator, monkeypatch):
-    from annotations.services import queue
+    from annotations.services.queue import serving
 
-    monkeypatch.setattr(queue, "BLOCKING_LOCK_TIMEOUT_MS", 300)
+    monkeypatch.setattr(serving, "BLOCKING_LOCK_TIMEOUT_MS", 300)
     (item,) = [ItemFactory(project=text_project)]
     locked = threading.Event()
     holder = threading.Thread(target=hold_item_lock, args=(item.pk, 3, locked))

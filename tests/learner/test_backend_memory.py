@@ -1,4 +1,4 @@
-"""A scoring session's PostgreSQL backend keeps the megabytes a chunk read frees (selectors._backend_heap_primed).
+"""A scoring session's PostgreSQL backend keeps the megabytes a chunk read frees (selectors.binary.backend_heap_primed).
 
 Without it, a backend's malloc may unmap or trim those megabytes at the end of every statement
 and fault them in again, page by page, on the next: two scoring workers then read chunks at
@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from django.db import connection
 
-from learner.selectors import _backend_heap_primed
+from learner.selectors.binary import backend_heap_primed
 
 pytestmark = [
     pytest.mark.postgres,  # a PostgreSQL backend's memory
@@ -36,7 +36,7 @@ def _faults_per_read(*, primed: bool) -> int:
         if not Path(f"/proc/{pid}/stat").exists():
             pytest.skip("the database server does not run on this machine")
         if primed:
-            _backend_heap_primed(cursor)
+            backend_heap_primed(cursor)
         cursor.execute(CHUNK_LIKE)
         assert len(cursor.fetchone()[0]) == 20_000 * 256
         before = _minor_faults(pid)

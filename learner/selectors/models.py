@@ -1,0 +1,92 @@
+"""Reads of model versions, the live model and what serves predictions, experiments, and a live model's staleness."""
+import json
+from dataclasses import dataclass
+
+from django.db import connection
+
+from annotations.models import Label
+from labelhub import rows
+from learner.models import DriftCheck, Experiment, LiveModel, ModelVersion, TrainingRun
+
+
+def model_version_by_number(project_id: int, number: int) -> ModelVersion:
+    """The project's model version with this number."""
+    return ModelVersion.objects.get(project_id=project_id, number=number)
+
+
+def projects_with_live_model() -> list[int]:
+    """Ids of projects that have a live model version."""
+    return list(LiveModel.objects.filter(version__isnull=False).values_list("project_id", flat=True))
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who answers a project's predictions now: the live version and the running experiment, if any."""
+
+    live: ModelVersion | None
+    experiment: Experiment | None
+    challenger: ModelVersion | None
+    label_names: dict[int, str]
+
+
+_JSON_OBJECT_AGG = {"postgresql": "json_object_agg", "sqlite": "json_group_object"}
+
+
+def predict_target(project_id: int) -> Target:
+    """Read the live version, the running experiment (with its challenger) and the label names in one statement."""
+    q = rows.qn
+    mv, ex, lb = q(ModelVersion._meta.db_table), q(Experiment._meta.db_table), q(Label._meta.db_table)
+    row = rows.fetch_one(
+        f"SELECT {rows.columns(ModelVersion, 'v')}, {rows.columns(Experiment, 'e')}, {rows.columns(ModelVersion, 'x')},"
+        f" (SELECT {_JSON_OBJECT_AGG[connection.vendor]}(b.id, b.name) FROM {lb} b WHERE b.project_id = p.id)"
+        f" FROM (SELECT CAST(%s AS BIGINT) AS id) p LEFT JOIN {q(LiveModel._meta.db_table)} l ON l.project_id = p.id"
+        f" LEFT JOIN {mv} v ON v.id = l.version_id"
+        # An experiment whose champion is no longer live is over; the next evaluation records it.
+        f" LEFT JOIN {ex} e ON e.project_id = p.id AND e.status = %s AND e.champion_id = l.version_id"
+        f" LEFT JOIN {mv} x ON x.id = e.challenger_id",
+        [project_id, Experiment.Status.RUNNING],
+    )
+    live, end = rows.build(ModelVersion, row)
+    experiment, end = rows.build(Experiment, row, end)
+    challenger, end = rows.build(ModelVersion, row, end)
+    names = row[end]
+    if isinstance(names, str):
+        names = json.loads(names)
+    return Target(live, experiment, challenger, {int(k): v for k, v in (names or {}).items()})
+
+
+def experiments_running(project_id: int) -> list[int]:
+    """Ids of the project's running experiments."""
+    return list(Experiment.objects.filter(project_id=project_id, status=Experiment.Status.RUNNING).values_list("pk", flat=True))
+
+
+# Why a live model is known to be stale, by the kind of finding (drift first when both).
+STALE_BECAUSE = {
+    TrainingRun.Trigger.DRIFT: "data drift was found",
+    TrainingRun.Trigger.DEGRADATION: "its audit accuracy fell",
+}
+
+
+def live_model_stale_reason(project_id: int, live_number: int, run: TrainingRun | None = None) -> str:
+    """Why the live version is known to be stale, in words, or "" if nothing says so.
+
+    Stale: the run itself was started by drift or degradation, or such a finding was recorded
+    against it, or a drift check found drift while this version was live, or a degradation
+    retrain was asked for against it.
+    """
+    kinds = set()
+    if run is not None:
+        findings = (run.evidence or {}).get("findings") or []
+        kinds = {run.trigger} | {finding.get("kind") for finding in findings if isinstance(finding, dict)}
+    if TrainingRun.Trigger.DRIFT not in kinds and DriftCheck.objects.filter(
+        project_id=project_id, model_version=live_number, drifted=True
+    ).exists():
+        kinds.add(TrainingRun.Trigger.DRIFT)
+    if not kinds & set(STALE_BECAUSE) and TrainingRun.objects.filter(
+        project_id=project_id, trigger=TrainingRun.Trigger.DEGRADATION, evidence__model_version=live_number
+    ).exists():
+        kinds.add(TrainingRun.Trigger.DEGRADATION)
+    for kind, because in STALE_BECAUSE.items():
+        if kind in kinds:
+            return because
+    return ""
