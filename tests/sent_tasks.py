@@ -22,6 +22,7 @@ def task_name_checked(name: str) -> str:
 
 def send_task_fake(sent: Sent | None = None, *, raises: BaseException | None = None) -> Callable[..., None]:
     """A replacement for ``app.send_task`` that checks the name, then records (name, args) in ``sent`` or raises."""
+    registered_task_names()  # now, not in the first send, which may run on a timer's thread after the test looked
 
     def send_task(name: str, args: list | tuple | None = None, **kwargs: object) -> None:
         task_name_checked(name)
