@@ -2,6 +2,8 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from labelhub.celery import TaskName
+
 from .imports import services
 from .imports.runs import ImportBusy
 
@@ -10,8 +12,7 @@ IMPORT_BUSY_COUNTDOWN = 5
 
 
 @shared_task(
-    name="annotations.import_job_run", bind=True, acks_late=True, soft_time_limit=3540, time_limit=3600,
-    max_retries=IMPORT_DB_RETRIES,
+    name=TaskName.IMPORT_JOB_RUN, bind=True, soft_time_limit=3540, time_limit=3600, max_retries=IMPORT_DB_RETRIES
 )
 def import_job_run(self, job_id: int) -> None:
     """Run one import job; a message for a finished job does nothing, one for a job left running resumes it.

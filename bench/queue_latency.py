@@ -239,16 +239,13 @@ def scoring_consumer(celery_app, worker: str, on: bool) -> None:
 
 def whole_index_wait(project_id: int, timeout: float = 300) -> float:
     """Wait until the served scoring's index covers its whole pool (built after it is served); return seconds waited."""
-    from annotations.models import QueueScoring
+    from annotations.selectors import scoring_current
 
     started = time.perf_counter()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        served = (
-            QueueScoring.objects.filter(project_id=project_id, status=QueueScoring.Status.COMPLETE)
-            .order_by("-finished_at").values_list("head_floor", flat=True).first()
-        )
-        if served is None:
+        served = scoring_current(project_id)
+        if served is None or served.head_floor is None:
             return time.perf_counter() - started
         time.sleep(0.05)
     raise SystemExit(f"the served scoring's whole pool was not indexed in {timeout:.0f} s")
@@ -413,6 +410,7 @@ def main() -> None:
         import django
 
         django.setup()
+        from labelhub.celery import TaskName
         from labelhub.celery import app as celery_app  # the broker the swap sends its task to
 
         project, labels, tokens = project_create(CLIENTS)
@@ -431,7 +429,7 @@ def main() -> None:
         try:
             scoring_consumer(celery_app, second, False)
             started = time.perf_counter()
-            celery_app.send_task("learner.score_pool", args=[project.pk])
+            celery_app.send_task(TaskName.SCORE_POOL, args=[project.pk])
             seconds, scored = scoring_wait(project.pk, 0, started)
             figures["seeding_items_per_s"] = round(scored / seconds)
             whole_index_wait(project.pk)

@@ -3,11 +3,42 @@ import ctypes
 import logging
 import os
 import threading
+from collections.abc import Callable
+from enum import StrEnum
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labelhub.settings")
+
+
+class TaskName(StrEnum):
+    """Every Celery task of the project, by the name it registers under and is sent by.
+
+    Tasks are sent by name so that annotations never imports learner, and learner's services
+    never import the tasks that call them. tests/test_celery.py checks that each name is a
+    registered task, that every task registers under one of these, and that every send names one.
+    """
+
+    IMPORT_JOB_RUN = "annotations.import_job_run"
+    FEATURES_COMPUTE = "learner.features_compute"
+    FEATURES_COMPUTE_CHUNK = "learner.features_compute_chunk"
+    FEATURES_RECONCILE = "learner.features_reconcile"
+    SCORE_POOL = "learner.score_pool"
+    SCORE_CHUNK = "learner.score_chunk"
+    SCORE_INDEX_REST = "learner.score_index_rest"
+    SCORE_POOL_RECONCILE = "learner.score_pool_reconcile"
+    LABELS_ADDED = "learner.labels_added"
+    EXPERIMENT_EVALUATE = "learner.experiment_evaluate"
+    EXPERIMENTS_EVALUATE = "learner.experiments_evaluate"
+    RETRAIN_SCHEDULED = "learner.retrain_scheduled"
+    TRIGGERS_CHECK = "learner.triggers_check"
+    DRIFT_CHECK = "learner.drift_check"
+    DRIFT_CHECK_ALL = "learner.drift_check_all"
+    TRAIN_RUN = "learner.train_run"
+    TRAINING_RUNS_REAP = "learner.training_runs_reap"
+    SCHEDULE_SYNC = "learner.schedule_sync"
+
 
 app = Celery("labelhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -72,23 +103,34 @@ def _database_connections_recycled(task=None, **kwargs) -> None:
     close_old_connections()
 
 
-def send_task_on_commit(name: str, args: list, *, coalesce_seconds: float = 0) -> None:
+def send_task_on_commit(
+    name: TaskName, args: list, *, coalesce_seconds: float = 0, if_refused: Callable[[], object] | None = None
+) -> None:
     """Send a task by name once the current transaction commits; a broker failure is logged, never raised.
 
-    robust=True keeps what was committed whatever the broker does (beat reconciles later). The
-    callback is a named function, not a functools.partial: Django 5.2 logs a failed robust
-    callback by its ``__qualname__``, which a partial lacks, so that log line itself would raise.
+    The one way the project sends a task after commit. robust=True keeps what was committed
+    whatever the broker does (beat reconciles later). The callback is a named function, not a
+    functools.partial: Django 5.2 logs a failed robust callback by its ``__qualname__``, which a
+    partial lacks, so that log line itself would raise.
 
     ``coalesce_seconds``: the calls for one task and args that commit within that many seconds
     of the first of them send one message, that many seconds after it (see ``_Coalescer``).
+    ``if_refused``: called, after the failure is logged, when the broker refuses the message
+    (for work that nothing reconciles, which must then be marked as not started).
     """
     from django.db import transaction
 
     def send_task() -> None:
         if coalesce_seconds:
             _coalescer.send_later(name, args, coalesce_seconds)
-        else:
+            return
+        try:
             app.send_task(name, args=args)
+        except Exception:  # kombu and redis raise many types when the broker is down
+            if if_refused is None:
+                raise  # robust: Django logs it
+            logger.warning("Could not send %s%r.", name, args, exc_info=True)
+            if_refused()
 
     transaction.on_commit(send_task, robust=True)
 
@@ -108,7 +150,7 @@ class _Coalescer:
         self._lock = threading.Lock()
         self._armed: set[tuple[str, str]] = set()
 
-    def send_later(self, name: str, args: list, seconds: float) -> None:
+    def send_later(self, name: TaskName, args: list, seconds: float) -> None:
         key = (name, repr(args))
         with self._lock:
             if key in self._armed:
@@ -118,7 +160,7 @@ class _Coalescer:
         timer.daemon = True
         timer.start()
 
-    def _fire(self, key: tuple[str, str], name: str, args: list) -> None:
+    def _fire(self, key: tuple[str, str], name: TaskName, args: list) -> None:
         with self._lock:
             self._armed.discard(key)
         try:

@@ -307,7 +307,8 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
-# Celery: JSON only, a time limit on every task, late acks with prefetch 1, one queue per kind.
+# Celery: JSON only, a time limit on every task, late acks with prefetch 1, one queue per kind. These are
+# every task's defaults; a task decorator names only what differs (its time limits, mostly).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
@@ -350,6 +351,22 @@ CELERY_TASK_ROUTES = {
     "learner.train*": {"queue": "training"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The fixed beat entries: at its start, beat's DatabaseScheduler writes each into its table under this
+# name, updating a row of the same name in place: the rows that learner's migrations 0002, 0003 and 0005
+# wrote carry these names, so no entry runs twice, and one an admin disabled stays disabled. Renaming an
+# entry leaves the row of its old name behind (a migration must delete it). Per-project retrain
+# schedules are rows of their own (learner.services.triggers).
+CELERY_BEAT_SCHEDULE = {
+    name: {"task": task, "schedule": every}
+    for name, task, every in [
+        ("Catch up item features", "learner.features_reconcile", timedelta(minutes=10)),
+        ("Check retrain triggers (label count, degradation)", "learner.triggers_check", timedelta(minutes=1)),
+        ("Check data drift", "learner.drift_check_all", timedelta(hours=1)),
+        ("Fail training runs whose worker was lost", "learner.training_runs_reap", timedelta(minutes=5)),
+        ("Evaluate running A/B experiments", "learner.experiments_evaluate", timedelta(minutes=5)),
+        ("Resend chunks of stalled pool scorings", "learner.score_pool_reconcile", timedelta(minutes=5)),
+    ]
+}
 CELERY_TIMEZONE = TIME_ZONE
 
 LOGGING = {

@@ -5,6 +5,7 @@ from celery import group, shared_task
 from django.utils import timezone
 
 from annotations.models import Project
+from labelhub.celery import TaskName
 from learner import selectors
 from learner.services import experiments as experiment_services
 from learner.services import features as feature_services
@@ -16,7 +17,7 @@ from learner.services import triggers
 RECONCILE_GRACE = timedelta(minutes=10)
 
 
-@shared_task(name="learner.features_compute", acks_late=True, time_limit=300, soft_time_limit=240)
+@shared_task(name=TaskName.FEATURES_COMPUTE, time_limit=300, soft_time_limit=240)
 def features_compute(project_id: int, job_id: int | None = None) -> int:
     """Dispatch one chunk task per LABELHUB_FEATURE_CHUNK items lacking features (of the job, or all)."""
     chunks = feature_services.features_plan_start(project_id, job_id)
@@ -25,7 +26,7 @@ def features_compute(project_id: int, job_id: int | None = None) -> int:
     return len(chunks)
 
 
-@shared_task(name="learner.features_compute_chunk", acks_late=True, time_limit=900, soft_time_limit=840)
+@shared_task(name=TaskName.FEATURES_COMPUTE_CHUNK)
 def features_compute_chunk(project_id: int, job_id: int | None, item_ids: list[int]) -> int:
     """Compute and store the features of these items; progress goes to each item's own import job.
 
@@ -34,7 +35,7 @@ def features_compute_chunk(project_id: int, job_id: int | None, item_ids: list[i
     return feature_services.features_compute_chunk(project_id, item_ids)
 
 
-@shared_task(name="learner.features_reconcile", acks_late=True, time_limit=300, soft_time_limit=240)
+@shared_task(name=TaskName.FEATURES_RECONCILE, time_limit=300, soft_time_limit=240)
 def features_reconcile() -> int:
     """Enqueue features_compute for every project and import job still lacking features."""
     targets = selectors.features_reconcile_targets(timezone.now() - RECONCILE_GRACE)
@@ -43,7 +44,7 @@ def features_reconcile() -> int:
     return len(targets)
 
 
-@shared_task(name="learner.score_pool", acks_late=True, time_limit=300, soft_time_limit=240)
+@shared_task(name=TaskName.SCORE_POOL, time_limit=300, soft_time_limit=240)
 def score_pool(project_id: int, newer_than: int | None = None) -> int:
     """Plan a scoring of the unlabeled pool by the live model, sending each chunk's task as soon as its range is known.
 
@@ -57,7 +58,7 @@ def score_pool(project_id: int, newer_than: int | None = None) -> int:
     return len(plan.ranges) if plan is not None else 0
 
 
-@shared_task(name="learner.score_chunk", acks_late=True, time_limit=300, soft_time_limit=240)
+@shared_task(name=TaskName.SCORE_CHUNK, time_limit=300, soft_time_limit=240)
 def score_chunk(project_id: int, scoring_id: int, lo: int, hi: int, chunk: int | None = None) -> int:
     """Score the unlabeled items with ids in [lo, hi] (planned chunk ``chunk``); the last chunk finishes the scoring.
 
@@ -66,13 +67,13 @@ def score_chunk(project_id: int, scoring_id: int, lo: int, hi: int, chunk: int |
     return scoring_services.score_chunk(project_id, scoring_id, (lo, hi), chunk)
 
 
-@shared_task(name="learner.score_index_rest", acks_late=True, time_limit=1800, soft_time_limit=1740)
+@shared_task(name=TaskName.SCORE_INDEX_REST, time_limit=1800, soft_time_limit=1740)
 def score_index_rest(scoring_id: int) -> bool:
     """Index the whole pool of a scoring the queue serves from its head, without blocking the queue."""
     return scoring_services.scoring_index_rest(scoring_id)
 
 
-@shared_task(name="learner.score_pool_reconcile", acks_late=True, time_limit=300, soft_time_limit=240)
+@shared_task(name=TaskName.SCORE_POOL_RECONCILE, time_limit=300, soft_time_limit=240)
 def score_pool_reconcile() -> dict[str, int]:
     """Send again the chunks of scorings that stopped progressing (lost worker); drop stale score partitions (beat)."""
     return scoring_services.score_pool_reconcile()
@@ -81,7 +82,7 @@ def score_pool_reconcile() -> dict[str, int]:
 # The model lifecycle: triggers, the training run, and reconciliation on beat.
 
 
-@shared_task(name="learner.labels_added", acks_late=True, time_limit=60, soft_time_limit=50)
+@shared_task(name=TaskName.LABELS_ADDED, time_limit=60, soft_time_limit=50)
 def labels_added(project_id: int) -> bool:
     """A label was committed: evaluate running experiments (outcomes), retrain if the count trigger is due."""
     for experiment_id in selectors.experiments_running(project_id):
@@ -89,56 +90,56 @@ def labels_added(project_id: int) -> bool:
     return triggers.count_trigger_check(project_id) is not None
 
 
-@shared_task(name="learner.experiment_evaluate", acks_late=True, time_limit=300, soft_time_limit=240)
+@shared_task(name=TaskName.EXPERIMENT_EVALUATE, time_limit=300, soft_time_limit=240)
 def experiment_evaluate(experiment_id: int) -> str | None:
     """Match outcomes and take the experiment's looks now due; promote or keep the champion on a decision."""
     experiment = experiment_services.experiment_evaluate(experiment_id)
     return experiment.status if experiment else None
 
 
-@shared_task(name="learner.experiments_evaluate", acks_late=True, time_limit=900, soft_time_limit=840)
+@shared_task(name=TaskName.EXPERIMENTS_EVALUATE)
 def experiments_evaluate() -> int:
     """Evaluate every running experiment (beat)."""
     return experiment_services.experiments_evaluate_all()
 
 
-@shared_task(name="learner.retrain_scheduled", acks_late=True, time_limit=60, soft_time_limit=50)
+@shared_task(name=TaskName.RETRAIN_SCHEDULED, time_limit=60, soft_time_limit=50)
 def retrain_scheduled(project_id: int) -> bool:
     """The project's beat entry fired."""
     return triggers.schedule_trigger(project_id) is not None
 
 
-@shared_task(name="learner.triggers_check", acks_late=True, time_limit=120, soft_time_limit=100)
+@shared_task(name=TaskName.TRIGGERS_CHECK, time_limit=120, soft_time_limit=100)
 def triggers_check() -> dict[str, int]:
     """Reconcile count and degradation triggers, e.g. for labels stored while the broker was down."""
     return triggers.triggers_check_all()
 
 
-@shared_task(name="learner.drift_check", acks_late=True, time_limit=600, soft_time_limit=540)
+@shared_task(name=TaskName.DRIFT_CHECK, time_limit=600, soft_time_limit=540)
 def drift_check(project_id: int) -> bool:
     """Measure drift for one project now (its import's features were just stored); True if a retrain was asked for."""
     return triggers.drift_check(project_id) is not None
 
 
-@shared_task(name="learner.drift_check_all", acks_late=True, time_limit=1800, soft_time_limit=1700)
+@shared_task(name=TaskName.DRIFT_CHECK_ALL, time_limit=1800, soft_time_limit=1700)
 def drift_check_all() -> int:
     """Measure drift for every project with a live model."""
     return sum(triggers.drift_check(project_id) is not None for project_id in selectors.projects_with_live_model())
 
 
-@shared_task(name="learner.train_run", acks_late=True, time_limit=3600, soft_time_limit=3500)
+@shared_task(name=TaskName.TRAIN_RUN, time_limit=3600, soft_time_limit=3500)
 def train_run(run_id: int) -> str:
     """Snapshot, train, evaluate, gate and swap for one queued training run."""
     return training_services.training_run_execute(run_id).status
 
 
-@shared_task(name="learner.training_runs_reap", acks_late=True, time_limit=60, soft_time_limit=50)
+@shared_task(name=TaskName.TRAINING_RUNS_REAP, time_limit=60, soft_time_limit=50)
 def training_runs_reap() -> dict[str, int]:
     """Fail runs whose worker was lost; send again the messages of runs queued too long."""
     return training_services.training_runs_reap()
 
 
-@shared_task(name="learner.schedule_sync", acks_late=True, time_limit=60, soft_time_limit=50)
+@shared_task(name=TaskName.SCHEDULE_SYNC, time_limit=60, soft_time_limit=50)
 def schedule_sync(project_id: int) -> bool:
     """Bring the project's retrain beat entry in step with its interval, after the project changed over the API."""
     project = Project.objects.filter(pk=project_id).first()

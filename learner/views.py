@@ -151,7 +151,7 @@ def project_dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_or_404(request, project_id, "reviewer")
     days, per_expert = annotation_selectors.labels_per_day(project.pk, days=DASHBOARD_DAYS)
     live = model_services.model_version_live(project.pk)
-    scoring = annotation_selectors.queue_scoring_current(project.pk)
+    scoring = annotation_selectors.scoring_current(project.pk)
     return render(request, "learner/dashboard.html", {
         "project": project,
         "counts": annotation_selectors.project_dashboard_counts(project.pk),

@@ -4,7 +4,9 @@ from django.core.cache import caches
 from django.db import connection
 
 from annotations.models import Membership, Project
+from labelhub.celery import app as celery_app
 from tests.factories import LabelFactory, MembershipFactory, ProjectFactory, UserFactory
+from tests.sent_tasks import Sent, send_task_fake
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -41,6 +43,14 @@ def _fresh_rate_counters():
     of the earlier ones. Failed logins (django-axes) are rows in the database, so each test's rollback forgets them.
     """
     caches["throttle"].clear()
+
+
+@pytest.fixture
+def sent_tasks(monkeypatch) -> Sent:
+    """The tasks sent by name, as (name, args), recorded instead of sent; a name no task registers under fails."""
+    sent: Sent = []
+    monkeypatch.setattr(celery_app, "send_task", send_task_fake(sent))
+    return sent
 
 
 @pytest.fixture

@@ -1,5 +1,4 @@
 """Item import: store uploads as jobs, queue or run them in short transactions, record their features' progress."""
-import logging
 import os
 import time
 import uuid
@@ -8,7 +7,6 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -21,7 +19,7 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from labelhub.api import DomainError
-from labelhub.celery import send_task_on_commit
+from labelhub.celery import TaskName, send_task_on_commit
 
 from ..models import ImportJob, Item, Project
 from .rows import KIND_FORMATS, KIND_FORMATS_TEXT, ImportFileError, file_format
@@ -29,10 +27,6 @@ from .runs import DELETE_CHUNK, ImportBusy, Run, Superseded, job_claim, job_fini
 from .selectors import import_progress_key
 from .writers import rows_publish
 
-logger = logging.getLogger(__name__)
-
-IMPORT_TASK = "annotations.import_job_run"
-FEATURES_TASK = "learner.features_compute"
 # A synchronous import (command, REST) waits this long for another import of its project.
 IMPORT_WAIT_SECONDS = 300
 IMPORT_WAIT_POLL_SECONDS = 0.5
@@ -104,7 +98,9 @@ def import_jobs_submit(
                 jobs.append(import_job_create(project=project, user=user, filename=filename, fileobj=fileobj))
             if not wait:
                 for job in jobs:
-                    transaction.on_commit(partial(_import_enqueue, job.pk))
+                    # A job the broker refuses is failed (its upload deleted): nothing would ever run it.
+                    refused = partial(import_job_fail, job.pk, IMPORT_NOT_QUEUED)
+                    send_task_on_commit(TaskName.IMPORT_JOB_RUN, [job.pk], if_refused=refused)
     except BaseException:
         _uploads_delete(jobs)  # the jobs' rows were rolled back: their files go too
         raise
@@ -127,20 +123,6 @@ def _size(fileobj: IO[bytes]) -> int:
 def _uploads_delete(jobs: Iterable[ImportJob]) -> None:
     """Delete the uploads of jobs whose rows were rolled back (or never written)."""
     storage_delete(job.upload.name for job in jobs if job.upload)
-
-
-def _enqueue(name: str, args: list[Any]) -> None:
-    """Send a task by name, so that this app never imports the app that runs it."""
-    current_app.send_task(name, args=args)
-
-
-def _import_enqueue(job_id: int) -> None:
-    """Send a committed job to the workers; if the broker refuses it, fail the job and delete its upload."""
-    try:
-        _enqueue(IMPORT_TASK, [job_id])
-    except Exception:  # kombu and redis raise many types when the broker is down
-        logger.warning("Could not queue import job %s; it is marked failed.", job_id, exc_info=True)
-        import_job_fail(job_id, IMPORT_NOT_QUEUED)
 
 
 def _import_job_run_waiting(job_id: int) -> ImportJob:
@@ -251,7 +233,7 @@ def _finish(run: Run) -> None:
         job_finish(job, ImportJob.Status.DONE)
         if job.created_count:
             # robust: the import is committed either way; learner reconciles missing features.
-            send_task_on_commit(FEATURES_TASK, [job.project_id, job.pk])
+            send_task_on_commit(TaskName.FEATURES_COMPUTE, [job.project_id, job.pk])
 
 
 def _failure_message(exc: Exception) -> str:

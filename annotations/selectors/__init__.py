@@ -19,8 +19,6 @@ from .projects import (
 from .queue import (
     lease_get_for_user,
     queue_progress,
-    queue_scoring_current,
-    queue_scorings_complete,
 )
 from .review import (
     REVIEW_FILTERS,
@@ -73,8 +71,6 @@ __all__ = [
     "project_list_with_role",
     "lease_get_for_user",
     "queue_progress",
-    "queue_scoring_current",
-    "queue_scorings_complete",
     "REVIEW_FILTERS",
     "agreement_matrix",
     "gold_accuracy",

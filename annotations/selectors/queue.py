@@ -7,13 +7,14 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from labelhub import rows
 from labelhub.api import NotFound
 
-from ..models import Annotation, Item, Lease, Membership, Project, QueueScoring
+from ..models import Annotation, Item, Lease, Membership, Project
+from .scoring import scoring_current, scoring_current_id_sql
 
 # Progress counts at or above these sizes are cached for a while (see _count_cached).
 POOL_CACHED_FROM = 50_000
@@ -65,8 +66,7 @@ def _lease_row(
         select += f", {rows.columns(Project, 'p')}"
         joins = f" INNER JOIN {q(Project._meta.db_table)} p ON p.{q('id')} = l.{q('project_id')}"
     if served_scoring:
-        select += f", ({SCORING_CURRENT_ID_SQL.format(project='l.' + q('project_id'))})"
-        params.append(QueueScoring.Status.COMPLETE)
+        select += f", ({scoring_current_id_sql('l.' + q('project_id'))})"
     params += [_db_uuid(lease_id), user.pk]
     sql = f"SELECT {select} FROM {q(Lease._meta.db_table)} l{joins} WHERE l.{q('id')} = %s AND l.{q('user_id')} = %s"
     if not user.is_staff:
@@ -89,32 +89,6 @@ def _lease_row(
 def _db_uuid(value: uuid.UUID) -> object:
     """A UUID as this database stores it (SQLite: 32 hex digits)."""
     return Lease._meta.pk.get_db_prep_value(value, connection)
-
-
-def queue_scorings_complete(project_id: int) -> QuerySet[QueueScoring]:
-    """The project's complete scorings, newest first: the first one is what the queue serves from."""
-    return QueueScoring.objects.filter(
-        project_id=project_id, status=QueueScoring.Status.COMPLETE, finished_at__isnull=False
-    ).order_by("-finished_at", "-pk")
-
-
-# The id of a project's newest complete scoring, as a subquery on the project id (``{project}``, a
-# column or a placeholder) with one parameter, the complete status.
-SCORING_CURRENT_ID_SQL = (
-    f'SELECT s.id FROM "{QueueScoring._meta.db_table}" s WHERE s.project_id = {{project}} AND s.status = %s'
-    " AND s.finished_at IS NOT NULL ORDER BY s.finished_at DESC, s.id DESC LIMIT 1"
-)
-
-
-def queue_scoring_current(project_id: int) -> QueueScoring | None:
-    """The project's newest complete scoring, which the queue serves from, or None."""
-    # queue_scorings_complete(project_id).first(), written out as the queue's statements read it.
-    row = rows.fetch_one(
-        f"SELECT {rows.columns(QueueScoring, 'c')} FROM {rows.qn(QueueScoring._meta.db_table)} c"
-        f" WHERE c.id = ({SCORING_CURRENT_ID_SQL.format(project='%s')})",
-        [project_id, QueueScoring.Status.COMPLETE],
-    )
-    return rows.build(QueueScoring, row)[0] if row else None
 
 
 def _local_midnight() -> datetime:
@@ -165,7 +139,7 @@ def queue_progress(project: Project, user: AbstractBaseUser) -> dict[str, Any]:
         f" WHERE a.{q('annotator_id')} = %s AND a.{q('created_at')} >= %s AND i.{q('project_id')} = %s",
         [user.pk, connection.ops.adapt_datetimefield_value(_local_midnight()), project.pk],
     )[0]
-    scoring = queue_scoring_current(project.pk)
+    scoring = scoring_current(project.pk)
     return {
         "pool": pool,
         "labeled": counts["labeled"],

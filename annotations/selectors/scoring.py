@@ -9,7 +9,9 @@ from django.db import connection
 from django.db.models import BooleanField, Exists, Max, OuterRef, Q
 from django.db.models.expressions import RawSQL
 
-from ..models import Annotation, Item, ItemScore, QueueScoring
+from labelhub import rows
+
+from ..models import Annotation, Item, ItemScore, Project, QueueScoring
 
 
 def pool_unlabeled_item_ids(project_id: int) -> np.ndarray:
@@ -39,15 +41,28 @@ def labeled_item_ids(project_id: int, limit: int | None = None) -> list[int]:
     return list(newest if limit is None else newest[:limit])
 
 
+def scoring_current_id_sql(project: str) -> str:
+    """SQL for the id of a project's newest complete scoring, the one the queue serves (NULL if none), as a subquery.
+
+    ``project`` is the SQL of the project's id: a column of the outer statement, or a placeholder.
+    Every read of the served scoring goes through this, the queue's hot statements included.
+    Uses index: scoring_newest_complete (project, status, finished_at DESC).
+    """
+    return (
+        f"SELECT s.id FROM {rows.qn(QueueScoring._meta.db_table)} s WHERE s.project_id = {project}"
+        f" AND s.status = '{QueueScoring.Status.COMPLETE.value}' AND s.finished_at IS NOT NULL"
+        " ORDER BY s.finished_at DESC, s.id DESC LIMIT 1"
+    )
+
+
 def scoring_current(project_id: int) -> QueueScoring | None:
     """The project's newest complete scoring, the one the queue serves from, or None."""
-    return (
-        QueueScoring.objects.filter(
-            project_id=project_id, status=QueueScoring.Status.COMPLETE, finished_at__isnull=False
-        )
-        .order_by("-finished_at", "-pk")
-        .first()
+    row = rows.fetch_one(
+        f"SELECT {rows.columns(QueueScoring, 'c')} FROM {rows.qn(QueueScoring._meta.db_table)} c"
+        f" WHERE c.id = ({scoring_current_id_sql('%s')})",
+        [project_id],
     )
+    return rows.build(QueueScoring, row)[0] if row else None
 
 
 def scorings_running(project_id: int) -> list[QueueScoring]:
@@ -140,12 +155,12 @@ def head_condition(scoring: QueueScoring, alias: str) -> str:
 
 
 def scorings_served() -> dict[int, int]:
-    """Each project's served scoring (its newest complete one) by project id."""
-    served: dict[int, int] = {}
-    complete = QueueScoring.objects.filter(status=QueueScoring.Status.COMPLETE, finished_at__isnull=False)
-    for project_id, scoring_id in complete.order_by("project_id", "finished_at", "pk").values_list("project_id", "pk"):
-        served[project_id] = scoring_id  # the last one per project wins
-    return served
+    """Each project's served scoring (its newest complete one) by project id, for the projects that have one."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT p.id, ({scoring_current_id_sql('p.id')}) FROM {rows.qn(Project._meta.db_table)} p ORDER BY p.id"
+        )
+        return {project_id: scoring_id for project_id, scoring_id in cursor.fetchall() if scoring_id is not None}
 
 
 def scorings_stalled(stalled_before: datetime) -> list[QueueScoring]:

@@ -12,7 +12,6 @@ from .projects import (
 )
 from .queue.labeling import (
     LABELS_ADDED_COALESCE_SECONDS,
-    LABELS_ADDED_TASK,
     annotation_submit,
     annotation_submit_or_get,
     annotation_undo,
@@ -24,14 +23,17 @@ from .review import (
     item_gold_set,
     item_resolve,
 )
-from .score_storage import (
-    ChunkStoredAlready,
-    ScoreColumns,
-    ScoringGone,
+from .score_partitions import (
     item_scores_index,
     item_scores_index_rest,
     item_scores_prune,
     item_scores_prune_stale,
+)
+from .score_storage import (
+    ChunkStoredAlready,
+    ScoreColumns,
+    ScoringGone,
+    item_scores_priorities_set,
     item_scores_store,
     item_scores_store_chunk,
     scoring_chunk_done,
@@ -39,8 +41,6 @@ from .score_storage import (
     scoring_chunk_ranges,
 )
 from .scoring import (
-    PRIORITY_BOOST,
-    item_scores_reprioritise,
     scoring_chunks_record,
     scoring_complete,
     scoring_fail,
@@ -63,7 +63,6 @@ __all__ = [
     "project_overlap_apply",
     "project_update",
     "LABELS_ADDED_COALESCE_SECONDS",
-    "LABELS_ADDED_TASK",
     "MAX_ACTIVE_LEASES",
     "annotation_submit",
     "annotation_submit_or_get",
@@ -75,7 +74,6 @@ __all__ = [
     "annotation_correct",
     "item_gold_set",
     "item_resolve",
-    "PRIORITY_BOOST",
     "ScoreColumns",
     "ChunkStoredAlready",
     "ScoringGone",
@@ -83,7 +81,7 @@ __all__ = [
     "item_scores_index_rest",
     "item_scores_prune",
     "item_scores_prune_stale",
-    "item_scores_reprioritise",
+    "item_scores_priorities_set",
     "item_scores_store",
     "item_scores_store_chunk",
     "scoring_chunk_is_stored",

@@ -7,12 +7,9 @@ from django.db import IntegrityError, transaction
 from knox.models import AuthToken
 
 from labelhub.api import DomainError
-from labelhub.celery import send_task_on_commit
+from labelhub.celery import TaskName, send_task_on_commit
 
 from ..models import Item, Label, Membership, Project
-
-SCHEDULE_SYNC_TASK = "learner.schedule_sync"
-SCORE_POOL_TASK = "learner.score_pool"
 
 
 def _checked(obj: Project | Label) -> None:
@@ -34,7 +31,7 @@ def project_create(*, user: AbstractBaseUser, **fields: Any) -> Project:
             project.save()
             Membership.objects.create(project=project, user=user, role=Membership.Role.MANAGER)
             if project.retrain_interval_minutes:
-                send_task_on_commit(SCHEDULE_SYNC_TASK, [project.pk])
+                send_task_on_commit(TaskName.SCHEDULE_SYNC, [project.pk])
     except IntegrityError:  # a concurrent request took the slug between the check and the insert
         raise DomainError("Invalid input.", details={"slug": ["A project with this slug already exists."]}) from None
     return project
@@ -51,7 +48,7 @@ def project_update(*, project: Project, **fields: Any) -> Project:
         if project.overlap != before[0]:
             project_overlap_apply(project)
         if project.retrain_interval_minutes != before[1]:
-            send_task_on_commit(SCHEDULE_SYNC_TASK, [project.pk])
+            send_task_on_commit(TaskName.SCHEDULE_SYNC, [project.pk])
     return project
 
 
@@ -66,7 +63,7 @@ def project_overlap_apply(project: Project) -> int:
         reopened = items.filter(queue_done=True, label_count__lt=project.overlap).update(queue_done=False)
         closed = items.filter(queue_done=False, label_count__gte=project.overlap).update(queue_done=True)
         if reopened:
-            send_task_on_commit(SCORE_POOL_TASK, [project.pk])
+            send_task_on_commit(TaskName.SCORE_POOL, [project.pk])
     return reopened + closed
 
 

@@ -1,23 +1,16 @@
-"""Pool scorings: their rows, written here on behalf of learner's scoring tasks; item scores in ``score_storage``."""
+"""Pool scorings: their rows, which say the scoring the queue serves; item scores in ``score_storage``."""
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import Case, FloatField, Q, Value, When
+from django.db.models import Q
 from django.utils import timezone
 
-from ..models import ItemScore, Project, QueueScoring
-from .score_storage import item_scores_partition_create, item_scores_prune
-
-logger = logging.getLogger(__name__)
-
-# Ranked (batch) and seed items get priorities from here up, above every uncertainty measure
-# (least confident and margin lie in [0, 1], entropy in [0, ln k]), so they are served first.
-PRIORITY_BOOST = 1_000_000.0
+from ..models import Project, QueueScoring
+from .score_partitions import item_scores_partition_create, item_scores_prune
 
 
 def scoring_start(
@@ -94,21 +87,6 @@ def scoring_fail(scoring_id: int, error: str) -> bool:
         status=QueueScoring.Status.FAILED, finished_at=timezone.now(), error=error[:10_000]
     )
     return bool(updated)
-
-
-def item_scores_reprioritise(scoring_id: int, item_ids_in_order: Sequence[int]) -> int:
-    """Put these items above every other item of the scoring, the first one highest; return rows changed.
-
-    The new priorities depend only on the order given, so running this again changes nothing.
-    """
-    if not item_ids_in_order:
-        return 0
-    n = len(item_ids_in_order)
-    ranks = Case(
-        *(When(item_id=item_id, then=Value(PRIORITY_BOOST + n - rank)) for rank, item_id in enumerate(item_ids_in_order)),
-        output_field=FloatField(),
-    )
-    return ItemScore.objects.filter(scoring_id=scoring_id, item_id__in=item_ids_in_order).update(priority=ranks)
 
 
 def scoring_progress_mark(scoring_id: int, stalled_before: datetime) -> bool:

@@ -11,15 +11,13 @@ from django.utils import timezone
 from annotations.models import Label, Project
 from annotations.selectors.labels import audit_labels_since, item_labels_first
 from labelhub.api import Conflict, DomainError, NotFound
-from labelhub.celery import send_task_on_commit
+from labelhub.celery import TaskName, send_task_on_commit
 from learner import selectors
 from learner.ml import abtest
 from learner.ml.training import proba_over
 from learner.models import Experiment, ModelVersion, PredictionCorrection, PredictionLog
 from learner.services.models import model_version_live, model_version_loaded, model_version_promote
 from stats.intervals import wilson_interval
-
-EVALUATE_TASK = "learner.experiment_evaluate"
 
 
 def experiment_start(
@@ -140,7 +138,7 @@ def prediction_feedback(
             )
             corrected = True
         if log.experiment_id:
-            send_task_on_commit(EVALUATE_TASK, [log.experiment_id])
+            send_task_on_commit(TaskName.EXPERIMENT_EVALUATE, [log.experiment_id])
     log.true_label_id, log.outcome_source, log.outcome_by_id, log.outcome_at = label.pk, "feedback", user.pk, now
     return Feedback(log, corrected)
 

@@ -18,13 +18,12 @@ from django.db.models import Max
 
 from annotations.models import Project
 from labelhub.api import DomainError
-from labelhub.celery import send_task_on_commit
+from labelhub.celery import TaskName, send_task_on_commit
 from learner.models import LiveModel, ModelVersion, SwapHistory
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-SCORE_TASK = "learner.score_pool"
 _CACHE_SIZE = 8
 
 
@@ -167,7 +166,7 @@ def model_version_promote(
             project_id=version.project_id, from_version=previous, to_version=version,
             reason=reason, trigger=trigger, actor=actor,
         )
-        send_task_on_commit(SCORE_TASK, [version.project_id])
+        send_task_on_commit(TaskName.SCORE_POOL, [version.project_id])
     return history
 
 

@@ -14,27 +14,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from celery import current_app
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from annotations import selectors as queue_selectors
 from annotations import services as queue_services
 from annotations.models import Project, QueueScoring
-from annotations.services import PRIORITY_BOOST, ChunkStoredAlready, ScoreColumns, ScoringGone
+from annotations.services import ChunkStoredAlready, ScoreColumns, ScoringGone
+from labelhub.celery import TaskName, send_task_on_commit
 from learner import selectors
 from learner.ml.featurize import Featurizer
 from learner.ml.strategies import diverse_batch_order, diverse_seed_order, queue_scores, ranked_batch_order
 from learner.ml.training import proba_batch
 from learner.models import ModelVersion
-from learner.services.models import SCORE_TASK, model_version_live, model_version_loaded
-
-SCORE_CHUNK_TASK = "learner.score_chunk"
-SCORE_INDEX_TASK = "learner.score_index_rest"
+from learner.services.models import model_version_live, model_version_loaded
 
 logger = logging.getLogger(__name__)
 
+# Items put first (the seeding's diverse seeds, a ranked or diverse batch) get priorities from here
+# up, above every uncertainty measure (least confident and margin lie in [0, 1], entropy in
+# [0, ln k]), so that the queue serves them first.
+PRIORITY_BOOST = 1_000_000.0
 # The diversity-aware batch: how many items are ranked, and from how many of the most uncertain.
 # The uncertainty strategies' diverse batch is as long as the labels that trigger the next
 # retrain (and with it, once it goes live, the next ranking), or BATCH_SIZE without a count trigger.
@@ -209,8 +209,18 @@ def scoring_finish(project_id: int, scoring_id: int) -> bool:
     logger.info("Project %s: scoring %s finished (indexes %.2f s, top of the queue %.2f s, completion %.2f s)",
                 project_id, scoring_id, indexed - started, ordered - indexed, time.perf_counter() - ordered)
     if completed and queue_selectors.scoring_get(scoring_id).head_floor is not None:
-        _send_after_commit(SCORE_INDEX_TASK, [scoring_id])  # served from its head: now the whole pool
+        send_task_on_commit(TaskName.SCORE_INDEX_REST, [scoring_id])  # served from its head: now the whole pool
     return completed
+
+
+def item_scores_reprioritise(scoring_id: int, item_ids_in_order: Sequence[int]) -> int:
+    """Put these items above every other item of the scoring, the first one highest; return rows changed.
+
+    The new priorities depend only on the order given, so running this again changes nothing.
+    """
+    n = len(item_ids_in_order)
+    priorities = {item_id: PRIORITY_BOOST + n - rank for rank, item_id in enumerate(item_ids_in_order)}
+    return queue_services.item_scores_priorities_set(scoring_id, priorities)
 
 
 def scoring_index_rest(scoring_id: int) -> bool:
@@ -239,7 +249,7 @@ def score_pool_reconcile(stalled_before: datetime | None = None) -> dict[str, in
             # Its plan stopped before recording its chunks (the planning worker was lost): plan again.
             if queue_services.scoring_fail(scoring.pk, "Its plan was interrupted before it recorded its chunks."):
                 logger.warning("Scoring %s stalled with its plan unfinished: planning the pool again", scoring.pk)
-                _send_after_commit(SCORE_TASK, [scoring.project_id, scoring.pk])
+                send_task_on_commit(TaskName.SCORE_POOL, [scoring.project_id, scoring.pk])
                 rescored += 1
             continue
         missing = [n for n in range(len(ranges)) if not queue_services.scoring_chunk_is_stored(scoring, n)] or (
@@ -249,18 +259,18 @@ def score_pool_reconcile(stalled_before: datetime | None = None) -> dict[str, in
             continue  # progressed meanwhile, or another reconciliation got there first
         for n in missing:
             lo, hi = ranges[n]
-            _send_after_commit(SCORE_CHUNK_TASK, [scoring.project_id, scoring.pk, lo, hi, n])
+            send_task_on_commit(TaskName.SCORE_CHUNK, [scoring.project_id, scoring.pk, lo, hi, n])
         logger.warning("Scoring %s stalled: sent %s of its chunks again", scoring.pk, len(missing))
         resent += len(missing)
     reindexed = 0
     for scoring_id in queue_selectors.scorings_served_from_head(stalled_before):
         logger.warning("Scoring %s is still served from its head only: indexing its whole pool again", scoring_id)
-        _send_after_commit(SCORE_INDEX_TASK, [scoring_id])
+        send_task_on_commit(TaskName.SCORE_INDEX_REST, [scoring_id])
         reindexed += 1
     pruned = queue_services.item_scores_prune_stale()
     for project_id, current_id in queue_selectors.scorings_served_without_rows():
         logger.warning("Project %s: served scoring %s lost its rows; scoring the pool again", project_id, current_id)
-        _send_after_commit(SCORE_TASK, [project_id, current_id])
+        send_task_on_commit(TaskName.SCORE_POOL, [project_id, current_id])
         rescored += 1
     return {"chunks_resent": resent, "partitions_dropped": pruned, "rescored": rescored, "reindexed": reindexed}
 
@@ -274,25 +284,13 @@ def score_pool_after_features(project_id: int, job_ids: Sequence[int]) -> bool:
     current = queue_selectors.scoring_current(project_id)
     if current is not None and not queue_selectors.import_items_unscored(job_ids, current.pk):
         return False
-    newer_than = queue_selectors.scoring_latest_id(project_id)
-
-    # A named function, not a functools.partial: Django logs a failed robust callback by its
-    # __qualname__, which a partial lacks.
-    def score_pool_send() -> None:
-        current_app.send_task(SCORE_TASK, args=[project_id, newer_than])
-
-    transaction.on_commit(score_pool_send, robust=True)
+    send_task_on_commit(TaskName.SCORE_POOL, [project_id, queue_selectors.scoring_latest_id(project_id)])
     return True
 
 
 def score_pool_request(project_id: int) -> None:
     """A person asked for the pool to be scored again: plan a new scoring after commit, even if one stands."""
-    newer_than = queue_selectors.scoring_latest_id(project_id)
-
-    def score_pool_send() -> None:
-        current_app.send_task(SCORE_TASK, args=[project_id, newer_than])
-
-    transaction.on_commit(score_pool_send, robust=True)
+    send_task_on_commit(TaskName.SCORE_POOL, [project_id, queue_selectors.scoring_latest_id(project_id)])
 
 
 def _counted(scoring_id: int) -> bool:
@@ -306,13 +304,6 @@ def _chunk_number(scoring: QueueScoring, id_range: tuple[int, int]) -> int:
         if (lo, hi) == tuple(id_range):
             return n
     raise ValueError(f"scoring {scoring.pk} planned no chunk {id_range}")
-
-
-def _send_after_commit(task: str, args: list) -> None:
-    def send() -> None:
-        current_app.send_task(task, args=args)
-
-    transaction.on_commit(send, robust=True)
 
 
 # What every chunk of one scoring looks up alike (the project's featurizer, the scoring's model
@@ -369,7 +360,7 @@ def _seed(project_id: int, scoring_id: int) -> None:
     sample = [item_id for item_id, _ in queue_selectors.item_scores_top(scoring_id, SEED_SAMPLE)]
     ids, X = selectors.pool_matrix(project_id, sample)
     seeds = ids[diverse_seed_order(X, SEED_COUNT)] if len(ids) else ids
-    queue_services.item_scores_reprioritise(scoring_id, seeds.tolist())
+    item_scores_reprioritise(scoring_id, seeds.tolist())
 
 
 def _diverse_batch(project_id: int, scoring: QueueScoring) -> None:
@@ -386,7 +377,7 @@ def _diverse_batch(project_id: int, scoring: QueueScoring) -> None:
     for _, step in steps:
         X = step.transform(X)
     order = diverse_batch_order(X, np.array([shortlist[i] for i in ids.tolist()]), size)
-    queue_services.item_scores_reprioritise(scoring.pk, ids[order].tolist())
+    item_scores_reprioritise(scoring.pk, ids[order].tolist())
 
 
 def _rank_batch(project_id: int, scoring_id: int) -> None:
@@ -397,4 +388,4 @@ def _rank_batch(project_id: int, scoring_id: int) -> None:
     labeled = queue_selectors.labeled_item_ids(project_id, limit=REFERENCE_MAX)
     reference = selectors.pool_matrix(project_id, labeled)[1] if labeled else None
     order = ranked_batch_order(X, np.array([shortlist[i] for i in ids.tolist()]), reference, BATCH_SIZE)
-    queue_services.item_scores_reprioritise(scoring_id, ids[order].tolist())
+    item_scores_reprioritise(scoring_id, ids[order].tolist())

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from annotations.models import Project
 from annotations.selectors.labels import label_agreements, label_snapshot
-from labelhub.celery import send_task_on_commit
+from labelhub.celery import TaskName, send_task_on_commit
 from learner.ml import evaluation, training
 from learner.ml import gate as gate_ml
 from learner.ml import reliability
@@ -27,9 +27,6 @@ from learner.services.models import (
     model_version_promote,
 )
 
-TRAIN_TASK = "learner.train_run"
-LABELS_ADDED_TASK = "learner.labels_added"
-
 
 def training_run_request(
     *, project_id: int, trigger: str, evidence: dict, user: AbstractBaseUser | None = None
@@ -40,7 +37,7 @@ def training_run_request(
             run = TrainingRun.objects.create(project_id=project_id, trigger=trigger, evidence=evidence, requested_by=user)
     except IntegrityError:
         return None  # the partial unique constraint: one active run per project
-    send_task_on_commit(TRAIN_TASK, [run.pk])
+    send_task_on_commit(TaskName.TRAIN_RUN, [run.pk])
     return run
 
 
@@ -196,7 +193,7 @@ def _pipeline(run: TrainingRun) -> None:
         ModelVersion.objects.filter(pk=candidate.pk).update(status=status)
         _finish(run, TrainingRun.Status.KEPT_CHAMPION)
     # Labels that arrived while this run trained may already call for the next one.
-    send_task_on_commit(LABELS_ADDED_TASK, [project.pk])
+    send_task_on_commit(TaskName.LABELS_ADDED, [project.pk])
 
 
 def _unreliable_labels(project_id: int) -> tuple[frozenset[int], list[dict]]:
@@ -348,6 +345,6 @@ def training_runs_reap() -> dict[str, int]:
     stuck = TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, created_at__lt=now - RUN_QUEUED_RESEND_AFTER)
     resent = 0
     for run_id in stuck.values_list("pk", flat=True):
-        send_task_on_commit(TRAIN_TASK, [run_id])
+        send_task_on_commit(TaskName.TRAIN_RUN, [run_id])
         resent += 1
     return {"lost": lost, "resent": resent}

@@ -12,15 +12,14 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from annotations.models import Annotation, Item, Project
 from annotations.selectors.labels import audit_predictions_latest
-from labelhub.celery import send_task_on_commit
+from labelhub.celery import TaskName, send_task_on_commit
 from learner.ml import drift, evaluation, training
 from learner.models import DriftCheck, TrainingRun
 from learner.selectors import pool_matrix
 from learner.services.models import model_version_live, model_version_loaded
 from learner.services.training import training_run_request
 
-SCHEDULE_TASK = "learner.retrain_scheduled"
-DRIFT_TASK = "learner.drift_check"
+SCHEDULE_TASK = TaskName.RETRAIN_SCHEDULED
 DRIFT_SAMPLE = 5000
 CONFIDENCE = "the live model's confidence"
 DEGRADATION_CONFIDENCE = 0.95
@@ -326,7 +325,7 @@ def drift_check_after_features(project_id: int) -> bool:
     enabled = Project.objects.filter(pk=project_id, drift_enabled=True).exists()
     if not enabled or model_version_live(project_id) is None:
         return False
-    send_task_on_commit(DRIFT_TASK, [project_id])
+    send_task_on_commit(TaskName.DRIFT_CHECK, [project_id])
     return True
 
 

@@ -12,6 +12,7 @@ from annotations.models import Annotation, Item, ItemScore, Lease, Membership, Q
 from labelhub.api import Conflict, DomainError, NotFound
 from labelhub.celery import app as celery_app
 from tests.factories import AnnotationFactory, ItemFactory, LabelFactory, MembershipFactory, UserFactory
+from tests.sent_tasks import send_task_fake
 
 pytestmark = pytest.mark.django_db
 
@@ -94,7 +95,7 @@ def test_serves_from_the_newest_complete_scoring_only(project, annotator):
     make_scoring(project, {a: 0.9, b: 0.95, c: 0.1}, model_version=3, status=QueueScoring.Status.RUNNING)
     make_scoring(project, {b: 0.99}, model_version=5, status=QueueScoring.Status.FAILED)
 
-    assert selectors.queue_scoring_current(project.pk) == newest
+    assert selectors.scoring_current(project.pk) == newest
     lease = services.queue_next(project=project, user=annotator)
     assert (lease.item, lease.model_version) == (c, 2)
 
@@ -483,7 +484,7 @@ def test_a_removed_member_can_no_longer_use_their_lease(project, annotator):
 
 def test_submit_sends_labels_added_after_commit(project, annotator, monkeypatch, django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    monkeypatch.setattr(celery_app, "send_task", send_task_fake(sent))
     make_items(project, 1)
     lease = services.queue_next(project=project, user=annotator)
 
@@ -499,7 +500,7 @@ def test_labels_in_quick_succession_send_one_labels_added_after_the_last(
     project, annotator, monkeypatch, django_capture_on_commit_callbacks
 ):
     sent = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    monkeypatch.setattr(celery_app, "send_task", send_task_fake(sent))
     make_items(project, 3)
     window = services.LABELS_ADDED_COALESCE_SECONDS
 
@@ -657,7 +658,7 @@ def test_raising_the_overlap_reopens_labeled_items_and_asks_for_a_rescore(
     project, annotator, monkeypatch, django_capture_on_commit_callbacks
 ):
     sent = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    monkeypatch.setattr(celery_app, "send_task", send_task_fake(sent))
     item = make_items(project, 1)[0]
     submit(services.queue_next(project=project, user=annotator), annotator, project)
     colleague = expert(project, "colleague")

@@ -25,6 +25,7 @@ from learner.services.predict import predict
 from tests.factories import MembershipFactory, UserFactory
 from tests.integration.conftest import _stop, _worker_start
 from tests.learner.conftest import blob_items, labeled_blobs  # noqa: F401 (fixtures)
+from tests.sent_tasks import send_task_fake
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -287,7 +288,7 @@ def test_a_pool_process_killed_mid_chunk_leaves_a_complete_scoring_with_each_ite
         hyperparameters={}, label_snapshot_hash="kill", labels_used=len(X),
     )
     with monkeypatch.context() as patched:  # this test plans the chunks itself
-        patched.setattr(current_app, "send_task", lambda *args, **kwargs: None)
+        patched.setattr(current_app, "send_task", send_task_fake())
         model_version_promote(version, reason="test")
     plan = score_pool_plan(tabular_project.pk, chunk_items=300)
     assert len(plan.ranges) == 4

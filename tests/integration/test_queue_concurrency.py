@@ -13,6 +13,7 @@ from annotations import services
 from annotations.models import Annotation, Item, ItemScore, Lease, Membership, QueueScoring
 from labelhub.celery import app as celery_app
 from tests.factories import ItemFactory, MembershipFactory, UserFactory
+from tests.sent_tasks import task_name_checked
 
 CLIENTS = 8
 
@@ -110,8 +111,9 @@ def quiet_broker(monkeypatch):
     sent: list[float] = []
 
     def record(name, args=None, **kwargs):
-        if name == "learner.labels_added":
-            sent.append(time.time())
+        sent_at = time.time()  # before the name's check, whose first call imports every app's tasks
+        if task_name_checked(name) == "learner.labels_added":
+            sent.append(sent_at)
 
     monkeypatch.setattr(celery_app, "send_task", record)
     return sent

@@ -18,6 +18,7 @@ from learner.services.features import features_compute_chunk
 from learner.services.models import model_version_create, model_version_promote
 from learner.services.scoring import score_pool_plan
 from tests.factories import ItemFactory
+from tests.sent_tasks import send_task_fake
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -52,7 +53,7 @@ def test_two_workers_share_the_chunks_of_one_scoring(
     )
     # The swap's own request would score the pool in one chunk; this test plans small chunks itself.
     with monkeypatch.context() as patched:
-        patched.setattr(current_app, "send_task", lambda *args, **kwargs: None)
+        patched.setattr(current_app, "send_task", send_task_fake())
         model_version_promote(version, reason="test")
     logged_before = [len(CHUNK_DONE.findall(worker.log_path.read_text(errors="replace"))) for worker in workers]
     plan = score_pool_plan(tabular_project.pk, chunk_items=25)

@@ -6,11 +6,13 @@ from django.db.models import CompositePrimaryKey
 from django.http import HttpResponse
 from django.urls import NoReverseMatch, path, reverse
 
+from labelhub.celery import app as celery_app
 from labelhub.urls import urlpatterns as site_urlpatterns
 from learner.models import DriftCheck, LiveModel, ModelVersion, SwapHistory, TrainingRun
 from learner.services.models import model_version_force_promote
 from learner.services.training import training_run_execute, training_run_request
 from tests.factories import ProjectFactory, UserFactory
+from tests.sent_tasks import send_task_fake
 
 pytestmark = pytest.mark.django_db
 
@@ -96,7 +98,7 @@ def test_version_actions_roll_back_and_promote_with_a_message_each(client, staff
     assert LiveModel.objects.get(project=versions).version_id == v2.pk
 
 
-def test_project_actions_retrain_and_rescore(client, staff, versions, django_capture_on_commit_callbacks):
+def test_project_actions_retrain_and_rescore(client, staff, versions, monkeypatch, django_capture_on_commit_callbacks):
     other = ProjectFactory(name="Other")
     client.force_login(staff)
     response = run_action(client, versions.__class__, "retrain_now", [versions.pk, other.pk])
@@ -108,13 +110,10 @@ def test_project_actions_retrain_and_rescore(client, staff, versions, django_cap
     assert messages_of(again) == ["Wine: a run is already queued or running."]
 
     sent = []
-    from celery import current_app
-    original, current_app.send_task = current_app.send_task, lambda name, args=None, **kw: sent.append((name, args))
-    try:
+    with monkeypatch.context() as patched:
+        patched.setattr(celery_app, "send_task", send_task_fake(sent))
         with django_capture_on_commit_callbacks(execute=True):
             response = run_action(client, versions.__class__, "rescore", [versions.pk])
-    finally:
-        current_app.send_task = original
     assert messages_of(response) == ["Wine: rescoring of the pool by v2 queued."]
     assert sent == [("learner.score_pool", [versions.pk, 0])]
 

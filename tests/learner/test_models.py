@@ -1,7 +1,6 @@
 """Model versions: artifacts under versioned names, loading with a hash check, the live pointer and swaps."""
 import numpy as np
 import pytest
-from celery import current_app
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 
@@ -22,14 +21,6 @@ from learner.services.models import (
 def _fresh_model_cache():
     """Start each test with no loaded models: a rolled-back test's version ids can come again (SQLite)."""
     model_services._cache.clear()
-
-
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple[str, list]]:
-    """Tasks sent by name, instead of reaching a broker."""
-    calls: list[tuple[str, list]] = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kwargs: calls.append((name, args)))
-    return calls
 
 
 def pipeline(seed: int = 0):
@@ -124,17 +115,17 @@ def test_the_cache_keeps_only_the_most_recently_used_versions(tabular_project, m
 
 
 def test_promotion_moves_the_pointer_writes_history_and_rescores_after_commit(
-    tabular_project, manager, sent, django_capture_on_commit_callbacks
+    tabular_project, manager, sent_tasks, django_capture_on_commit_callbacks
 ):
     first, second = create(tabular_project), create(tabular_project, seed=1)
     assert model_version_live(tabular_project.pk) is None
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         model_version_promote(first, reason="first model", trigger="manual", actor=manager)
-        assert sent == []  # not before commit
+        assert sent_tasks == []  # not before commit
     model_version_promote(second, reason="better on audit")
 
-    assert len(callbacks) == 1 and sent == [("learner.score_pool", [tabular_project.pk])]
+    assert len(callbacks) == 1 and sent_tasks == [("learner.score_pool", [tabular_project.pk])]
     assert model_version_live(tabular_project.pk) == second
     assert dict(ModelVersion.objects.values_list("number", "status")) == {1: "retired", 2: "live"}
     history = list(SwapHistory.objects.order_by("created_at").values_list("from_version", "to_version", "reason"))
@@ -142,12 +133,12 @@ def test_promotion_moves_the_pointer_writes_history_and_rescores_after_commit(
 
 
 def test_a_failed_swap_leaves_the_live_model_and_sends_nothing(
-    tabular_project, sent, monkeypatch, django_capture_on_commit_callbacks
+    tabular_project, sent_tasks, monkeypatch, django_capture_on_commit_callbacks
 ):
     first, second = create(tabular_project), create(tabular_project, seed=1)
     with django_capture_on_commit_callbacks(execute=True):
         model_version_promote(first, reason="first model")
-    sent.clear()
+    sent_tasks.clear()
 
     def fail(**kwargs):
         raise RuntimeError("disk full")
@@ -159,10 +150,10 @@ def test_a_failed_swap_leaves_the_live_model_and_sends_nothing(
     assert LiveModel.objects.get(project=tabular_project).version == first
     assert dict(ModelVersion.objects.values_list("number", "status")) == {1: "live", 2: "candidate"}
     assert SwapHistory.objects.count() == 1
-    assert sent == []
+    assert sent_tasks == []
 
 
-def test_promoting_the_live_version_again_is_refused(tabular_project, sent):
+def test_promoting_the_live_version_again_is_refused(tabular_project, sent_tasks):
     version = create(tabular_project)
     model_version_promote(version, reason="first")
 

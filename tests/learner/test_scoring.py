@@ -19,7 +19,7 @@ from annotations import selectors as queue_selectors
 from annotations import services as queue_services
 from annotations.models import Item, ItemScore, Membership, Project, QueueScoring
 from annotations.selectors.scoring import head_condition
-from annotations.services import score_storage
+from annotations.services import score_partitions
 from learner import selectors
 from learner.ml.strategies import diverse_batch_order, diverse_seed_order, ranked_batch_order, uncertainty
 from learner.ml.training import fit, proba_batch, proba_over
@@ -39,6 +39,7 @@ from learner.tasks import score_index_rest as score_index_rest_task
 from learner.tasks import score_pool as score_pool_task
 from tests.factories import AnnotationFactory, ItemFactory, UserFactory
 from tests.learner.conftest import blob_items
+from tests.sent_tasks import send_task_fake
 
 CENTRES = [(0.0, 0.0), (12.0, 0.0), (0.0, 12.0)]
 
@@ -128,7 +129,7 @@ def test_the_first_seeds_cover_well_separated_clusters(xy_project, eager_celery)
     assert {blob_of[item_id] for item_id in first[:3]} == {0, 1, 2}
     # Seeds sit above the random order of the rest.
     priorities = sorted(scores_of(queue_selectors.scoring_current(xy_project.pk).pk).values(), reverse=True)
-    assert priorities[scoring.SEED_COUNT - 1][0] >= queue_services.PRIORITY_BOOST > priorities[scoring.SEED_COUNT][0]
+    assert priorities[scoring.SEED_COUNT - 1][0] >= scoring.PRIORITY_BOOST > priorities[scoring.SEED_COUNT][0]
 
 
 def test_diverse_seeds_on_arrays_spread_before_they_repeat_a_cluster():
@@ -149,7 +150,7 @@ def test_text_pools_are_seeded_through_a_random_projection(text_project, eager_c
 
     current = queue_selectors.scoring_current(text_project.pk)
     assert current.items_scored == 60
-    assert sum(priority >= queue_services.PRIORITY_BOOST for priority, _, _ in scores_of(current.pk).values()) == 50
+    assert sum(priority >= scoring.PRIORITY_BOOST for priority, _, _ in scores_of(current.pk).values()) == 50
 
 
 # Scoring with a live model
@@ -175,8 +176,8 @@ def test_priorities_are_the_strategys_uncertainty_of_the_live_model(xy_project, 
     # Scoring computes in float64 with the scaler folded into the model; scikit-learn scales
     # float32 rows in float32, hence the absolute tolerance.
     expected = dict(zip(ids.tolist(), uncertainty(proba, strategy).tolist()))
-    batch = [i for i in ids.tolist() if stored[i][0] >= queue_services.PRIORITY_BOOST]
-    rest = [i for i in ids.tolist() if stored[i][0] < queue_services.PRIORITY_BOOST]
+    batch = [i for i in ids.tolist() if stored[i][0] >= scoring.PRIORITY_BOOST]
+    rest = [i for i in ids.tolist() if stored[i][0] < scoring.PRIORITY_BOOST]
     assert [stored[i][0] for i in rest] == pytest.approx([expected[i] for i in rest], abs=1e-6)
     assert [stored[i][1] for i in ids.tolist()] == [version.classes[j] for j in proba.argmax(axis=1)]
     assert [stored[i][2] for i in ids.tolist()] == pytest.approx(proba.max(axis=1).tolist(), abs=1e-6)
@@ -264,7 +265,7 @@ def test_the_live_model_ranks_the_queue_and_suggests_and_a_retrain_kept_out_chan
     assert [stored[i][1] for i in ids.tolist()] == [live.classes[j] for j in proba.argmax(axis=1)]
     assert [stored[i][2] for i in ids.tolist()] == pytest.approx(proba.max(axis=1).tolist(), abs=1e-6)
     # ...and its uncertainty orders the queue below the diverse batch.
-    rest = [k for k, i in enumerate(ids.tolist()) if stored[i][0] < queue_services.PRIORITY_BOOST]
+    rest = [k for k, i in enumerate(ids.tolist()) if stored[i][0] < scoring.PRIORITY_BOOST]
     assert rest
     assert [stored[ids[k]][0] for k in rest] == pytest.approx(uncertainty(proba, "margin")[rest].tolist(), abs=1e-6)
 
@@ -505,9 +506,9 @@ def test_reprioritising_puts_the_items_first_in_order_and_again_changes_nothing(
     )
     wanted = [items[1].pk, items[0].pk, items[3].pk]
 
-    queue_services.item_scores_reprioritise(scoring_row.pk, wanted)
+    scoring.item_scores_reprioritise(scoring_row.pk, wanted)
     once = scores_of(scoring_row.pk)
-    queue_services.item_scores_reprioritise(scoring_row.pk, wanted)
+    scoring.item_scores_reprioritise(scoring_row.pk, wanted)
 
     assert ranking(scoring_row.pk) == [*wanted, items[5].pk, items[4].pk, items[2].pk]
     assert scores_of(scoring_row.pk) == once
@@ -522,7 +523,7 @@ def test_an_imports_finished_features_ask_for_a_scoring_unless_its_items_are_sco
     from annotations.models import ImportJob
 
     sent = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args: sent.append((name, args)))
+    monkeypatch.setattr(current_app, "send_task", send_task_fake(sent))
     X, _ = blobs(10)
     job = ImportJob.objects.create(project=xy_project, filename="a.csv", status="done", features_total=10)
     items = [ItemFactory(project=xy_project, import_job=job, values=[float(v) for v in p]) for p in X]
@@ -588,7 +589,7 @@ def test_a_pool_larger_than_the_head_is_served_from_its_head_first_then_whole_on
     X, blob = blobs(60)
     items = add_items(xy_project, X)
     sent = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    monkeypatch.setattr(current_app, "send_task", send_task_fake(sent))
     go_live(xy_project, items, blob)
     plan = scoring.score_pool_plan(xy_project.pk, chunk_items=25)
 
@@ -641,7 +642,7 @@ def test_a_pool_larger_than_the_head_is_served_highest_priority_first_on_either_
     xy_project.refresh_from_db()
     X, blob = blobs(60)
     items = add_items(xy_project, X)
-    monkeypatch.setattr(current_app, "send_task", lambda *args, **kwargs: None)
+    monkeypatch.setattr(current_app, "send_task", send_task_fake())
     go_live(xy_project, items, blob)
     plan = scoring.score_pool_plan(xy_project.pk, chunk_items=25)
     score_all(xy_project, plan)
@@ -694,7 +695,7 @@ def test_a_long_reader_of_the_scores_delays_neither_completion_nor_the_queue_rea
 
     assert queue_selectors.scoring_current(xy_project.pk).pk == second.scoring_id
     assert first.scoring_id in queue_selectors.item_score_partitions()  # left for reconciliation
-    assert finished < score_storage.PRUNE_WAIT_S + 2
+    assert finished < score_partitions.PRUNE_WAIT_S + 2
     assert len(waits) > 10 and max(waits) < 0.5
 
 
@@ -727,7 +728,7 @@ def test_reconciliation_sends_the_lost_chunk_of_a_stalled_scoring_again(
     xy_project, monkeypatch, django_capture_on_commit_callbacks
 ):
     sent = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    monkeypatch.setattr(current_app, "send_task", send_task_fake(sent))
     X, _ = blobs(30)
     add_items(xy_project, X)
     plan = scoring.score_pool_plan(xy_project.pk, chunk_items=10)
@@ -756,7 +757,7 @@ def test_reconciliation_finishes_a_scoring_whose_chunks_are_stored_but_whose_fin
     xy_project, monkeypatch, django_capture_on_commit_callbacks
 ):
     sent = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    monkeypatch.setattr(current_app, "send_task", send_task_fake(sent))
     X, _ = blobs(20)
     add_items(xy_project, X)
     plan = scoring.score_pool_plan(xy_project.pk, chunk_items=10)
@@ -791,7 +792,7 @@ def test_reconciliation_plans_again_a_scoring_whose_plan_was_interrupted(
         "running", 3, [],
     )
     sent = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    monkeypatch.setattr(current_app, "send_task", send_task_fake(sent))
     stalled()
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -812,7 +813,7 @@ def test_reconciliation_rescores_a_pool_whose_served_rows_were_lost(
     score_pool_task.delay(xy_project.pk)
     served = queue_selectors.scoring_current(xy_project.pk)
     sent = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
+    monkeypatch.setattr(current_app, "send_task", send_task_fake(sent))
     # What recovery from a crash does to an unlogged partition.
     with connection.cursor() as cursor:
         cursor.execute(f'TRUNCATE "{queue_selectors.scoring_partition(served.pk)}"')
@@ -833,7 +834,7 @@ def test_the_queue_serves_the_newest_complete_scoring_while_a_newer_one_is_store
     score_pool_task.delay(xy_project.pk)
     seeding = queue_selectors.scoring_current(xy_project.pk)
     with monkeypatch.context() as quiet:  # the swap's own rescore is planned below, in chunks
-        quiet.setattr(current_app, "send_task", lambda *args, **kwargs: None)
+        quiet.setattr(current_app, "send_task", send_task_fake())
         version, _ = go_live(xy_project, items, blob)
     plan = scoring.score_pool_plan(xy_project.pk, chunk_items=15)
     score_chunk_task(xy_project.pk, plan.scoring_id, *plan.ranges[0], 0)

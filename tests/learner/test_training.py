@@ -22,6 +22,7 @@ from learner.services.training import (
 )
 from tests.factories import AnnotationFactory, LabelFactory, ProjectFactory
 from tests.learner.conftest import blob_items
+from tests.sent_tasks import send_task_fake
 
 pytestmark = pytest.mark.django_db
 
@@ -399,7 +400,7 @@ def test_the_reaper_fails_a_running_run_that_outlived_the_training_time_limit(la
 
 def test_the_reaper_sends_a_run_queued_too_long_again(labeled_blobs, monkeypatch, django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr("labelhub.celery.app.send_task", lambda name, args: sent.append((name, args)))
+    monkeypatch.setattr("labelhub.celery.app.send_task", send_task_fake(sent))
     with django_capture_on_commit_callbacks(execute=True):
         run = training_run_request(project_id=labeled_blobs.pk, trigger="count", evidence={})
     assert sent == [("learner.train_run", [run.pk])]

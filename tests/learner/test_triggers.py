@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-from celery import current_app
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -17,14 +16,6 @@ from tests.factories import AnnotationFactory, ItemFactory, UserFactory
 from tests.learner.conftest import blob_items
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple[str, list]]:
-    """Tasks sent by name, instead of reaching a broker."""
-    calls: list[tuple[str, list]] = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, args=None, **kwargs: calls.append((name, args)))
-    return calls
 
 
 @pytest.fixture
@@ -183,29 +174,31 @@ def test_degradation_does_not_retrain_again_without_new_labels(live_blobs):
     assert TrainingRun.objects.filter(project=live_blobs).count() == 2
 
 
-def test_an_imports_features_send_the_drift_check_after_commit(live_blobs, sent, django_capture_on_commit_callbacks):
+def test_an_imports_features_send_the_drift_check_after_commit(
+    live_blobs, sent_tasks, django_capture_on_commit_callbacks
+):
     job = ImportJob.objects.create(project=live_blobs, filename="more.csv", status="done", features_status="running",
                                    features_total=60, created_count=60)
     items = [ItemFactory(project=live_blobs, import_job=job, values=[6.0, 6.0], text="") for _ in range(60)]
     with django_capture_on_commit_callbacks(execute=True):
         features_compute_chunk(live_blobs.pk, [item.pk for item in items[:30]])
-    assert ("learner.drift_check", [live_blobs.pk]) not in sent  # the import is not complete yet
+    assert ("learner.drift_check", [live_blobs.pk]) not in sent_tasks  # the import is not complete yet
     with django_capture_on_commit_callbacks(execute=True):
         features_compute_chunk(live_blobs.pk, [item.pk for item in items[30:]])
-    assert ("learner.drift_check", [live_blobs.pk]) in sent
+    assert ("learner.drift_check", [live_blobs.pk]) in sent_tasks
     # The task the message names measures the import at once.
     assert drift_check_task(live_blobs.pk) is False  # drifted, but no label since the last run
     check = DriftCheck.objects.get(project=live_blobs)
     assert check.drifted and check.evidence["recent_n"] == 60
 
 
-def test_no_drift_check_is_sent_without_a_live_model(labeled_blobs, sent, django_capture_on_commit_callbacks):
+def test_no_drift_check_is_sent_without_a_live_model(labeled_blobs, sent_tasks, django_capture_on_commit_callbacks):
     job = ImportJob.objects.create(project=labeled_blobs, filename="more.csv", status="done",
                                    features_status="running", features_total=5, created_count=5)
     items = [ItemFactory(project=labeled_blobs, import_job=job, values=[0.0, 0.0], text="") for _ in range(5)]
     with django_capture_on_commit_callbacks(execute=True):
         features_compute_chunk(labeled_blobs.pk, [item.pk for item in items])
-    assert not [name for name, _ in sent if name == "learner.drift_check"]
+    assert not [name for name, _ in sent_tasks if name == "learner.drift_check"]
 
 
 def test_manual_trigger_records_who(live_blobs, manager):

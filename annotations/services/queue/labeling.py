@@ -8,15 +8,15 @@ from django.utils import timezone
 
 from labelhub import rows
 from labelhub.api import Conflict, DomainError
-from labelhub.celery import send_task_on_commit
+from labelhub.celery import TaskName, send_task_on_commit
 
-from ...models import Annotation, Item, Label, Lease, Project, QueueScoring
-from ...selectors.queue import SCORING_CURRENT_ID_SQL, lease_get_for_user
+from ...models import Annotation, Item, Label, Lease, Project
+from ...selectors.queue import lease_get_for_user
+from ...selectors.scoring import scoring_current_id_sql
 from .leases import EXPIRED_TAKEN, NOT_ACTIVE, lease_ttl
 from .serving import suggestion_withheld
 from .sql import ACTIVE, ITEMS, LABELS, LEASES, SCORES, label_subquery, lease_key, submit_in_one_statement
 
-LABELS_ADDED_TASK = "learner.labels_added"
 # A label's labels_added message goes out this many seconds after it, standing for every label
 # of the project committed meanwhile (the count trigger and experiments then see them all at once).
 LABELS_ADDED_COALESCE_SECONDS = 0.5
@@ -35,7 +35,7 @@ def _submitted_annotation(lease: Lease) -> Annotation:
 
 
 def _labels_added(project: Project) -> None:
-    send_task_on_commit(LABELS_ADDED_TASK, [project.pk], coalesce_seconds=LABELS_ADDED_COALESCE_SECONDS)
+    send_task_on_commit(TaskName.LABELS_ADDED, [project.pk], coalesce_seconds=LABELS_ADDED_COALESCE_SECONDS)
 
 
 def _queue_annotation(lease: Lease, user: AbstractBaseUser, time_spent_ms: int | None) -> Annotation:
@@ -82,9 +82,9 @@ def annotation_submit_or_get(
             # The served scoring's id comes along, for the score delete below to name its partition,
             # and the label, so that one statement both locks the item and reads what is needed.
             row = rows.fetch_one(
-                f"SELECT i.label_count, ({SCORING_CURRENT_ID_SQL.format(project='%s')}), {rows.columns(Label, 'b')}"
+                f"SELECT i.label_count, ({scoring_current_id_sql('%s')}), {rows.columns(Label, 'b')}"
                 f" FROM {ITEMS} i LEFT JOIN {LABELS} b ON b.id = {label_sql} WHERE i.id = %s{lock}",
-                [project.pk, QueueScoring.Status.COMPLETE, *label_params, lease.item_id],
+                [project.pk, *label_params, lease.item_id],
             )
             label_count, served_scoring = row[:2]
             label = rows.build(Label, row, 2)[0]

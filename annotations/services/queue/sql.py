@@ -13,8 +13,7 @@ from labelhub import rows
 from labelhub.api import DomainError
 
 from ...models import Annotation, Item, ItemScore, Label, Lease, Project, QueueScoring
-from ...selectors.queue import SCORING_CURRENT_ID_SQL
-from ...selectors.scoring import head_condition
+from ...selectors.scoring import head_condition, scoring_current_id_sql
 
 ITEMS, LEASES = rows.qn(Item._meta.db_table), rows.qn(Lease._meta.db_table)
 ANNOTATIONS, SCORES = rows.qn(Annotation._meta.db_table), rows.qn(ItemScore._meta.db_table)
@@ -189,7 +188,7 @@ def leases_held_and_scoring(
     sql = (
         f"SELECT {rows.columns(QueueScoring, 's')}, {rows.columns(Lease, 'l')}, {rows.columns(Item, 'i')},"
         f" {rows.columns(Label, 'b')} FROM (SELECT 1 AS one) o"
-        f' LEFT JOIN "{_SCORING}" s ON s.id = ({SCORING_CURRENT_ID_SQL.format(project="%s")})'
+        f' LEFT JOIN "{_SCORING}" s ON s.id = ({scoring_current_id_sql("%s")})'
         f" LEFT JOIN {LEASES} l ON l.user_id = %s AND l.project_id = %s AND l.status = %s AND l.expires_at > %s"
         f" LEFT JOIN {ITEMS} i ON i.id = l.item_id"
         f" LEFT JOIN {LABELS} b ON b.id = l.predicted_label_id"
@@ -197,7 +196,7 @@ def leases_held_and_scoring(
     )
     held, scoring = [], None
     with connection.cursor() as cursor:
-        cursor.execute(sql, [project.pk, QueueScoring.Status.COMPLETE, user.pk, project.pk, ACTIVE, _at(now)])
+        cursor.execute(sql, [project.pk, user.pk, project.pk, ACTIVE, _at(now)])
         for row in cursor.fetchall():
             scoring, end = rows.build(QueueScoring, row)
             lease, end = rows.build(Lease, row, end)

@@ -159,13 +159,6 @@ def test_api_import_is_for_managers_only(text_project, annotator, manager):
 # The upload page
 
 
-@pytest.fixture
-def enqueued(monkeypatch) -> list[tuple[str, list]]:
-    sent: list[tuple[str, list]] = []
-    monkeypatch.setattr(services, "_enqueue", lambda name, args: sent.append((name, args)))
-    return sent
-
-
 def test_import_page_is_for_managers_only(client, text_project, manager, annotator):
     client.force_login(annotator)
     assert client.get(reverse("project-import", args=[text_project.pk])).status_code == 404
@@ -178,7 +171,7 @@ def test_import_page_is_for_managers_only(client, text_project, manager, annotat
 
 
 def test_upload_queues_jobs_and_the_panel_shows_their_outcome(
-    client, text_project, manager, enqueued, django_capture_on_commit_callbacks
+    client, text_project, manager, sent_tasks, django_capture_on_commit_callbacks
 ):
     client.force_login(manager)
     url = reverse("project-import", args=[text_project.pk])
@@ -188,7 +181,7 @@ def test_upload_queues_jobs_and_the_panel_shows_their_outcome(
     assert response.status_code == 302
     jobs = list(ImportJob.objects.order_by("pk"))
     assert [(j.filename, j.status) for j in jobs] == [("unknown_label.csv", "queued"), ("malformed.csv", "queued")]
-    assert enqueued == [("annotations.import_job_run", [jobs[0].pk]), ("annotations.import_job_run", [jobs[1].pk])]
+    assert sent_tasks == [("annotations.import_job_run", [jobs[0].pk]), ("annotations.import_job_run", [jobs[1].pk])]
 
     for job in jobs:  # what the worker does with those messages
         services.import_job_run(job.pk)
@@ -223,13 +216,13 @@ def test_running_job_panel_shows_progress_from_the_cache(client, text_project, m
     cache.delete(f"import-progress:{job.pk}")
 
 
-def test_refused_upload_shows_the_reason_and_queues_nothing(client, text_project, manager, enqueued):
+def test_refused_upload_shows_the_reason_and_queues_nothing(client, text_project, manager, sent_tasks):
     client.force_login(manager)
     response = client.post(reverse("project-import", args=[text_project.pk]), {"files": [upload("photo.png", b"x")]})
 
     assert response.status_code == 200
     assert "photo.png: Text projects import CSV, JSONL or JSON files." in response.content.decode()
-    assert ImportJob.objects.count() == 0 and enqueued == []
+    assert ImportJob.objects.count() == 0 and sent_tasks == []
 
 
 def test_job_panel_is_for_managers_of_its_project(client, text_project, tabular_project, annotator, manager):

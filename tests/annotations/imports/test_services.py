@@ -11,6 +11,7 @@ from annotations.models import Annotation, ImportJob, Item
 from annotations.imports import runs, services, writers
 from labelhub.api import DomainError
 from labelhub.celery import app as celery_app
+from tests.sent_tasks import send_task_fake
 
 DATA = Path(__file__).parent.parent.parent / "data"
 
@@ -394,7 +395,7 @@ def test_features_are_enqueued_by_name_after_commit(
 ):
     sent = []
     # The broker is outside the project: record what would be sent to it.
-    monkeypatch.setattr(celery_app, "send_task", lambda name, args: sent.append((name, args)))
+    monkeypatch.setattr(celery_app, "send_task", send_task_fake(sent))
     with django_capture_on_commit_callbacks(execute=True):
         job = run(text_project, manager, "rows.csv", b"text\none\ntwo\n")
     with django_capture_on_commit_callbacks(execute=True):
