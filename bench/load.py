@@ -63,19 +63,10 @@ def main() -> None:
         import django
 
         django.setup()
-        from django.contrib.auth import get_user_model
-        from knox.models import AuthToken
-
-        from annotations.models import Annotation, Membership
-        from learner.models import SwapHistory, TrainingRun
+        from learner.models import TrainingRun
         from learner.services.models import model_version_promote
 
-        project, labels, tokens = project_create(USERS)
-        project.retrain_every_n_labels = RETRAIN_EVERY
-        project.save(update_fields=["retrain_every_n_labels"])
-        manager = get_user_model().objects.create_user("manager", password="bench-pass-123")
-        Membership.objects.create(project=project, user=manager, role=Membership.Role.MANAGER)
-        manager_token = AuthToken.objects.create(user=manager)[1]
+        project, labels, tokens, manager_token = _project_with_manager()
         ids, X = pool_create(project.pk, pool_size)
         labeled, y_all = labels_create(ids, X, labels)
 
@@ -122,36 +113,57 @@ def main() -> None:
                 stop(web)
             stop(worker)
 
-        stats = locust_stats(prefix)
-        total = stats["Aggregated"]
-        lines = [line.split() for line in accepted.read_text().splitlines() if line.strip()]
-        stored = set(
-            str(lease) for lease in Annotation.objects.filter(lease_id__in=[lease for lease, _, _ in lines])
-            .values_list("lease_id", flat=True)
-        )
-        lost = sum(1 for lease, _, _ in lines if lease not in stored)
-        swaps = SwapHistory.objects.filter(project=project, created_at__gte=_aware(window_start),
-                                           created_at__lte=_aware(window_end)).count()
-        runs = TrainingRun.objects.filter(project=project).order_by("created_at")[runs_before:]
-        outcomes = [run.status for run in runs]
-        figures = {
-            "users": USERS,
-            "duration_s": duration,
-            "think_s": args.think,
-            "pool_size": pool_size,
-            "requests": int(total["Request Count"]),
-            "errors": int(total["Failure Count"]),
-            "labels_accepted": len(lines),
-            "lost": lost,
-            "duplicated": duplicates(project.pk, project.overlap),
-            "next_p99_ms": float(stats["next"]["99%"]) if "next" in stats else None,
-            "submit_p99_ms": float(stats["submit"]["99%"]) if "submit" in stats else None,
-            "retrains": len(outcomes),
-            "retrains_failed": outcomes.count(TrainingRun.Status.FAILED),
-            "swaps": swaps,
-            "manual_retrain_status": manual_status,
-        }
+        figures = _figures(project, prefix, accepted, window_start, window_end, runs_before)
+        figures.update({"duration_s": duration, "think_s": args.think, "pool_size": pool_size,
+                        "manual_retrain_status": manual_status})
     emit("load", figures)
+
+
+def _project_with_manager():
+    """The tabular project of USERS experts (retraining every RETRAIN_EVERY labels) and a manager's API token."""
+    from django.contrib.auth import get_user_model
+    from knox.models import AuthToken
+
+    from annotations.models import Membership
+
+    project, labels, tokens = project_create(USERS)
+    project.retrain_every_n_labels = RETRAIN_EVERY
+    project.save(update_fields=["retrain_every_n_labels"])
+    manager = get_user_model().objects.create_user("manager", password="bench-pass-123")
+    Membership.objects.create(project=project, user=manager, role=Membership.Role.MANAGER)
+    return project, labels, tokens, AuthToken.objects.create(user=manager)[1]
+
+
+def _figures(project, prefix: Path, accepted: Path, window_start: float, window_end: float, runs_before: int) -> dict:
+    """Locust's counts and percentiles, and what the database says was lost, duplicated, retrained and swapped."""
+    from annotations.models import Annotation
+    from learner.models import SwapHistory, TrainingRun
+
+    stats = locust_stats(prefix)
+    total = stats["Aggregated"]
+    lines = [line.split() for line in accepted.read_text().splitlines() if line.strip()]
+    stored = set(
+        str(lease) for lease in Annotation.objects.filter(lease_id__in=[lease for lease, _, _ in lines])
+        .values_list("lease_id", flat=True)
+    )
+    lost = sum(1 for lease, _, _ in lines if lease not in stored)
+    swaps = SwapHistory.objects.filter(project=project, created_at__gte=_aware(window_start),
+                                       created_at__lte=_aware(window_end)).count()
+    runs = TrainingRun.objects.filter(project=project).order_by("created_at")[runs_before:]
+    outcomes = [run.status for run in runs]
+    return {
+        "users": USERS,
+        "requests": int(total["Request Count"]),
+        "errors": int(total["Failure Count"]),
+        "labels_accepted": len(lines),
+        "lost": lost,
+        "duplicated": duplicates(project.pk, project.overlap),
+        "next_p99_ms": float(stats["next"]["99%"]) if "next" in stats else None,
+        "submit_p99_ms": float(stats["submit"]["99%"]) if "submit" in stats else None,
+        "retrains": len(outcomes),
+        "retrains_failed": outcomes.count(TrainingRun.Status.FAILED),
+        "swaps": swaps,
+    }
 
 
 def _aware(timestamp: float):

@@ -19,7 +19,6 @@ MAX_FUNCTION_LINES = 80
 # Listing one that now fits fails too, so the list only shrinks.
 STILL_TOO_LONG = {
     "annotations/models.py",
-    "bench/load.py::main",
     "bench/queue_latency.py",
     "bench/queue_latency.py::main",
 }
