@@ -14,13 +14,9 @@ over overlapping spans of time. ``--scoring-only`` stops after the scoring figur
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import socket
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,6 +32,7 @@ from bench._common import (  # noqa: E402
     start_worker,
     stop,
 )
+from bench._queue_clients import Client, clients_run, duplicates, percentile  # noqa: E402
 
 N_FEATURES = 64
 N_CLASSES = 3
@@ -270,124 +267,78 @@ def vacuum(*, features: bool = False) -> None:
         cursor.execute("VACUUM ANALYZE annotations_queuescoring")
 
 
-# Clients
+def scoring_figures(env: dict, project, labels, X: np.ndarray, y_all: np.ndarray, labeled, scorings: int) -> dict:
+    """The seeding, then ``scorings`` timed scorings by one worker and by two, taking turns."""
+    from labelhub.celery import TaskName
+    from labelhub.celery import app as celery_app  # the broker the swap sends its task to
 
-
-@dataclass
-class Tally:
-    """What the clients measured, in milliseconds."""
-
-    next_ms: list[float] = field(default_factory=list)
-    submit_ms: list[float] = field(default_factory=list)
-    cycles: int = 0
-    empty: int = 0
-    errors: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class Client:
-    """One expert's keep-alive HTTP connection, authenticated by token."""
-
-    def __init__(self, port: int, token: str, project_id: int, fallback_label: int) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
-        self.project_id = project_id
-        self.fallback_label = fallback_label
-
-    def post(self, path: str, body: dict) -> tuple[int, bytes, float]:
+    figures: dict = {}
+    # Two workers throughout; the second stops taking scoring tasks for the one-worker runs.
+    # The runs alternate (one, two; two, one; ...) so that both figures share the machine's
+    # moods, which on a shared virtual machine change from minute to minute.
+    workers = [start_worker(env, concurrency=1, queues="scoring", name=f"score{n}") for n in "ab"]
+    second = f"scoreb@{socket.gethostname()}"
+    try:
+        scoring_consumer(celery_app, second, False)
         started = time.perf_counter()
-        self.connection.request("POST", path, body=json.dumps(body), headers=self.headers)
-        response = self.connection.getresponse()
-        data = response.read()
-        return response.status, data, (time.perf_counter() - started) * 1000
-
-    def cycle(self, tally: Tally) -> None:
-        """Lease the next item and label it (with the model's suggestion, as a hurried expert might)."""
-        status, data, next_ms = self.post(f"/api/projects/{self.project_id}/queue/next", {})
-        if status == 204:
-            with tally.lock:
-                tally.next_ms.append(next_ms)
-                tally.empty += 1
-            return
-        if status != 200:
-            raise RuntimeError(f"queue/next answered {status}: {data[:300]!r}")
-        served = json.loads(data)
-        label_id = (served.get("suggestion") or {}).get("label_id") or self.fallback_label
-        status, data, submit_ms = self.post(
-            f"/api/leases/{served['lease']['id']}/submit", {"label_id": label_id, "time_spent_ms": 1000}
-        )
-        if status not in (200, 201):
-            raise RuntimeError(f"submit answered {status}: {data[:300]!r}")
-        with tally.lock:
-            tally.next_ms.append(next_ms)
-            tally.submit_ms.append(submit_ms)
-            tally.cycles += 1
-
-
-def clients_run(clients: list[Client], seconds: float, per_client_interval: float | None) -> Tally:
-    """Run every client for the given time: back to back, or one cycle per interval each (staggered)."""
-    tally = Tally()
-    for client in clients:
-        client.connection.close()  # a fresh connection each run: gunicorn drops idle keep-alive ones
-    stop_at = time.perf_counter() + seconds
-
-    def loop(index: int, client: Client) -> None:
-        next_start = time.perf_counter() + (per_client_interval or 0) * index / len(clients)
-        while True:
-            if per_client_interval is not None:
-                pause = next_start - time.perf_counter()
-                if pause > 0:
-                    time.sleep(pause)
-                next_start += per_client_interval
-            if time.perf_counter() >= stop_at:
-                return
-            try:
-                client.cycle(tally)
-            except (OSError, RuntimeError, http.client.HTTPException) as exc:
-                with tally.lock:
-                    tally.errors.append(str(exc))
-                client.connection.close()
-
-    threads = [threading.Thread(target=loop, args=(i, c), daemon=True) for i, c in enumerate(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return tally
+        celery_app.send_task(TaskName.SCORE_POOL, args=[project.pk])
+        seconds, scored = scoring_wait(project.pk, 0, started)
+        figures["seeding_items_per_s"] = round(scored / seconds)
+        whole_index_wait(project.pk)
+        vacuum()
+        # One untimed scoring by both, so that the second worker too is past its first scoring.
+        scoring_consumer(celery_app, second, True)
+        scoring_timed(project, labels, X[labeled], y_all[labeled])
+        rates: dict[int, list[float]] = {1: [], 2: []}
+        index_after, consuming = [], 2
+        for run in range(scorings):
+            for count in (1, 2) if run % 2 == 0 else (2, 1):
+                if count != consuming:
+                    scoring_consumer(celery_app, second, count == 2)
+                    consuming = count
+                rate, after = scoring_timed(project, labels, X[labeled], y_all[labeled])
+                rates[count].append(rate)
+                index_after.append(after)
+    finally:
+        for proc in workers:
+            stop(proc)
+    one, two = float(np.median(rates[1])), float(np.median(rates[2]))
+    figures["scoring_items_per_s"] = round(one)
+    figures["scoring_items_per_s_runs"] = [round(rate) for rate in rates[1]]
+    # Served once its head is indexed; the index over the whole pool follows in the background.
+    figures["scoring_whole_index_after_s"] = round(float(np.median(index_after)), 2)
+    figures["scoring_items_per_s_2_workers"] = round(two)
+    figures["scoring_items_per_s_2_workers_runs"] = [round(rate) for rate in rates[2]]
+    figures["scoring_speedup_2_workers"] = round(two / one, 2)
+    return figures
 
 
-def percentile(values: list[float], q: float) -> float:
-    return round(float(np.percentile(values, q)), 1) if values else float("nan")
-
-
-def duplicates(project_id: int, overlap: int) -> int:
-    """Items served to two clients at once: labeled beyond the overlap, or leased to two over overlapping spans."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            WITH spans AS (
-                SELECT l.item_id, l.user_id, l.created_at AS start_at,
-                       COALESCE(a.created_at, LEAST(l.expires_at, now())) AS end_at
-                FROM annotations_lease l LEFT JOIN annotations_annotation a ON a.lease_id = l.id
-                WHERE l.project_id = %(project)s AND l.status IN ('active', 'submitted')
-            ),
-            overlapping AS (
-                SELECT DISTINCT s1.item_id FROM spans s1 JOIN spans s2
-                  ON s1.item_id = s2.item_id AND s1.user_id < s2.user_id
-                 AND s1.start_at < s2.end_at AND s2.start_at < s1.end_at
-            ),
-            over_labeled AS (
-                SELECT a.item_id FROM annotations_annotation a JOIN annotations_item i ON i.id = a.item_id
-                WHERE i.project_id = %(project)s AND a.source = 'queue'
-                GROUP BY a.item_id HAVING COUNT(*) > %(overlap)s
-            )
-            SELECT COUNT(*) FROM (SELECT item_id FROM overlapping UNION SELECT item_id FROM over_labeled) d
-            """,
-            {"project": project_id, "overlap": overlap},
-        )
-        return cursor.fetchone()[0]
+def client_figures(env: dict, project, labels, tokens: list[str], closed_s: float, paced_s: float) -> dict:
+    """gunicorn serving the clients back to back, then paced; the duplicates counted afterwards."""
+    port = free_port()
+    web = gunicorn_start(env, port)
+    try:
+        clients = [Client(port, token, project.pk, labels[0].pk) for token in tokens]
+        clients_run(clients, 2.0, None)  # warm every gunicorn thread's connection
+        closed = clients_run(clients, closed_s, None)
+        paced = clients_run(clients, paced_s, CLIENTS / PACED_CYCLES_PER_S)
+    finally:
+        stop(web)
+    errors = closed.errors + paced.errors
+    if errors:
+        print(f"{len(errors)} client errors, e.g. {errors[:3]}", file=sys.stderr)
+    return {
+        "cycles_per_s": round(closed.cycles / closed_s, 1),
+        "next_p50_ms": percentile(closed.next_ms, 50),
+        "next_p99_ms": percentile(closed.next_ms, 99),
+        "submit_p50_ms": percentile(closed.submit_ms, 50),
+        "submit_p99_ms": percentile(closed.submit_ms, 99),
+        "paced_cycles_per_s": round(paced.cycles / paced_s, 1),
+        "paced_next_p99_ms": percentile(paced.next_ms, 99),
+        "paced_submit_p99_ms": percentile(paced.submit_ms, 99),
+        "duplicates": duplicates(project.pk, project.overlap),
+        "client_errors": len(errors),
+    }
 
 
 def main() -> None:
@@ -410,9 +361,6 @@ def main() -> None:
         import django
 
         django.setup()
-        from labelhub.celery import TaskName
-        from labelhub.celery import app as celery_app  # the broker the swap sends its task to
-
         project, labels, tokens = project_create(CLIENTS)
         built = time.perf_counter()
         ids, X = pool_create(project.pk, pool_size)
@@ -421,74 +369,13 @@ def main() -> None:
         vacuum(features=True)
 
         figures: dict = {"pool_size": pool_size, "clients": CLIENTS}
-        # Two workers throughout; the second stops taking scoring tasks for the one-worker runs.
-        # The runs alternate (one, two; two, one; ...) so that both figures share the machine's
-        # moods, which on a shared virtual machine change from minute to minute.
-        workers = [start_worker(env, concurrency=1, queues="scoring", name=f"score{n}") for n in "ab"]
-        second = f"scoreb@{socket.gethostname()}"
-        try:
-            scoring_consumer(celery_app, second, False)
-            started = time.perf_counter()
-            celery_app.send_task(TaskName.SCORE_POOL, args=[project.pk])
-            seconds, scored = scoring_wait(project.pk, 0, started)
-            figures["seeding_items_per_s"] = round(scored / seconds)
-            whole_index_wait(project.pk)
-            vacuum()
-            # One untimed scoring by both, so that the second worker too is past its first scoring.
-            scoring_consumer(celery_app, second, True)
-            scoring_timed(project, labels, X[labeled], y_all[labeled])
-            rates: dict[int, list[float]] = {1: [], 2: []}
-            index_after, consuming = [], 2
-            for run in range(args.scorings):
-                for count in (1, 2) if run % 2 == 0 else (2, 1):
-                    if count != consuming:
-                        scoring_consumer(celery_app, second, count == 2)
-                        consuming = count
-                    rate, after = scoring_timed(project, labels, X[labeled], y_all[labeled])
-                    rates[count].append(rate)
-                    index_after.append(after)
-        finally:
-            for proc in workers:
-                stop(proc)
-        one, two = float(np.median(rates[1])), float(np.median(rates[2]))
-        figures["scoring_items_per_s"] = round(one)
-        figures["scoring_items_per_s_runs"] = [round(rate) for rate in rates[1]]
-        # Served once its head is indexed; the index over the whole pool follows in the background.
-        figures["scoring_whole_index_after_s"] = round(float(np.median(index_after)), 2)
-        figures["scoring_items_per_s_2_workers"] = round(two)
-        figures["scoring_items_per_s_2_workers_runs"] = [round(rate) for rate in rates[2]]
-        figures["scoring_speedup_2_workers"] = round(two / one, 2)
+        figures.update(scoring_figures(env, project, labels, X, y_all, labeled, args.scorings))
         vacuum()
         if args.scoring_only:
             emit("queue_latency", figures, save=False)
             return
-
-        port = free_port()
-        web = gunicorn_start(env, port)
-        try:
-            clients = [Client(port, token, project.pk, labels[0].pk) for token in tokens]
-            clients_run(clients, 2.0, None)  # warm every gunicorn thread's connection
-            closed = clients_run(clients, closed_s, None)
-            paced = clients_run(clients, paced_s, CLIENTS / PACED_CYCLES_PER_S)
-        finally:
-            stop(web)
-        errors = closed.errors + paced.errors
-        if errors:
-            print(f"{len(errors)} client errors, e.g. {errors[:3]}", file=sys.stderr)
-        figures.update({
-            "cycles_per_s": round(closed.cycles / closed_s, 1),
-            "next_p50_ms": percentile(closed.next_ms, 50),
-            "next_p99_ms": percentile(closed.next_ms, 99),
-            "submit_p50_ms": percentile(closed.submit_ms, 50),
-            "submit_p99_ms": percentile(closed.submit_ms, 99),
-            "paced_cycles_per_s": round(paced.cycles / paced_s, 1),
-            "paced_next_p99_ms": percentile(paced.next_ms, 99),
-            "paced_submit_p99_ms": percentile(paced.submit_ms, 99),
-            "duplicates": duplicates(project.pk, project.overlap),
-            "client_errors": len(errors),
-        })
+        figures.update(client_figures(env, project, labels, tokens, closed_s, paced_s))
     emit("queue_latency", figures)
-
 
 if __name__ == "__main__":
     main()
