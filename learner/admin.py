@@ -11,6 +11,7 @@ from annotations.models import Project
 from annotations.services import project_overlap_apply
 from labelhub.api import DomainError
 
+from . import selectors
 from .models import (
     DriftCheck,
     Experiment,
@@ -250,6 +251,6 @@ class ProjectLifecycleAdmin(ProjectAdmin):
     def rescore(self, request, queryset) -> None:
         for project in queryset:
             score_pool_request(project.pk)
-            live = model_services.model_version_live(project.pk)
+            live = selectors.model_version_live(project.pk)
             by = f"v{live.number}" if live else "no model (diverse items first)"
             self.message_user(request, f"{project}: rescoring of the pool by {by} queued.")

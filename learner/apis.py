@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from annotations import selectors as annotation_selectors
 from labelhub.api import Conflict
 
+from . import selectors
 from .models import ModelVersion, SwapHistory, TrainingRun
 from .services import models as model_services
 from .services import triggers
@@ -98,7 +99,7 @@ class ModelVersionListApi(APIView):
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, project_id: int) -> Response:
         project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
-        live = model_services.model_version_live(project.pk)
+        live = selectors.model_version_live(project.pk)
         history = SwapHistory.objects.filter(project=project).select_related("from_version", "to_version", "actor")
         versions = ModelVersion.objects.filter(project=project).select_related("training_run")
         body = {"live": live.number if live else None, "versions": versions,

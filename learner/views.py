@@ -150,7 +150,7 @@ def project_dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
     """Counts, labels per day per expert, queue freshness, drift, recent trigger decisions and running jobs."""
     project = project_or_404(request, project_id, "reviewer")
     days, per_expert = annotation_selectors.labels_per_day(project.pk, days=DASHBOARD_DAYS)
-    live = model_services.model_version_live(project.pk)
+    live = selectors.model_version_live(project.pk)
     scoring = annotation_selectors.scoring_current(project.pk)
     return render(request, "learner/dashboard.html", {
         "project": project,
@@ -227,7 +227,7 @@ def project_experiments(request: HttpRequest, project_id: int) -> HttpResponse:
         "champion", "challenger", "created_by", "stopped_by")
     return render(request, "learner/experiments.html", {
         "project": project,
-        "live": model_services.model_version_live(project.pk),
+        "live": selectors.model_version_live(project.pk),
         "running": [e for e in experiments if e.status == Experiment.Status.RUNNING],
         "past": [e for e in experiments if e.status != Experiment.Status.RUNNING],
         "is_manager": annotation_selectors.ROLE_RANK[role] >= annotation_selectors.ROLE_RANK["manager"],

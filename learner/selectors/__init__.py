@@ -11,6 +11,7 @@ from .models import (
     experiments_running,
     live_model_stale_reason,
     model_version_by_number,
+    model_version_live,
     predict_target,
     projects_with_live_model,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "experiments_running",
     "live_model_stale_reason",
     "model_version_by_number",
+    "model_version_live",
     "predict_target",
     "projects_with_live_model",
     "STAGES",

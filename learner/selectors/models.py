@@ -14,6 +14,14 @@ def model_version_by_number(project_id: int, number: int) -> ModelVersion:
     return ModelVersion.objects.get(project_id=project_id, number=number)
 
 
+def model_version_live(project_id: int) -> ModelVersion | None:
+    """The project's live version (one indexed read: processes notice swaps by asking each time)."""
+    return (
+        ModelVersion.objects.filter(pk=LiveModel.objects.filter(project_id=project_id).values("version_id")[:1])
+        .first()
+    )
+
+
 def projects_with_live_model() -> list[int]:
     """Ids of projects that have a live model version."""
     return list(LiveModel.objects.filter(version__isnull=False).values_list("project_id", flat=True))

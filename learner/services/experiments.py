@@ -16,7 +16,8 @@ from learner import selectors
 from learner.ml import abtest
 from learner.ml.training import proba_over
 from learner.models import Experiment, ModelVersion, PredictionCorrection, PredictionLog
-from learner.services.models import model_version_live, model_version_loaded, model_version_promote
+from learner.selectors import model_version_live
+from learner.services.models import model_version_loaded, model_version_promote
 from stats.intervals import wilson_interval
 
 

@@ -140,14 +140,6 @@ def model_version_loaded(version: ModelVersion) -> LoadedModel:
     return loaded
 
 
-def model_version_live(project_id: int) -> ModelVersion | None:
-    """The project's live version (one indexed read: processes notice swaps by asking each time)."""
-    return (
-        ModelVersion.objects.filter(pk=LiveModel.objects.filter(project_id=project_id).values("version_id")[:1])
-        .first()
-    )
-
-
 def model_version_promote(
     version: ModelVersion, *, reason: str, trigger: str = "", actor: AbstractBaseUser | None = None
 ) -> SwapHistory:

@@ -27,7 +27,7 @@ from learner.ml.featurize import Featurizer
 from learner.ml.strategies import diverse_batch_order, diverse_seed_order, queue_scores, ranked_batch_order
 from learner.ml.training import proba_batch
 from learner.models import ModelVersion
-from learner.services.models import model_version_live, model_version_loaded
+from learner.services.models import model_version_loaded
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def score_pool_plan(
     chunks while the rest is being planned. The ranges are recorded on the scoring at the end.
     """
     chunk_items = chunk_items or settings.LABELHUB_SCORING_CHUNK
-    version = model_version_live(project_id)
+    version = selectors.model_version_live(project_id)
     number = version.number if version is not None else 0
     standing = queue_selectors.scoring_newest_standing(
         project_id, running_since=timezone.now() - SCORING_STALE_AFTER, newer_than=newer_than or 0

@@ -18,11 +18,10 @@ from learner.ml import evaluation, training
 from learner.ml import gate as gate_ml
 from learner.ml import reliability
 from learner.models import LiveModel, ModelVersion, SwapHistory, TrainingRun
-from learner.selectors import live_model_stale_reason, pool_matrix, project_featurizer
+from learner.selectors import live_model_stale_reason, model_version_live, pool_matrix, project_featurizer
 from learner.services.models import (
     code_version,
     model_version_create,
-    model_version_live,
     model_version_loaded,
     model_version_promote,
 )

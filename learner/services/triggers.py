@@ -15,8 +15,8 @@ from annotations.selectors.labels import audit_predictions_latest
 from labelhub.celery import TaskName, send_task_on_commit
 from learner.ml import drift, evaluation, training
 from learner.models import DriftCheck, TrainingRun
-from learner.selectors import pool_matrix
-from learner.services.models import model_version_live, model_version_loaded
+from learner.selectors import model_version_live, pool_matrix
+from learner.services.models import model_version_loaded
 from learner.services.training import training_run_request
 
 SCHEDULE_TASK = TaskName.RETRAIN_SCHEDULED

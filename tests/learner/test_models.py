@@ -7,11 +7,11 @@ from django.core.files.storage import storages
 from labelhub.api import DomainError
 from learner.ml.training import fit
 from learner.models import LiveModel, ModelVersion, SwapHistory
+from learner.selectors import model_version_live
 from learner.services import models as model_services
 from learner.services.models import (
     ArtifactError,
     model_version_create,
-    model_version_live,
     model_version_loaded,
     model_version_promote,
 )

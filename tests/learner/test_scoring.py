@@ -29,7 +29,6 @@ from learner.services import scoring
 from learner.services.features import features_compute_chunk
 from learner.services.models import (
     model_version_create,
-    model_version_live,
     model_version_loaded,
     model_version_promote,
 )
@@ -250,7 +249,7 @@ def test_the_live_model_ranks_the_queue_and_suggests_and_a_retrain_kept_out_chan
     labeled_blobs, manager, eager_celery
 ):
     assert _train(labeled_blobs).status == "promoted"
-    live = model_version_live(labeled_blobs.pk)
+    live = selectors.model_version_live(labeled_blobs.pk)
     rng = np.random.default_rng(11)
     pool = blob_items(labeled_blobs, rng, 60)
 

@@ -12,7 +12,8 @@ from annotations.services import annotation_submit, lease_release, queue_next
 from learner.ml import curves
 from learner.ml.training import proba_over
 from learner.models import ModelVersion, TrainingRun
-from learner.services.models import model_version_live, model_version_loaded
+from learner.selectors import model_version_live
+from learner.services.models import model_version_loaded
 from learner.services.training import training_run_execute
 from learner.services.triggers import count_trigger_check
 
