@@ -158,10 +158,15 @@ def _send_quietly(name: str) -> bool:
 
 
 def _import_backend_pid(db_name: str) -> int | None:
+    """The worker's session once it has stored items (its last statement an insert of items, running or not).
+
+    The import writes in short transactions, each well under 300 ms on a fast machine, so the
+    session is taken between or during them, whatever their age.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
-            " AND query LIKE 'INSERT INTO \"annotations_item\"%%' AND xact_start < now() - interval '300 milliseconds'",
+            " AND query LIKE 'INSERT INTO \"annotations_item\"%%'",
             [db_name],
         )
         row = cursor.fetchone()
