@@ -178,10 +178,7 @@ def _pipeline(run: TrainingRun) -> None:
             decision["champion_metrics"] = champion_metrics  # the champion on the same audit items
         if unreliable:
             decision["left_out"] = unreliable
-            decision["reason"] += " Left out as unreliable: " + "; ".join(
-                f"{u['labels']} labels of {u['username']} (agreeing with the live model on {u['agreement']:.0%} "
-                f"of them, the other experts on {u['others_agreement']:.0%})" for u in unreliable
-            ) + "."
+            decision["reason"] += _left_out_sentence(unreliable)
         run.decision = decision
     if decision["promote"]:
         with _Stage(run, "swap"):
@@ -201,7 +198,7 @@ def _unreliable_labels(project_id: int) -> tuple[frozenset[int], list[dict]]:
     if not rows:
         return frozenset(), []
     ids, annotators, agrees = (np.array(column) for column in zip(*rows))
-    windows = reliability.unreliable_windows(annotators, agrees)
+    windows = reliability.unreliable_windows(annotators, agrees, alpha=reliability.HOLD_BACK_ALPHA)
     if not windows:
         return frozenset(), []
     by_annotator: dict[int, list] = {}
@@ -217,8 +214,21 @@ def _unreliable_labels(project_id: int) -> tuple[frozenset[int], list[dict]]:
             "annotator": annotator, "username": names.get(annotator, f"expert {annotator}"),
             "labels": int(len(positions)), "agreement": float(agrees[positions].mean()),
             "others_agreement": float(np.mean([w.others_agreement for w in own])), "windows": len(own),
+            "unreliable": any(w.p_value < reliability.ALPHA for w in own),
         })
     return frozenset(left_out), summary
+
+
+def _left_out_sentence(left_out: list[dict]) -> str:
+    """What training left out, in the words of the decision: unreliable experts first, then those held back in doubt."""
+    sentences = []
+    for unreliable, heading in ((True, "Left out as unreliable"), (False, "Held back while in doubt")):
+        parts = [f"{u['labels']} labels of {u['username']} (agreeing with the live model on {u['agreement']:.0%} "
+                 f"of them, the other experts on {u['others_agreement']:.0%})" for u in left_out
+                 if u["unreliable"] == unreliable]
+        if parts:
+            sentences.append(f" {heading}: " + "; ".join(parts) + ".")
+    return "".join(sentences)
 
 
 def _majority(y: np.ndarray) -> int:

@@ -65,7 +65,33 @@ def test_training_leaves_out_a_careless_experts_labels_and_says_so(labeled_blobs
     left_out = run.decision["left_out"]
     assert [u["username"] for u in left_out] == ["careless"]
     assert left_out[0]["labels"] >= 25 and left_out[0]["agreement"] < 0.7 and left_out[0]["others_agreement"] == 1.0
+    assert left_out[0]["unreliable"] is True
     assert "Left out as unreliable: " in run.decision["reason"] and "labels of careless" in run.decision["reason"]
     careless_ids = set(Annotation.objects.filter(annotator=careless).values_list("pk", flat=True))
     assert len(careless_ids & set(run.label_ids)) == len(careless_ids) - left_out[0]["labels"]
     assert train.filter(project=labeled_blobs).count() == 2
+
+
+@pytest.mark.django_db
+def test_training_holds_back_an_expert_in_doubt_without_calling_them_unreliable(labeled_blobs, manager):
+    first = training_run_execute(training_run_request(project_id=labeled_blobs.pk, trigger="manual", evidence={}).pk)
+    assert first.status == TrainingRun.Status.PROMOTED
+    negative, positive = labeled_blobs.labels.order_by("order")[:2]
+    careful, doubtful = UserFactory(username="careful"), UserFactory(username="doubtful")
+    items = blob_items(labeled_blobs, np.random.default_rng(4), 100)
+    wrong = {1, 5, 9, 13, 17, 21, 25}  # 7 of doubtful's 25 labels: 72 % agreement against the others' 100 %
+    for i, item in enumerate(items):
+        truth = positive if i % 2 else negative
+        expert = doubtful if i % 4 == 1 else careful
+        label = (positive if truth == negative else negative) if i in wrong else truth
+        AnnotationFactory(item=item, annotator=expert, label=label, predicted_label=truth, model_version=1)
+
+    run = training_run_execute(training_run_request(project_id=labeled_blobs.pk, trigger="manual", evidence={}).pk)
+
+    # Fisher's exact p = C(25, 7) / C(100, 7) = 3.0e-5: past the hold-back level (1e-3), short of unreliable (1e-5).
+    [held] = run.decision["left_out"]
+    assert held["username"] == "doubtful" and held["labels"] == 25 and held["unreliable"] is False
+    assert "Held back while in doubt: 25 labels of doubtful" in run.decision["reason"]
+    assert "unreliable" not in run.decision["reason"]
+    doubtful_ids = set(Annotation.objects.filter(annotator=doubtful).values_list("pk", flat=True))
+    assert not doubtful_ids & set(run.label_ids)
