@@ -29,7 +29,7 @@ doubt returns to training as soon as the expert's later labels clear it. This wa
 random among ten labels from label 150 on. The most random labels any retrain trained on were 24 at
 ``ALPHA`` and 15 at ``HOLD_BACK_ALPHA`` (median run). With four honest experts, 3 % of runs held
 back an honest window at some point. The honest expert who agrees 15 points less than the others
-(above) was held back in 18 % of runs.
+(above, with a retrain every 20 labels) was held back in 18 % of runs.
 
 A sole expert, or one whose labels carry no prediction (before any model), is never flagged.
 Whether an expert is right where the model is wrong does not flag them: an honest expert who
