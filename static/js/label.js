@@ -206,9 +206,16 @@
   }
 
   async function fetchNext(retried = false) {
+    const answering = Array.from(inflight); // answers sent before this request, perhaps not yet stored
     const response = await post(nextUrl, held().map((id) => ["exclude", id]));
     const el = parse(await response.text()).querySelector("[data-kind]");
     if (!isItem(el)) {
+      // The all-done message counts the expert's labels today: one rendered while an answer was
+      // still being stored would miss it, so ask again once those answers are in.
+      if (answering.length && !retried) {
+        await Promise.allSettled(answering);
+        return fetchNext(true);
+      }
       exhausted = true;
       doneElement = el;
       return;

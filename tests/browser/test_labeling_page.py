@@ -275,10 +275,31 @@ def test_the_last_item_leads_to_all_done(page: Page, live_server, artifacts, js_
 
     first = shown_item(page)
     wait_for_prefetch(page)
+    # What a busy server may do by itself: the request for the item behind the last one is answered
+    # before the label is stored (an all-done message counting no label today), and that answer
+    # arrives only after the expert has moved on.
+    held: dict = {"submits": []}
+
+    def submit_held(route) -> None:
+        held["submits"].append(route)
+
+    page.route(lambda url: url.endswith("/submit"), submit_held)
+
+    def next_answered_early(route) -> None:
+        if "next" in held or not held["submits"]:
+            route.continue_()
+            return
+        held["next"] = (route, route.fetch())
+        for submit in held["submits"]:
+            submit.continue_()
+
+    page.route(lambda url: url.endswith("/label/next"), next_answered_early)
     page.keyboard.press(str(truth[first]))
     second = shown_item(page)
     expect(page.locator("#label-progress")).to_have_attribute("data-labeled", "1")
     page.keyboard.press("s")  # skip the last one
+    route, early = held["next"]
+    route.fulfill(response=early)
 
     expect(page.locator("#label-stage .label-done")).to_contain_text("All done")
     expect(page.locator("#label-stage .label-done")).to_contain_text("You labeled 1 item today")
