@@ -193,7 +193,11 @@ def _pipeline(run: TrainingRun) -> None:
 
 
 def _unreliable_labels(project_id: int) -> tuple[frozenset[int], list[dict]]:
-    """The labels of unreliable stretches (``learner.ml.reliability``) and, per expert, how many and why."""
+    """The labels training leaves out and, per expert, how many and why.
+
+    Stretches found at ``reliability.HOLD_BACK_ALPHA`` are left out; those also past ``reliability.ALPHA``
+    are marked ``unreliable``, the rest are held back in doubt (``_left_out_sentence`` words both).
+    """
     rows = label_agreements(project_id)
     if not rows:
         return frozenset(), []
