@@ -181,6 +181,9 @@ WHITENOISE_USE_FINDERS = env.bool("STATIC_USE_FINDERS", default=True)
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MODEL_STORE_ROOT = Path(env.str("MODEL_STORE_ROOT", default=str(VAR_DIR / "models")))
+# How many of the newest versions, and of the versions live most recently, keep their model files
+# (learner/services/retention.py says what else is kept).
+LABELHUB_MODEL_FILES_KEPT = _env_int("MODEL_FILES_KEPT", 20, 2, 100_000)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "models": {

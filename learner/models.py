@@ -41,6 +41,9 @@ class ModelVersion(models.Model):
     classes = models.JSONField(default=list, help_text="Label ids in the order of the model's outputs.")
     artifact_name = models.CharField(max_length=300)
     artifact_sha256 = models.CharField(max_length=64)
+    artifact_removed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When retention removed the model file; the record, metrics and lineage stay."
+    )
     label_snapshot_hash = models.CharField(max_length=64)
     labels_used = models.PositiveIntegerField(default=0)
     metrics = models.JSONField(default=dict, blank=True)

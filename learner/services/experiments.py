@@ -35,6 +35,8 @@ def experiment_start(
         raise NotFound(f"Version {challenger_number} not found.")
     if challenger.pk == live.pk:
         raise DomainError("The challenger is the live version.")
+    if challenger.artifact_removed_at is not None:
+        raise DomainError(f"Version {challenger.number}'s model file was removed by retention: retrain to test it.")
     if challenger.feature_space != live.feature_space:
         raise DomainError("The challenger was trained on other features than the champion.")
     if mode == Experiment.Mode.SPLIT and not 0 < traffic_share < 1:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import subprocess
 import threading
 from collections import OrderedDict
@@ -24,7 +25,10 @@ from learner.models import LiveModel, ModelVersion, SwapHistory
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
+logger = logging.getLogger(__name__)
+
 _CACHE_SIZE = 8
+MANAGER_PROMOTED = "Promoted by a manager"  # how a promotion by hand begins (SwapHistory.promoter reads it)
 
 
 class ArtifactError(RuntimeError):
@@ -102,7 +106,24 @@ def code_version() -> str:
     return f"labelhub {__version__}"
 
 
+def storage_delete(names: list[str]) -> None:
+    """Delete these model files; one that cannot be deleted is logged and left (its version is marked anyway)."""
+    storage = _storage()
+    for name in names:
+        try:
+            storage.delete(name)
+        except OSError:
+            logger.warning("Could not delete model file %s", name, exc_info=True)
+
+
+def _removed_message(version: ModelVersion) -> str:
+    return (f"v{version.number}'s model file was removed by retention on {version.artifact_removed_at:%Y-%m-%d %H:%M}; "
+            "its record stays, but a model must be retrained to serve again.")
+
+
 def _load(version: ModelVersion) -> Pipeline:
+    if version.artifact_removed_at is not None:
+        raise ArtifactError(_removed_message(version))
     try:
         with _storage().open(version.artifact_name, "rb") as handle:
             payload = handle.read()
@@ -148,6 +169,9 @@ def model_version_promote(
         live, _ = LiveModel.objects.select_for_update().get_or_create(project_id=version.project_id)
         if live.version_id == version.pk:
             raise DomainError(f"Version {version.number} is already live.")
+        if ModelVersion.objects.filter(pk=version.pk, artifact_removed_at__isnull=False).exists():
+            # Checked under the live pointer's lock, which retention takes too.
+            raise DomainError(_removed_message(ModelVersion.objects.get(pk=version.pk)))
         previous = live.version
         live.version = version
         live.save(update_fields=["version", "changed_at"])
@@ -180,4 +204,4 @@ def model_version_force_promote(*, version: ModelVersion, actor: AbstractBaseUse
     """A manager promotes a version the gate did not, and says why."""
     if not reason.strip():
         raise DomainError("Say why you promote a version the gate did not promote: a reason is required.")
-    return model_version_promote(version, reason=f"Promoted by a manager: {reason.strip()}", trigger="manual", actor=actor)
+    return model_version_promote(version, reason=f"{MANAGER_PROMOTED}: {reason.strip()}", trigger="manual", actor=actor)

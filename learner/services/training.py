@@ -25,6 +25,7 @@ from learner.services.models import (
     model_version_loaded,
     model_version_promote,
 )
+from learner.services.retention import model_files_prune
 
 
 def training_run_request(
@@ -112,6 +113,7 @@ def training_run_execute(run_id: int) -> TrainingRun:
         except Exception as exc:  # the run records any failure; the live pointer only moves in the swap
             _finish(run, TrainingRun.Status.FAILED,
                     error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        model_files_prune(run.project_id)
         return run
     finally:
         if locked:
