@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
@@ -10,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from annotations.models import Annotation, Item, Project
+from annotations.models import Annotation, Item, Project, QueueScoring
 from annotations.selectors.labels import audit_predictions_latest
 from labelhub.celery import TaskName, send_task_on_commit
 from learner.ml import drift, evaluation, training
@@ -31,21 +30,20 @@ def _last_run(project_id: int) -> TrainingRun | None:
     return TrainingRun.objects.filter(project_id=project_id).order_by("-created_at").first()
 
 
-# The count trigger's cadence. While a retrain is cheap (the last one took at most this long),
-# the next one starts as soon as the labels have grown by CADENCE_GROWTH since the last run (at
-# least one new label, at most retrain_every_n_labels): after every label or two early on, when
-# each label moves the model most, every few dozen later. An expensive retrain waits for
-# retrain_every_n_labels new labels. One run at a time per project, and a finished run checks
-# again at once (training_run_execute), so retrains follow each other as fast as they finish.
-CHEAP_TRAINING_SECONDS = 10.0
-CADENCE_GROWTH = 0.10
+# The count trigger's cadence. A turn of the loop is a retrain (snapshot, train, evaluate, gate,
+# swap) and the rescoring of the pool by the model it made live. While a turn is cheap (the last
+# one took at most CHEAP_CYCLE_SECONDS), the next retrain starts as soon as one new label exists:
+# one run at a time per project, and a finished run checks again at once (training_run_execute),
+# so retrains follow each other as fast as they finish, and the model that ranks the queue is never
+# more than a turn behind the labels. An expensive turn waits for retrain_every_n_labels new labels.
+CHEAP_CYCLE_SECONDS = 10.0
 
 
-def count_trigger_due(labels_total: int, new_labels: int, every_n: int, last_run_seconds: float | None) -> int:
-    """The new labels the count trigger waits for: ``every_n``, or fewer while training is cheap (see above)."""
-    if last_run_seconds is not None and last_run_seconds > CHEAP_TRAINING_SECONDS:
+def count_trigger_due(every_n: int, last_cycle_seconds: float | None) -> int:
+    """The new labels the count trigger waits for: one while a turn of the loop is cheap, else ``every_n``."""
+    if last_cycle_seconds is not None and last_cycle_seconds > CHEAP_CYCLE_SECONDS:
         return every_n
-    return max(1, min(every_n, math.ceil(CADENCE_GROWTH * (labels_total - new_labels))))
+    return 1
 
 
 def count_trigger_check(project_id: int) -> TrainingRun | None:
@@ -57,8 +55,8 @@ def count_trigger_check(project_id: int) -> TrainingRun | None:
     labels = Annotation.objects.filter(item__project_id=project_id)
     total = labels.count()
     new = labels.filter(created_at__gt=last.created_at).count() if last is not None else total
-    last_seconds = _last_training_seconds(project_id)
-    due = count_trigger_due(total, new, project.retrain_every_n_labels, last_seconds)
+    cycle_seconds = _last_cycle_seconds(project_id)
+    due = count_trigger_due(project.retrain_every_n_labels, cycle_seconds)
     if new < due:
         return None
     live = model_version_live(project_id)
@@ -78,15 +76,26 @@ def _first_model_possible(project: Project) -> bool:
     return audit_items[: project.gate_min_audit_first].count() >= project.gate_min_audit_first
 
 
-def _last_training_seconds(project_id: int) -> float | None:
-    """Seconds the project's latest finished run took, stage by stage; None before any."""
+def _last_cycle_seconds(project_id: int) -> float | None:
+    """Seconds the last turn of the loop took: the latest finished run, stage by stage, and the latest rescoring.
+
+    None before any run finished. The rescoring is the newest complete one by a model (the queue's
+    seeding before any model is not part of a turn).
+    """
     timings = (
         TrainingRun.objects.filter(project_id=project_id, finished_at__isnull=False)
         .exclude(status=TrainingRun.Status.FAILED).order_by("-finished_at").values_list("timings", flat=True).first()
     )
     if not timings:
         return None
-    return float(sum(value for value in timings.values() if isinstance(value, (int, float))))
+    seconds = float(sum(value for value in timings.values() if isinstance(value, (int, float))))
+    scoring = (
+        QueueScoring.objects.filter(project_id=project_id, status=QueueScoring.Status.COMPLETE, model_version__gt=0)
+        .order_by("-finished_at").values_list("started_at", "finished_at").first()
+    )
+    if scoring is not None and scoring[1] is not None:
+        seconds += (scoring[1] - scoring[0]).total_seconds()
+    return seconds
 
 
 def manual_trigger(project_id: int, user: AbstractBaseUser, note: str = "") -> TrainingRun | None:

@@ -1,12 +1,13 @@
 """Each retrain trigger fires on data made to trip it and stays quiet on data made not to."""
 import json
+from datetime import timedelta
 
 import numpy as np
 import pytest
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from annotations.models import ImportJob
+from annotations.models import ImportJob, QueueScoring
 from learner.models import DriftCheck, LiveModel, TrainingRun
 from learner.services import triggers
 from learner.services.features import features_compute_chunk
@@ -38,9 +39,24 @@ def _label(project, n, *, user=None, audit=False, correct=True, version=None):
                           model_version=version, predicted_label=predicted if version else None)
 
 
-def test_count_trigger_fires_at_n_new_labels_only(live_blobs):
+def test_while_a_turn_of_the_loop_is_cheap_one_new_label_is_enough(live_blobs):
     live_blobs.retrain_every_n_labels = 10
     live_blobs.save()
+    assert triggers.count_trigger_check(live_blobs.pk) is None  # nothing new since the live model's run
+    _label(live_blobs, 1)
+    run = triggers.count_trigger_check(live_blobs.pk)
+    assert run.trigger == "count" and run.evidence["new_labels"] == 1 and run.evidence["due"] == 1
+    assert run.trigger_sentence.startswith("1 new label")
+
+
+def test_an_expensive_turn_waits_for_n_new_labels(live_blobs):
+    live_blobs.retrain_every_n_labels = 10
+    live_blobs.save()
+    # The last run trained for 4 s, and the rescoring by its model took 7 s more: 11 s a turn.
+    TrainingRun.objects.filter(project=live_blobs).update(timings={"train": 4.0})
+    done = timezone.now()
+    scoring = QueueScoring.objects.create(project=live_blobs, model_version=1, strategy="margin", status="complete")
+    QueueScoring.objects.filter(pk=scoring.pk).update(started_at=done, finished_at=done + timedelta(seconds=7))
     _label(live_blobs, 9)
     assert triggers.count_trigger_check(live_blobs.pk) is None
     _label(live_blobs, 1)
