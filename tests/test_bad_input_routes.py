@@ -149,7 +149,8 @@ CASES: dict[str, list[Case]] = {
     "experiment-stop": [post({"reason": NUL})],
     "api-retrain": [post({"note": LONG})],
     "api-runs": [],
-    "api-model-versions": [],
+    "api-model-versions": [get({"limit": "-1"}), get({"limit": str(BIG_INT)}), get({"before": str(ID_OVER)}),
+                           get({"history_before": str(ID_OVER)}), get({"before": NUL}), get({"limit": LONG})],
     "api-model-version-rollback": [post({"reason": LONG})],
     "api-model-version-promote": [post({"reason": LONG})],
     "api-predict": [

@@ -12,6 +12,7 @@ from .models import (
     live_model_stale_reason,
     model_version_by_number,
     model_version_live,
+    model_versions_list,
     predict_target,
     projects_with_live_model,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "live_model_stale_reason",
     "model_version_by_number",
     "model_version_live",
+    "model_versions_list",
     "predict_target",
     "projects_with_live_model",
     "STAGES",
