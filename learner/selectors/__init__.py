@@ -17,6 +17,7 @@ from .models import (
     projects_with_live_model,
 )
 from .pages import (
+    CURVE_MAX_POINTS,
     STAGES,
     drift_check_latest,
     model_status,
@@ -41,6 +42,7 @@ __all__ = [
     "model_versions_list",
     "predict_target",
     "projects_with_live_model",
+    "CURVE_MAX_POINTS",
     "STAGES",
     "drift_check_latest",
     "model_status",
