@@ -1,4 +1,5 @@
 """REST endpoints of the model lifecycle: retrain, runs, versions, promote and roll back."""
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -7,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import selectors as annotation_selectors
-from labelhub.api import Conflict
+from labelhub.api import Conflict, query_validated
 
 from . import selectors
 from .models import ModelVersion, SwapHistory, TrainingRun
@@ -88,23 +89,40 @@ class TrainingRunListApi(APIView):
 
 
 class ModelVersionListApi(APIView):
-    """The project's model versions and the history of which was live when."""
+    """The project's model versions and the history of which was live when, each newest first, ``limit`` at a time.
+
+    Page back through the versions with ``before`` (the smallest number of the page before) and
+    through the history with ``history_before`` (the smallest swap id of the page before).
+    """
+
+    @extend_schema_serializer(component_name="ModelVersionListQuery")
+    class InputSerializer(serializers.Serializer):
+        # The bound of the cursor-paginated lists, read when the module loads (a deployment's settings apply).
+        limit = serializers.IntegerField(
+            default=100, min_value=1, max_value=settings.LABELHUB_API_MAX_PAGE_SIZE,
+            help_text="At most this many versions, and at most this many swaps of the history.",
+        )
+        before = serializers.IntegerField(
+            required=False, min_value=1, max_value=2**31 - 1, help_text="Only versions numbered below this."
+        )
+        history_before = serializers.IntegerField(
+            required=False, min_value=1, max_value=2**63 - 1, help_text="Only swaps with an id below this."
+        )
 
     @extend_schema_serializer(component_name="ModelVersionList")
     class OutputSerializer(serializers.Serializer):
         live = serializers.IntegerField(allow_null=True)
         versions = ModelVersionOutputSerializer(many=True)
         history = SwapOutputSerializer(many=True)
+        versions_total = serializers.IntegerField(help_text="How many versions the project has in all.")
+        history_total = serializers.IntegerField(help_text="How many swaps the project's history holds in all.")
 
-    @extend_schema(responses=OutputSerializer)
+    @extend_schema(parameters=[InputSerializer], responses=OutputSerializer)
     def get(self, request: Request, project_id: int) -> Response:
         project = annotation_selectors.project_get_for_user(request.user, project_id, min_role="reviewer")
-        live = selectors.model_version_live(project.pk)
-        history = SwapHistory.objects.filter(project=project).select_related("from_version", "to_version", "actor")
-        versions = ModelVersion.objects.filter(project=project).select_related("training_run")
-        body = {"live": live.number if live else None, "versions": versions,
-                "history": history}
-        return Response(self.OutputSerializer(body).data)
+        query = query_validated(request, self.InputSerializer)
+        listing = selectors.model_versions_list(project.pk, **query)
+        return Response(self.OutputSerializer(listing).data)
 
 
 class ModelVersionSwapApi(APIView):

@@ -1,6 +1,7 @@
 """The project's models, dashboard and experiments pages: versions, runs, jobs, A/B tests; retrain, swap, stop."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Page
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -43,17 +44,36 @@ def _per_class(version: ModelVersion, names: dict[int, str]) -> list[dict]:
     return rows
 
 
+def _page_notice(asked: str | None, page: Page) -> str:
+    """Why the page shown is not the one asked for, in words, or "" when it is."""
+    if not asked:
+        return ""
+    try:
+        if int(asked) == page.number:
+            return ""
+    except ValueError:
+        pass
+    shown = asked if len(asked) <= 20 else f"{asked[:20]}…"
+    return f"There is no page “{shown}”: this is page {page.number} of {page.paginator.num_pages}."
+
+
 @login_required
 @require_GET
 def project_models(request: HttpRequest, project_id: int) -> HttpResponse:
-    """Every version with status, trigger, metrics, lineage and who promoted it; the timeline and learning curve."""
+    """A page of versions with status, trigger, metrics, lineage and who promoted them, the live one always; the
+    newest of the timeline and the learning curve."""
     project = project_or_404(request, project_id, "reviewer")
-    overview = selectors.model_versions_overview(project.pk)
+    asked = request.GET.get("page")
+    overview = selectors.model_versions_overview(project.pk, asked)
     live = overview["live"]
     return render(request, "learner/models.html", {
         "project": project,
         **overview,
-        "curve_svg": charts.learning_curve([row.version for row in overview["rows"]], live.pk if live else None),
+        "page_notice": _page_notice(asked, overview["page"]),
+        # The compare form offers the versions on this page, and the live one wherever it is.
+        "compare_rows": [*([overview["live_row"]] if overview["live_row"] else []), *overview["rows"]],
+        "curve_svg": charts.learning_curve(overview["curve_versions"], live.pk if live else None),
+        "curve_max_points": selectors.CURVE_MAX_POINTS,
         "is_manager": _is_manager(request, project),
     })
 

@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from knox.models import AuthToken
 
 from annotations.models import Annotation, Item, Label, Membership, Project
+from learner.models import ModelVersion, SwapHistory
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -67,6 +68,36 @@ class AnnotationFactory(factory.django.DjangoModelFactory):
     item = factory.SubFactory(ItemFactory)
     annotator = factory.SubFactory(UserFactory)
     label = factory.SubFactory(LabelFactory, project=factory.SelfAttribute("..item.project"))
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    """A version as the versions pages and API list it, without an artifact: nothing here can load it."""
+
+    class Meta:
+        model = ModelVersion
+
+    project = factory.SubFactory(ProjectFactory)
+    number = factory.Sequence(lambda n: n + 1)
+    status = ModelVersion.Status.RETIRED
+    algorithm = "logistic regression"
+    feature_space = "tabular-v1"
+    artifact_name = factory.LazyAttribute(lambda o: f"missing-v{o.number}.skops")
+    artifact_sha256 = "0" * 64
+    label_snapshot_hash = factory.LazyAttribute(lambda o: hashlib.sha256(f"v{o.number}".encode()).hexdigest())
+    labels_used = factory.LazyAttribute(lambda o: 10 * o.number)
+    # An evaluation on 80 audit labels, better with each version.
+    metrics = factory.LazyAttribute(lambda o: {"n": 80, "accuracy": min(1.0, 0.5 + o.number / 1000),
+                                               "accuracy_ci": [0.4, min(1.0, 0.6 + o.number / 1000)]})
+
+
+class SwapHistoryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SwapHistory
+
+    project = factory.SelfAttribute("to_version.project")
+    to_version = factory.SubFactory(ModelVersionFactory)
+    reason = "Promoted: beats the champion"
+    trigger = "count"
 
 
 def api_token_for(user) -> str:

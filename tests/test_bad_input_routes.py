@@ -136,7 +136,8 @@ CASES: dict[str, list[Case]] = {
     "api-annotation-correct": [*LABEL_CHOICE, post({"label_id": 1, "note": LONG})],
     "api-item-gold": LABEL_CHOICE,
     # Models and experiments
-    "project-models": [],
+    "project-models": [get({"page": LONG}, expect=(200,)), get({"page": str(BIG_INT)}, expect=(200,)),
+                       get({"page": NUL})],
     "project-retrain": [post({"note": NUL}), post({"note": LONG}, expect=(302,))],
     "model-version-detail": [],
     "model-versions-compare": [get({"a": str(BIG_INT), "b": "1"}), get({"a": "-1", "b": "9" * 5000}), get({"a": NUL})],
@@ -149,7 +150,8 @@ CASES: dict[str, list[Case]] = {
     "experiment-stop": [post({"reason": NUL})],
     "api-retrain": [post({"note": LONG})],
     "api-runs": [],
-    "api-model-versions": [],
+    "api-model-versions": [get({"limit": "-1"}), get({"limit": str(BIG_INT)}), get({"before": str(ID_OVER)}),
+                           get({"history_before": str(ID_OVER)}), get({"before": NUL}), get({"limit": LONG})],
     "api-model-version-rollback": [post({"reason": LONG})],
     "api-model-version-promote": [post({"reason": LONG})],
     "api-predict": [

@@ -12,10 +12,12 @@ from .models import (
     live_model_stale_reason,
     model_version_by_number,
     model_version_live,
+    model_versions_list,
     predict_target,
     projects_with_live_model,
 )
 from .pages import (
+    CURVE_MAX_POINTS,
     STAGES,
     drift_check_latest,
     model_status,
@@ -37,8 +39,10 @@ __all__ = [
     "live_model_stale_reason",
     "model_version_by_number",
     "model_version_live",
+    "model_versions_list",
     "predict_target",
     "projects_with_live_model",
+    "CURVE_MAX_POINTS",
     "STAGES",
     "drift_check_latest",
     "model_status",

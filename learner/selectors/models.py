@@ -6,7 +6,7 @@ from django.db import connection
 
 from annotations.models import Label
 from labelhub import rows
-from learner.models import DriftCheck, Experiment, LiveModel, ModelVersion, TrainingRun
+from learner.models import DriftCheck, Experiment, LiveModel, ModelVersion, SwapHistory, TrainingRun
 
 
 def model_version_by_number(project_id: int, number: int) -> ModelVersion:
@@ -19,6 +19,43 @@ def model_version_live(project_id: int) -> ModelVersion | None:
     return (
         ModelVersion.objects.filter(pk=LiveModel.objects.filter(project_id=project_id).values("version_id")[:1])
         .first()
+    )
+
+
+@dataclass(frozen=True)
+class VersionListing:
+    """One page of a project's versions and of its swap history, newest first, with how many there are in all."""
+
+    live: int | None
+    versions: list[ModelVersion]
+    versions_total: int
+    history: list[SwapHistory]
+    history_total: int
+
+
+def model_versions_list(
+    project_id: int, *, limit: int, before: int | None = None, history_before: int | None = None
+) -> VersionListing:
+    """The live version's number, the newest ``limit`` versions numbered below ``before`` and the newest ``limit``
+    swaps with an id below ``history_before`` (each bound only if given), and the totals: five statements."""
+    live = LiveModel.objects.filter(project_id=project_id).values_list("version__number", flat=True).first()
+    versions = ModelVersion.objects.filter(project_id=project_id)
+    page = versions.filter(number__lt=before) if before is not None else versions
+    swaps = SwapHistory.objects.filter(project_id=project_id)
+    history = swaps.filter(pk__lt=history_before) if history_before is not None else swaps
+    return VersionListing(
+        live=live,
+        versions=list(page.select_related("training_run").order_by("-number")[:limit]),
+        versions_total=versions.count(),
+        # Swaps are numbered in the order they were made (one at a time per project, under the pointer's lock);
+        # of the versions they name, only the numbers.
+        history=list(
+            history.select_related("from_version", "to_version", "actor")
+            .only("id", "reason", "trigger", "created_at", "from_version__number", "to_version__number",
+                  "actor__username")
+            .order_by("-pk")[:limit]
+        ),
+        history_total=swaps.count(),
     )
 
 

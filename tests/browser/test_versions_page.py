@@ -9,7 +9,7 @@ from learner.models import LiveModel, ModelVersion
 from learner.services.models import model_version_force_promote
 from learner.services.training import training_run_execute, training_run_request
 from tests.factories import AnnotationFactory, UserFactory
-from tests.learner.conftest import blob_items
+from tests.learner.conftest import blob_items, versions_made
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -87,6 +87,32 @@ def test_a_manager_rolls_back_and_the_live_version_changes(
     expect(page.locator(".per-class")).to_contain_text("class_0")
     expect(page.locator("figure.plot svg")).to_be_visible()
     page.screenshot(path=str(artifacts / "version-page.png"), full_page=True)
+    assert js_errors == []
+
+
+def test_a_manager_pages_back_to_the_oldest_versions_with_the_live_one_above_each_page(
+    page: Page, live_server, artifacts, js_errors, tabular_project, manager_user
+):
+    versions_made(tabular_project, 120, live=5, actor=manager_user)
+    url = reverse("project-models", args=[tabular_project.pk])
+    log_in(page, "manager", url)
+
+    expect(page.locator("#live-row #version-5 .badge")).to_have_text("Live")
+    expect(page.locator("#versions > tbody:not(.pinned) > tr")).to_have_count(50)
+    expect(page.locator("nav.pager").first).to_contain_text("Page 1 of 3")
+    page.screenshot(path=str(artifacts / "versions-page-many.png"), full_page=True)
+
+    for where in ("Page 2 of 3", "Page 3 of 3"):
+        page.locator("nav.pager").first.get_by_role("link", name="Next (older) →").click()
+        expect(page.locator("nav.pager").first).to_contain_text(where)
+    # The oldest twenty, the live v5 among them and not shown twice.
+    expect(page.locator("#versions > tbody > tr")).to_have_count(20)
+    expect(page.locator("#live-row")).to_have_count(0)
+    expect(page.locator("#version-1")).to_be_visible()
+
+    page.locator("nav.pager").first.get_by_role("link", name="« Newest").click()
+    page.locator("#live-row").get_by_role("link", name="page 3").click()
+    expect(page.locator("#version-5")).to_be_in_viewport()
     assert js_errors == []
 
 

@@ -13,9 +13,10 @@ from annotations.models import ImportJob, QueueScoring
 from learner.models import DriftCheck, LiveModel, ModelVersion, TrainingRun
 from learner.services import triggers
 from learner.services.models import model_version_force_promote
+from learner.selectors.pages import learning_curve_versions
 from learner.services.training import training_run_execute, training_run_request
 from tests.factories import AnnotationFactory, ItemFactory, MembershipFactory, UserFactory
-from tests.learner.conftest import blob_items
+from tests.learner.conftest import blob_items, versions_made
 
 pytestmark = pytest.mark.django_db
 
@@ -180,8 +181,9 @@ def test_versions_page_and_dashboard_queries_do_not_grow_with_versions_and_runs(
     client.force_login(reviewer)
     models_url = reverse("project-models", args=[two_versions.pk])
     dashboard_url = reverse("project-dashboard", args=[two_versions.pk])
-    # session, user, project with role, role, versions with runs, swaps with actors, live pointer, runs
-    with django_assert_num_queries(7):
+    # session, user, project with role, versions' count, the page of versions with runs, live version with run
+    # and position, promotions of the versions shown, newest swaps with their total, runs, the curve's versions
+    with django_assert_num_queries(10):
         client.get(models_url)
     # session, user, project with role, item counts, label counts, labels per day, live version, scoring,
     # drift check, recent runs with versions, active imports, running scorings, active runs
@@ -192,8 +194,96 @@ def test_versions_page_and_dashboard_queries_do_not_grow_with_versions_and_runs(
     model_version_force_promote(version=ModelVersion.objects.get(project=two_versions, number=4),
                                 actor=reviewer, reason="more rows")
     assert ModelVersion.objects.filter(project=two_versions).count() == 4
-    assert queries_of(client, models_url) == 7
+    assert queries_of(client, models_url) == 10
     assert queries_of(client, dashboard_url) == 13
+
+
+def version_numbers(response) -> list[int]:
+    """The versions the page's table shows, top to bottom (the live one first when shown apart)."""
+    body = response.content.decode()
+    table = body[body.index('id="versions"'):body.index("</table>", body.index('id="versions"'))]
+    return [int(n) for n in re.findall(r'<tr id="version-(\d+)"', table)]
+
+
+def test_versions_page_shows_fifty_versions_a_page_and_the_live_one_on_every_page(
+    client, many_versions, reviewer, django_assert_num_queries
+):
+    client.force_login(reviewer)
+    url = reverse("project-models", args=[many_versions.pk])
+    with django_assert_num_queries(10):  # as many as for two versions
+        first = client.get(url)
+    text = text_of(first)
+    # The newest 50, below the live v5 (which is on page 3), shown apart with a link to its page.
+    assert version_numbers(first) == [5, *range(120, 70, -1)]
+    assert "Live: v5" in text and "Versions 1–50 of 120, newest first." in text
+    assert "The live version, shown above every page; it is listed on page 3 ." in text
+    assert 'href="?page=3#version-5"' in first.content.decode()
+    assert "Page 1 of 3" in text and 'href="?page=2" rel="next"' in first.content.decode()
+    assert 'rel="prev"' not in first.content.decode()
+
+    second = client.get(url, {"page": "2"})
+    assert version_numbers(second) == [5, *range(70, 20, -1)]
+    assert 'href="?page=1" rel="prev"' in second.content.decode() and "Page 2 of 3" in text_of(second)
+
+    # The third page holds the oldest, the live one among them: it is not shown twice.
+    third = client.get(url, {"page": "3"})
+    assert version_numbers(third) == list(range(20, 0, -1))
+    assert 'id="live-row"' not in third.content.decode() and "Page 3 of 3" in text_of(third)
+    assert 'rel="next"' not in third.content.decode() and "There is no page" not in text_of(third)
+    # The live version's row, on its page or apart, has its promotion and its badge.
+    for response in (first, third):
+        row = re.search(r'<tr id="version-5".*?</tr>', response.content.decode(), re.S).group(0)
+        assert 'data-status="live"' in row and "rolled back by manager" in text_of(type("R", (), {"content": row.encode()})())
+
+    # The timeline: the newest 50 of the 61 spans, the rollback first. The curve draws every other version of
+    # the 120 (v1, v3, ..., v119, the live v5 among them) and the newest, v120.
+    assert "The newest 50 of 61 spans" in text
+    timeline = first.content.decode().split('id="timeline"')[1].split("</table>")[0]
+    assert timeline.count("<tr") == 51 and "rolled back by manager" in timeline.split("</tr>")[1]
+    assert "Of the 120 evaluated versions, 61 are drawn" in text
+    assert ">v120</text>" in first.content.decode() and ">v118</text>" not in first.content.decode()
+
+
+@pytest.mark.parametrize(("page", "shown", "numbers"), [
+    ("abc", 1, range(120, 70, -1)),
+    ("0", 1, range(120, 70, -1)),
+    ("-3", 1, range(120, 70, -1)),
+    ("2.5", 1, range(120, 70, -1)),
+    ("9" * 5000, 1, range(120, 70, -1)),
+    ("4", 3, range(20, 0, -1)),
+    ("99999999999999999999", 3, range(20, 0, -1)),
+])
+def test_a_page_number_that_is_no_page_shows_the_first_or_last_and_says_so(
+    client, many_versions, reviewer, page, shown, numbers
+):
+    client.force_login(reviewer)
+    response = client.get(reverse("project-models", args=[many_versions.pk]), {"page": page})
+    assert response.status_code == 200
+    assert [n for n in version_numbers(response) if n != 5] == [n for n in numbers if n != 5]
+    shown_as = page if len(page) <= 20 else f"{page[:20]}…"
+    assert f"There is no page “{shown_as}”: this is page {shown} of 3." in text_of(response)
+
+
+def test_one_page_of_versions_has_no_page_links_and_an_empty_page_number_is_the_first(client, two_versions, reviewer):
+    client.force_login(reviewer)
+    response = client.get(reverse("project-models", args=[two_versions.pk]), {"page": ""})
+    assert version_numbers(response) == [2, 1]
+    body = response.content.decode()
+    assert 'class="pager"' not in body and "There is no page" not in body and 'id="live-row"' not in body
+
+
+def test_the_learning_curve_draws_every_kth_version_the_newest_and_the_live_one(client, tabular_project, manager):
+    versions_made(tabular_project, 450, live=8, actor=manager)
+    live = ModelVersion.objects.get(project=tabular_project, number=8)
+    drawn, total = learning_curve_versions(tabular_project.pk, live.pk)
+    # 450 evaluated versions: every fifth from v1 keeps 90 (at most 100), then the newest, v450, and the live v8.
+    assert total == 450
+    assert [v.number for v in drawn] == sorted([*range(1, 451, 5), 450, 8])
+    client.force_login(manager)
+    response = client.get(reverse("project-models", args=[tabular_project.pk]))
+    assert "Of the 450 evaluated versions, 92 are drawn" in text_of(response)
+    body = response.content.decode()
+    assert ">v450</text>" in body and ">v8</text>" in body and ">v446</text>" in body and ">v449</text>" not in body
 
 
 def test_dashboard_shows_counts_labels_per_day_freshness_drift_and_trigger_decisions(
