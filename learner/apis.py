@@ -45,8 +45,8 @@ class ModelVersionOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = ["id", "number", "status", "status_display", "decision_sentence", "algorithm", "hyperparameters", "feature_space", "classes",
-                  "artifact_name", "artifact_sha256", "label_snapshot_hash", "labels_used", "metrics",
-                  "training_run", "created_at"]
+                  "artifact_name", "artifact_sha256", "artifact_removed_at", "label_snapshot_hash", "labels_used",
+                  "metrics", "training_run", "created_at"]
 
 
 @extend_schema_serializer(component_name="SwapHistory")

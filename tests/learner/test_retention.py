@@ -122,6 +122,8 @@ def test_a_version_without_its_file_says_so_and_offers_no_swap(client, tabular_p
     assert "Model file removed by retention" in page and "Roll back to v1" not in page
     kept = client.get(reverse("model-version-detail", args=[tabular_project.pk, 5])).content.decode()
     assert "Roll back to v5" in kept and "removed by retention" not in kept
+    listing = {v["number"]: v for v in client.get(reverse("api-model-versions", args=[tabular_project.pk])).json()["versions"]}
+    assert listing[1]["artifact_removed_at"] is not None and listing[6]["artifact_removed_at"] is None
     # A hand-made request is refused with the reason, and nothing moves.
     response = client.post(reverse("model-version-rollback", args=[tabular_project.pk, 1]), follow=True)
     assert "removed by retention" in response.content.decode()
