@@ -78,6 +78,15 @@ class ModelVersion(models.Model):
         return "; ".join(steps) or "none"
 
 
+class TrainingRunManager(models.Manager):
+    """Runs without their label ids, read only when asked for: a snapshot holds every label's id, one
+    run follows another after each label while training is cheap, and pages list dozens of runs (the
+    snapshot's sha256 stands for the ids there)."""
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().defer("label_ids")
+
+
 class TrainingRun(models.Model):
     """One retrain: which trigger fired and why, its timings, outcome and error."""
 
@@ -109,6 +118,8 @@ class TrainingRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TrainingRunManager()
 
     class Meta:
         ordering = ["-created_at"]

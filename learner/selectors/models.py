@@ -45,7 +45,9 @@ def model_versions_list(
     history = swaps.filter(pk__lt=history_before) if history_before is not None else swaps
     return VersionListing(
         live=live,
-        versions=list(page.select_related("training_run").order_by("-number")[:limit]),
+        versions=list(
+            page.select_related("training_run").defer("training_run__label_ids").order_by("-number")[:limit]
+        ),
         versions_total=versions.count(),
         # Swaps are numbered in the order they were made (one at a time per project, under the pointer's lock);
         # of the versions they name, only the numbers.

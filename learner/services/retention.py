@@ -38,7 +38,8 @@ def _kept(project_id: int, keep: int) -> set[int]:
     """Ids of the versions whose files stay (see the module's docstring)."""
     with_file = ModelVersion.objects.filter(project_id=project_id, artifact_removed_at__isnull=True)
     kept = set(with_file.order_by("-number").values_list("pk", flat=True)[:keep])
-    kept.update(LiveModel.objects.filter(project_id=project_id, version__isnull=False).values_list("version_id", flat=True))
+    live = LiveModel.objects.filter(project_id=project_id, version__isnull=False)
+    kept.update(live.values_list("version_id", flat=True))
     running = Experiment.objects.filter(project_id=project_id, status=Experiment.Status.RUNNING)
     for champion, challenger in running.values_list("champion_id", "challenger_id"):
         kept.update((champion, challenger))

@@ -42,7 +42,9 @@ def _has_file(version: ModelVersion) -> bool:
     return version.artifact_removed_at is None and storages["models"].exists(version.artifact_name)
 
 
-def test_old_versions_lose_their_files_but_keep_their_records(tabular_project, manager, django_capture_on_commit_callbacks):
+def test_old_versions_lose_their_files_but_keep_their_records(
+    tabular_project, manager, django_capture_on_commit_callbacks
+):
     versions = _versions(tabular_project, 20)  # v20 live
     with django_capture_on_commit_callbacks(execute=True):
         removed = model_files_prune(tabular_project.pk, keep=5)
@@ -122,7 +124,8 @@ def test_a_version_without_its_file_says_so_and_offers_no_swap(client, tabular_p
     assert "Model file removed by retention" in page and "Roll back to v1" not in page
     kept = client.get(reverse("model-version-detail", args=[tabular_project.pk, 5])).content.decode()
     assert "Roll back to v5" in kept and "removed by retention" not in kept
-    listing = {v["number"]: v for v in client.get(reverse("api-model-versions", args=[tabular_project.pk])).json()["versions"]}
+    api = client.get(reverse("api-model-versions", args=[tabular_project.pk])).json()
+    listing = {v["number"]: v for v in api["versions"]}
     assert listing[1]["artifact_removed_at"] is not None and listing[6]["artifact_removed_at"] is None
     # A hand-made request is refused with the reason, and nothing moves.
     response = client.post(reverse("model-version-rollback", args=[tabular_project.pk, 1]), follow=True)

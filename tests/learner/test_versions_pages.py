@@ -410,3 +410,17 @@ def test_the_labeling_page_loads_the_model_panel_in_the_versions_page_words(clie
     outsider = UserFactory(username="nobody")
     client.force_login(outsider)
     assert client.get(status_url).status_code == 404
+
+
+def test_pages_and_the_api_never_read_the_snapshots_label_ids(client, two_versions, manager):
+    """A snapshot lists every label's id, and a run follows each label while training is cheap: lists leave them."""
+    client.force_login(manager)
+    urls = [reverse(name, args=[two_versions.pk]) for name in (
+        "project-models", "project-dashboard", "project-model-status", "api-model-versions", "api-runs",
+    )] + [reverse("model-version-detail", args=[two_versions.pk, 2])]
+    for url in urls:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        assert not [q["sql"] for q in captured if "label_ids" in q["sql"]], url
+    # Still there for whoever asks.
+    assert TrainingRun.objects.filter(project=two_versions).exclude(label_ids=[]).first().label_ids
