@@ -184,6 +184,9 @@ MODEL_STORE_ROOT = Path(env.str("MODEL_STORE_ROOT", default=str(VAR_DIR / "model
 # How many of the newest versions, and of the versions live most recently, keep their model files
 # (learner/services/retention.py says what else is kept).
 LABELHUB_MODEL_FILES_KEPT = _env_int("MODEL_FILES_KEPT", 20, 2, 100_000)
+# A turn of the loop (retrain and rescoring) at most this long is cheap: one new label starts the next
+# retrain (learner/services/triggers.py). 0: every retrain waits for the project's retrain_every_n_labels.
+LABELHUB_CHEAP_CYCLE_SECONDS = _env_int("CHEAP_CYCLE_SECONDS", 10, 0, 3600)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "models": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -36,12 +37,14 @@ def _last_run(project_id: int) -> TrainingRun | None:
 # one run at a time per project, and a finished run checks again at once (training_run_execute),
 # so retrains follow each other as fast as they finish, and the model that ranks the queue is never
 # more than a turn behind the labels. An expensive turn waits for retrain_every_n_labels new labels.
-CHEAP_CYCLE_SECONDS = 10.0
+# "Cheap" is settings.LABELHUB_CHEAP_CYCLE_SECONDS (CHEAP_CYCLE_SECONDS, default 10 s; 0 turns this off
+# for a deployment whose workers should not retrain so often).
 
 
 def count_trigger_due(every_n: int, last_cycle_seconds: float | None) -> int:
     """The new labels the count trigger waits for: one while a turn of the loop is cheap, else ``every_n``."""
-    if last_cycle_seconds is not None and last_cycle_seconds > CHEAP_CYCLE_SECONDS:
+    cheap = settings.LABELHUB_CHEAP_CYCLE_SECONDS
+    if not cheap or (last_cycle_seconds is not None and last_cycle_seconds > cheap):
         return every_n
     return 1
 

@@ -49,6 +49,16 @@ def test_while_a_turn_of_the_loop_is_cheap_one_new_label_is_enough(live_blobs):
     assert run.trigger_sentence.startswith("1 new label")
 
 
+def test_a_deployment_can_turn_the_cheap_cadence_off(live_blobs, settings):
+    settings.LABELHUB_CHEAP_CYCLE_SECONDS = 0
+    live_blobs.retrain_every_n_labels = 3
+    live_blobs.save()
+    _label(live_blobs, 2)
+    assert triggers.count_trigger_check(live_blobs.pk) is None
+    _label(live_blobs, 1)
+    assert triggers.count_trigger_check(live_blobs.pk).evidence["due"] == 3
+
+
 def test_an_expensive_turn_waits_for_n_new_labels(live_blobs):
     live_blobs.retrain_every_n_labels = 10
     live_blobs.save()
