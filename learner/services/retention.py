@@ -33,7 +33,6 @@ from learner.services.models import MANAGER_PROMOTED, storage_delete
 logger = logging.getLogger(__name__)
 
 
-
 def _kept(project_id: int, keep: int) -> set[int]:
     """Ids of the versions whose files stay (see the module's docstring)."""
     with_file = ModelVersion.objects.filter(project_id=project_id, artifact_removed_at__isnull=True)
@@ -68,7 +67,6 @@ def model_files_prune(project_id: int, keep: int | None = None) -> list[int]:
     Runs under the live pointer's row lock, as a swap does, so no version is made live while its
     file is being removed. The files themselves go once the removal is committed.
     """
-
     keep = settings.LABELHUB_MODEL_FILES_KEPT if keep is None else keep
     with transaction.atomic():
         list(LiveModel.objects.select_for_update().filter(project_id=project_id))
