@@ -121,8 +121,8 @@ def _accept_post(request: HttpRequest, invitation: Invitation) -> HttpResponse:
                           "or log out first to create another.")
     else:
         raise DomainError("Create your account below, or log in to accept as an account you have.")
-    messages.success(request, f"Welcome to {invitation.project.name}: you are a "
-                              f"{invitation.get_role_display().lower()} here.")
+    messages.success(request, f"Welcome to {invitation.project.name}. Your role here: "
+                              f"{invitation.get_role_display().lower()}.")
     return redirect("project-detail", invitation.project_id)
 
 
