@@ -1,7 +1,7 @@
 """Page URLs of the annotations app."""
 from django.urls import path
 
-from . import label_views, review_views, views
+from . import label_views, member_views, review_views, views
 from .imports import views as import_views
 
 urlpatterns = [
@@ -30,4 +30,10 @@ urlpatterns += [
     path("projects/<int:project_id>/review/annotations/<int:annotation_id>/correct", review_views.review_correct,
          name="review-correct"),
     path("projects/<int:project_id>/agreement/", review_views.agreement_page, name="agreement"),
+]
+
+# The team: members and invitations (annotations/member_views.py).
+urlpatterns += [
+    path("projects/<int:project_id>/members/", member_views.project_members, name="project-members"),
+    path("invitations/<str:token>/", member_views.invitation_accept, name="invitation-accept"),
 ]

@@ -168,6 +168,20 @@ AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contri
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Email (invitations to a project): sent when EMAIL_HOST is set (SMTP), or in DEBUG to the console;
+# otherwise a manager copies the invitation's link from the Members page. EMAIL_BACKEND overrides.
+EMAIL_HOST = env.str("EMAIL_HOST", default="")
+EMAIL_PORT = env.int("EMAIL_PORT", default=587)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="LabelHub <labelhub@localhost>")
+_email_backend = env.str("EMAIL_BACKEND", default="")
+EMAIL_BACKEND = _email_backend or ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                                   else "django.core.mail.backends.console.EmailBackend")
+LABELHUB_EMAIL_ENABLED = bool(_email_backend or EMAIL_HOST or DEBUG)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True

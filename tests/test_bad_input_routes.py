@@ -95,6 +95,20 @@ CASES: dict[str, list[Case]] = {
         post({"action": "remove", "client_id": "9" * 5000}, expect=(200,)),
     ],
     "api-clients": [post({"name": LONG}), post({"name": "not a name!"}), post({"name": ""})],
+    # Members and invitations: a page answers a refused form with its status and a message
+    "project-members": [
+        post({"action": "add", "user": LONG, "role": "annotator"}), post({"action": LONG}),
+        post({"action": "add", "user": "nobody", "role": LONG}),
+        post({"action": "invite", "email": LONG + "@example.org", "role": "annotator"}),
+        post({"action": "invite", "email": "a@example.org", "role": "client"}),
+        post({"action": "role", "membership_id": str(ID_OVER), "role": "manager"}, expect=(404,)),
+        post({"action": "remove", "membership_id": "9" * 5000}, expect=(404,)),
+        post({"action": "revoke", "invitation_id": "-1"}, expect=(404,)),
+    ],
+    "invitation-accept": [
+        Case("GET", path={"token": LONG}, expect=(404,)), Case("GET", path={"token": "a.b"}, expect=(404,)),
+        post({"action": LONG}), post({"action": "register", "username": LONG, "password": LONG}),
+    ],
     "api-client": [],
     "api-client-token": [],
     "api-projects": [post({"name": "P", "slug": "p", "kind": "text", key: value})

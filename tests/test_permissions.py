@@ -21,6 +21,7 @@ from django.utils import timezone
 from PIL import Image
 
 from annotations.models import ImportJob, Item, Lease, Membership, Project
+from annotations.services import invitation_create
 from learner.models import Experiment, ModelVersion, PredictionLog
 from learner.services.models import model_version_promote
 from tests.factories import (
@@ -112,6 +113,12 @@ def version(w, role):
     return 2
 
 
+def invitation_token(w):
+    """A fresh invitation's token, so that every role finds it pending."""
+    return invitation_create(project=w.project, email="invitee@example.org", role="annotator",
+                             created_by=w.users["manager"])[1]
+
+
 @dataclass(frozen=True)
 class Rule:
     methods: dict[str, str | ClientOr]  # HTTP method → minimum role
@@ -147,6 +154,9 @@ RULES: dict[str, Rule] = {
     "api-clients": Rule({"GET": MANAGER, "POST": MANAGER}, project),
     "api-client": Rule({"DELETE": MANAGER}, project_and(client_id=lambda w, r: w.client_for(r))),
     "api-client-token": Rule({"POST": MANAGER}, project_and(client_id=lambda w, r: w.client_for(r))),
+    # Members and invitations (member_views.py): the accept page is public, its token is the key
+    "project-members": Rule({"GET": MANAGER, "POST": MANAGER}, project),
+    "invitation-accept": Rule({"GET": PUBLIC, "POST": PUBLIC}, only(token=lambda w, r: invitation_token(w))),
     # Labeling page and queue (label_views.py, apis.py)
     "label": Rule({"GET": ANNOTATOR}, project),
     "label-next": Rule({"POST": ANNOTATOR}, project),

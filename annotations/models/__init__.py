@@ -1,8 +1,9 @@
-"""Projects, labels, items, annotations, memberships, import jobs, leases and queue scores.
+"""Projects, labels, items, annotations, memberships, invitations, import jobs, leases and queue scores.
 
 One module per part; everything is importable from here, as the migrations name it.
 """
 from annotations.models.import_jobs import ImportJob, import_upload_path
+from annotations.models.invitations import INVITABLE_ROLES, Invitation
 from annotations.models.items import Annotation, AnnotationCorrection, Item, item_image_path, random_key
 from annotations.models.projects import (
     DEGRADATION_WINDOW_MAX,
@@ -25,6 +26,8 @@ __all__ = [
     "DRIFT_THRESHOLD_MAX",
     "INSTRUCTIONS_MAX_CHARS",
     "ImportJob",
+    "INVITABLE_ROLES",
+    "Invitation",
     "Item",
     "ItemScore",
     "LABEL_ORDER_MAX",

@@ -1,5 +1,14 @@
 """Reads of annotations' data, one module per subdomain; the only way other apps read labels and items."""
 from .clients import api_client_get, api_client_list
+from .members import (
+    InvitationUnusable,
+    invitation_get_by_token,
+    invitation_get_pending,
+    invitation_list_pending,
+    member_client_count,
+    member_get,
+    member_list,
+)
 from .projects import (
     LADDER,
     ROLE_RANK,
@@ -55,6 +64,13 @@ from .scoring import (
 __all__ = [
     "api_client_get",
     "api_client_list",
+    "InvitationUnusable",
+    "invitation_get_by_token",
+    "invitation_get_pending",
+    "invitation_list_pending",
+    "member_client_count",
+    "member_get",
+    "member_list",
     "LADDER",
     "ROLE_RANK",
     "annotation_list",

@@ -1,6 +1,16 @@
 """Writes of annotations' data, one module per subdomain; other code calls the names re-exported here."""
 from .clients import api_client_create, api_client_remove, api_client_token_issue, api_client_username
 from .images import image_check, image_decode
+from .members import (
+    invitation_accept,
+    invitation_create,
+    invitation_email_send,
+    invitation_register,
+    invitation_revoke,
+    member_add,
+    member_remove,
+    member_role_change,
+)
 from .projects import (
     api_token_regenerate,
     api_token_revoke,
@@ -55,6 +65,14 @@ __all__ = [
     "api_client_username",
     "image_check",
     "image_decode",
+    "invitation_accept",
+    "invitation_create",
+    "invitation_email_send",
+    "invitation_register",
+    "invitation_revoke",
+    "member_add",
+    "member_remove",
+    "member_role_change",
     "api_token_regenerate",
     "api_token_revoke",
     "label_create",
