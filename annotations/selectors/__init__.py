@@ -13,6 +13,7 @@ from .projects import (
     project_dashboard_counts,
     project_get_for_user,
     project_labels,
+    project_labels_with_usage,
     project_list_for_user,
     project_list_with_role,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "project_dashboard_counts",
     "project_get_for_user",
     "project_labels",
+    "project_labels_with_usage",
     "project_list_for_user",
     "project_list_with_role",
     "lease_get_for_user",

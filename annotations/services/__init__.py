@@ -1,6 +1,7 @@
 """Writes of annotations' data, one module per subdomain; other code calls the names re-exported here."""
 from .clients import api_client_create, api_client_remove, api_client_token_issue, api_client_username
 from .images import image_check, image_decode
+from .labels import LABEL_PALETTE, label_color_next, label_delete, label_merge, label_move, label_usage
 from .projects import (
     api_token_regenerate,
     api_token_revoke,
@@ -9,6 +10,7 @@ from .projects import (
     project_create,
     project_overlap_apply,
     project_update,
+    user_can_create_projects,
 )
 from .queue.labeling import (
     LABELS_ADDED_COALESCE_SECONDS,
@@ -57,6 +59,13 @@ __all__ = [
     "image_decode",
     "api_token_regenerate",
     "api_token_revoke",
+    "LABEL_PALETTE",
+    "label_color_next",
+    "label_delete",
+    "label_merge",
+    "label_move",
+    "label_usage",
+    "user_can_create_projects",
     "label_create",
     "label_update",
     "project_create",
