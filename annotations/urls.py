@@ -1,7 +1,7 @@
 """Page URLs of the annotations app."""
 from django.urls import path
 
-from . import label_views, review_views, views
+from . import label_views, project_views, review_views, views
 from .imports import views as import_views
 
 urlpatterns = [
@@ -30,4 +30,13 @@ urlpatterns += [
     path("projects/<int:project_id>/review/annotations/<int:annotation_id>/correct", review_views.review_correct,
          name="review-correct"),
     path("projects/<int:project_id>/agreement/", review_views.agreement_page, name="agreement"),
+]
+
+# Making and setting up a project (annotations/project_views.py).
+urlpatterns += [
+    path("projects/new", project_views.project_new, name="project-new"),
+    path("projects/<int:project_id>/settings", project_views.project_settings, name="project-settings"),
+    path("projects/<int:project_id>/settings/labels", project_views.project_label_add, name="project-label-add"),
+    path("projects/<int:project_id>/settings/labels/<int:label_id>", project_views.project_label_change,
+         name="project-label-change"),
 ]
