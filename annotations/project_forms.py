@@ -34,9 +34,27 @@ HELP = {  # settings whose model field has no help text
 }
 
 
+LABELS = {  # clearer names than the fields' own
+    "lease_ttl_seconds": "Lease time (seconds)",
+    "retrain_every_n_labels": "Retrain every N new labels",
+    "retrain_interval_minutes": "Retrain every (minutes)",
+    "degradation_window": "Degradation window (audit labels)",
+    "degradation_floor": "Degradation floor (accuracy)",
+    "degradation_margin": "Degradation margin (accuracy)",
+    "drift_enabled": "Retrain on data drift",
+    "drift_threshold": "Drift threshold (PSI)",
+    "gate_alpha": "Gate α",
+    "gate_min_gain": "Gate least gain",
+    "gate_min_audit": "Audit labels to prove better",
+    "gate_min_audit_first": "Audit labels for a first model",
+    "gate_max_recall_drop": "Largest recall drop of a class",
+}
+
+
 def _with_help(form: forms.ModelForm) -> None:
     for name, field in form.fields.items():
         field.help_text = field.help_text or HELP.get(name, "")
+        field.label = LABELS.get(name, field.label)
         if isinstance(field.widget, forms.Textarea):
             field.widget.attrs["rows"] = 6
 
@@ -119,7 +137,7 @@ def label_rows_initial() -> list[dict[str, str]]:
 class LabelForm(forms.ModelForm):
     """Add or change one label of a project; its key is unique in the project whatever its case."""
 
-    color = forms.RegexField(COLOR_PATTERN, error_messages={"invalid": COLOR_ERROR},
+    color = forms.RegexField(COLOR_PATTERN, label="Colour", error_messages={"invalid": COLOR_ERROR},
                              widget=forms.TextInput(attrs={"type": "color"}))
     order = forms.IntegerField(required=False, min_value=0, max_value=LABEL_ORDER_MAX, widget=forms.HiddenInput)
 
@@ -131,6 +149,7 @@ class LabelForm(forms.ModelForm):
     def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.project = project
+        self.fields["shortcut"].help_text = ""  # the label above the one-key box says it all
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
