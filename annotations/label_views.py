@@ -125,6 +125,7 @@ def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
             "progress": _progress(project, request.user),
             "error": error,
             "heartbeat_ms": max(1000, project.lease_ttl_seconds * 1000 // 3),
+            "is_manager": selectors.ROLE_RANK[project.viewer_role] >= selectors.ROLE_RANK["manager"],
             **label_controls(labels),
         },
     )

@@ -42,10 +42,13 @@ class ProjectOutputSerializer(serializers.ModelSerializer):
 
 
 class ProjectListApi(APIView):
-    """The projects you belong to (all of them for staff); staff create one with POST and manage it."""
+    """The projects you belong to (all of them for staff); staff (or users allowed to) create one with POST."""
 
     @extend_schema_serializer(component_name="ProjectCreate")
     class InputSerializer(serializers.ModelSerializer):
+        slug = serializers.SlugField(max_length=100, required=False, allow_blank=True,
+                                     help_text="Left out: derived from the name and made unique (chest-x-rays-2).")
+
         class Meta:
             model = Project
             fields = ["name", "slug", "kind", *PROJECT_SETTINGS[1:]]
@@ -57,8 +60,9 @@ class ProjectListApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: ProjectOutputSerializer})
     def post(self, request: Request) -> Response:
-        if not request.user.is_staff:
-            return Response({"detail": "Only staff create projects."}, status=status.HTTP_403_FORBIDDEN)
+        if not services.user_can_create_projects(request.user):
+            return Response({"detail": "Only staff, or users allowed to create projects, create projects."},
+                            status=status.HTTP_403_FORBIDDEN)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         project = services.project_create(user=request.user, **serializer.validated_data)

@@ -1,7 +1,7 @@
 """Page URLs of the annotations app."""
 from django.urls import path
 
-from . import label_views, member_views, review_views, views
+from . import label_views, member_views, project_views, review_views, views
 from .imports import views as import_views
 
 urlpatterns = [
@@ -36,4 +36,13 @@ urlpatterns += [
 urlpatterns += [
     path("projects/<int:project_id>/members/", member_views.project_members, name="project-members"),
     path("invitations/<str:token>/", member_views.invitation_accept, name="invitation-accept"),
+]
+
+# Making and setting up a project (annotations/project_views.py).
+urlpatterns += [
+    path("projects/new", project_views.project_new, name="project-new"),
+    path("projects/<int:project_id>/settings", project_views.project_settings, name="project-settings"),
+    path("projects/<int:project_id>/settings/labels", project_views.project_label_add, name="project-label-add"),
+    path("projects/<int:project_id>/settings/labels/<int:label_id>", project_views.project_label_change,
+         name="project-label-change"),
 ]

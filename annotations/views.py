@@ -19,7 +19,10 @@ from .view_helpers import project_or_404
 @login_required
 @require_GET
 def project_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "annotations/project_list.html", {"projects": selectors.project_list_for_user(request.user)})
+    return render(request, "annotations/project_list.html", {
+        "projects": selectors.project_list_for_user(request.user),
+        "can_create": services.user_can_create_projects(request.user),
+    })
 
 
 @login_required

@@ -32,6 +32,7 @@ class TaskName(StrEnum):
     EXPERIMENT_EVALUATE = "learner.experiment_evaluate"
     EXPERIMENTS_EVALUATE = "learner.experiments_evaluate"
     RETRAIN_SCHEDULED = "learner.retrain_scheduled"
+    RETRAIN_REQUESTED = "learner.retrain_requested"
     TRIGGERS_CHECK = "learner.triggers_check"
     DRIFT_CHECK = "learner.drift_check"
     DRIFT_CHECK_ALL = "learner.drift_check_all"

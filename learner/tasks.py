@@ -109,6 +109,12 @@ def retrain_scheduled(project_id: int) -> bool:
     return triggers.schedule_trigger(project_id) is not None
 
 
+@shared_task(name=TaskName.RETRAIN_REQUESTED, time_limit=60, soft_time_limit=50)
+def retrain_requested(project_id: int, user_id: int | None, note: str) -> bool:
+    """A person's change to the labels (a merge) asks for a retrain; False if one is already queued or running."""
+    return triggers.requested_trigger(project_id, user_id, note) is not None
+
+
 @shared_task(name=TaskName.TRIGGERS_CHECK, time_limit=120, soft_time_limit=100)
 def triggers_check() -> dict[str, int]:
     """Reconcile count and degradation triggers, e.g. for labels stored while the broker was down."""

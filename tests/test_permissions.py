@@ -151,6 +151,11 @@ RULES: dict[str, Rule] = {
     "api-project-export": Rule({"GET": MANAGER}, project),
     # API clients (client_apis.py, views.py)
     "project-clients": Rule({"GET": MANAGER, "POST": MANAGER}, project),
+    # Making and setting up a project (project_views.py); a user an admin gave annotations.add_project may too
+    "project-new": Rule({"GET": ADMIN, "POST": ADMIN}),
+    "project-settings": Rule({"GET": MANAGER, "POST": MANAGER}, project),
+    "project-label-add": Rule({"POST": MANAGER}, project),
+    "project-label-change": Rule({"POST": MANAGER}, project_and(label_id=lambda w, r: w.annotation.label_id)),
     "api-clients": Rule({"GET": MANAGER, "POST": MANAGER}, project),
     "api-client": Rule({"DELETE": MANAGER}, project_and(client_id=lambda w, r: w.client_for(r))),
     "api-client-token": Rule({"POST": MANAGER}, project_and(client_id=lambda w, r: w.client_for(r))),

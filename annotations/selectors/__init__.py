@@ -22,6 +22,7 @@ from .projects import (
     project_dashboard_counts,
     project_get_for_user,
     project_labels,
+    project_labels_with_usage,
     project_list_for_user,
     project_list_with_role,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "project_dashboard_counts",
     "project_get_for_user",
     "project_labels",
+    "project_labels_with_usage",
     "project_list_for_user",
     "project_list_with_role",
     "lease_get_for_user",

@@ -5,7 +5,7 @@ from datetime import date, datetime, time, timedelta
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import CharField, Count, Exists, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import TruncDate
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 from knox.models import AuthToken
 
@@ -73,6 +73,13 @@ def project_get_for_user(
 def project_labels(project: Project) -> list[Label]:
     """The project's labels in display order."""
     return list(project.labels.order_by("order", "name"))
+
+
+def project_labels_with_usage(project: Project) -> list[Label]:
+    """The project's labels in display order, each with ``annotation_count``: the experts' annotations that name it."""
+    count = (Annotation.objects.filter(label=OuterRef("pk")).order_by().values("label")
+             .annotate(n=Count("*")).values("n"))
+    return list(project.labels.annotate(annotation_count=Coalesce(Subquery(count), 0)).order_by("order", "name"))
 
 
 def label_get(project: Project, label_id: int) -> Label | None:

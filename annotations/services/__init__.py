@@ -11,6 +11,7 @@ from .members import (
     member_remove,
     member_role_change,
 )
+from .labels import LABEL_PALETTE, label_color_next, label_delete, label_merge, label_move, label_usage
 from .projects import (
     api_token_regenerate,
     api_token_revoke,
@@ -19,6 +20,7 @@ from .projects import (
     project_create,
     project_overlap_apply,
     project_update,
+    user_can_create_projects,
 )
 from .queue.labeling import (
     LABELS_ADDED_COALESCE_SECONDS,
@@ -75,6 +77,13 @@ __all__ = [
     "member_role_change",
     "api_token_regenerate",
     "api_token_revoke",
+    "LABEL_PALETTE",
+    "label_color_next",
+    "label_delete",
+    "label_merge",
+    "label_move",
+    "label_usage",
+    "user_can_create_projects",
     "label_create",
     "label_update",
     "project_create",

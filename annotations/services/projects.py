@@ -1,40 +1,69 @@
 """Writes of projects, their labels, and users' API tokens."""
+from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
+from django.utils.text import slugify
 from knox.models import AuthToken
 
 from labelhub.api import DomainError
 from labelhub.celery import TaskName, send_task_on_commit
 
 from ..models import Item, Label, Membership, Project
+from .labels import checked as _checked
+from .labels import label_color_next, label_order_next, labels_create
 
 
-def _checked(obj: Project | Label) -> None:
-    """Run the model's validation; its field errors become a 400 naming the fields."""
-    try:
-        obj.full_clean(validate_unique=True, validate_constraints=True)
-    except ValidationError as exc:
-        raise DomainError("Invalid input.", details=exc.message_dict) from None
+PROJECT_CREATE_PERMISSION = "annotations.add_project"
+SLUG_BASE_MAX = 90  # room for "-" and a number within the slug's 100 characters
+SLUG_TRIES = 5
 
 
-def project_create(*, user: AbstractBaseUser, **fields: Any) -> Project:
-    """Create a project (staff only); its creator manages it."""
-    if not user.is_staff:
-        raise PermissionDenied("Only staff create projects.")
-    project = Project(**fields)
-    _checked(project)
-    try:
-        with transaction.atomic():
-            project.save()
-            Membership.objects.create(project=project, user=user, role=Membership.Role.MANAGER)
-            if project.retrain_interval_minutes:
-                send_task_on_commit(TaskName.SCHEDULE_SYNC, [project.pk])
-    except IntegrityError:  # a concurrent request took the slug between the check and the insert
-        raise DomainError("Invalid input.", details={"slug": ["A project with this slug already exists."]}) from None
-    return project
+def user_can_create_projects(user: AbstractBaseUser) -> bool:
+    """Staff, and users an admin gave the permission to add projects."""
+    return bool(user.is_active and (user.is_staff or user.has_perm(PROJECT_CREATE_PERMISSION)))
+
+
+def project_slug_free(name: str) -> str:
+    """A slug for the name that no project has: "Chest X-rays" → "chest-x-rays", then "chest-x-rays-2", …"""
+    base = slugify(name)[:SLUG_BASE_MAX].strip("-") or "project"
+    taken = set(Project.objects.filter(slug__startswith=base).values_list("slug", flat=True))
+    if base not in taken:
+        return base
+    numbers = [int(s[len(base) + 1:]) for s in taken if s[len(base) + 1:].isdigit() and s[len(base)] == "-"]
+    return f"{base}-{max([1, *numbers]) + 1}"
+
+
+def project_create(
+    *, user: AbstractBaseUser, labels: list[Mapping[str, Any]] | None = None, **fields: Any
+) -> Project:
+    """Create a project with its labels in one transaction; its creator manages it.
+
+    Staff, or a user with the ``annotations.add_project`` permission, may. Without a slug, one is
+    derived from the name and made unique. Any bad field or label stores nothing.
+    """
+    if not user_can_create_projects(user):
+        raise PermissionDenied("Only staff, or users allowed to create projects, create projects.")
+    derive = not fields.get("slug")
+    for _ in range(SLUG_TRIES if derive else 1):
+        if derive:
+            fields["slug"] = project_slug_free(fields.get("name", ""))
+        project = Project(**fields)
+        _checked(project)
+        try:
+            with transaction.atomic():
+                project.save()
+                Membership.objects.create(project=project, user=user, role=Membership.Role.MANAGER)
+                if labels:
+                    labels_create(project=project, labels=labels)
+                if project.retrain_interval_minutes:
+                    send_task_on_commit(TaskName.SCHEDULE_SYNC, [project.pk])
+            return project
+        except IntegrityError:  # a concurrent request took the slug between the check and the insert
+            continue
+    raise DomainError("Invalid input.", details={"slug": ["A project with this slug already exists."]})
 
 
 def project_update(*, project: Project, **fields: Any) -> Project:
@@ -68,7 +97,11 @@ def project_overlap_apply(project: Project) -> int:
 
 
 def label_create(*, project: Project, **fields: Any) -> Label:
-    """Add a label to the project; a duplicate name or shortcut is a 400 on that field."""
+    """Add a label to the project, last unless an order is given, in the palette's next free colour unless one is."""
+    if not fields.get("color"):
+        fields["color"] = label_color_next(project.labels.values_list("color", flat=True))
+    if "order" not in fields:
+        fields["order"] = label_order_next(project)
     label = Label(project=project, **fields)
     _checked(label)
     try:

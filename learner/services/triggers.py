@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -104,6 +105,15 @@ def _last_cycle_seconds(project_id: int) -> float | None:
 def manual_trigger(project_id: int, user: AbstractBaseUser, note: str = "") -> TrainingRun | None:
     """A person asked for a retrain."""
     evidence = {"requested_by": user.get_username(), "note": note}
+    return training_run_request(project_id=project_id, trigger=TrainingRun.Trigger.MANUAL, evidence=evidence, user=user)
+
+
+def requested_trigger(project_id: int, user_id: int | None, note: str) -> TrainingRun | None:
+    """A person's change to the project's labels asked for a retrain (sent by name from annotations)."""
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id is not None else None
+    if not Project.objects.filter(pk=project_id).exists():
+        return None
+    evidence = {"requested_by": user.get_username() if user else None, "note": note[:500]}
     return training_run_request(project_id=project_id, trigger=TrainingRun.Trigger.MANUAL, evidence=evidence, user=user)
 
 

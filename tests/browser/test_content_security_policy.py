@@ -37,6 +37,8 @@ def pages(project: Project) -> list[tuple[str, str]]:
         (reverse("model-versions-compare", args=[pk]), "main"),
         (reverse("project-experiments", args=[pk]), "main"),
         (reverse("project-clients", args=[pk]), "main form"),
+        (reverse("project-new"), "main form"),
+        (reverse("project-settings", args=[pk]), "main form"),
         (reverse("review", args=[pk]), "main"),
         (reverse("agreement", args=[pk]), "main"),
         (reverse("api-token"), "main"),
