@@ -25,7 +25,8 @@ SETTINGS_SECTIONS: list[tuple[str, str, list[str]]] = [
 ]
 HELP = {  # settings whose model field has no help text
     "name": "Shown in the project list and on every page of the project.",
-    "instructions": "Guidelines shown to experts beside every item while they label.",
+    "instructions": "Guidelines shown to experts beside every item while they label, in Markdown (links, lists, "
+                    "emphasis, tables; no images or raw HTML).",
     "query_strategy": "Which unlabeled item the queue serves next: the one the live model is least sure of, by this "
                       "measure (random ignores the model).",
     "drift_enabled": "Retrain when newly imported items differ from those the live model was trained on.",

@@ -32,6 +32,7 @@ DEEP = b"[" * 50_000 + b"]" * 50_000
 # JSON text with a lone surrogate and a NUL as escapes (json.dumps would escape them the same way).
 BAD_STRINGS = b'{"label": "a\\ud800b", "note": "a\\u0000b", "x\\udfff": 1}'
 JSON_MAX_BYTES = 200_000  # set for these tests; DEEP (100,000 bytes) stays below it
+LABEL_ROWS = {"labels-TOTAL_FORMS": "2", "labels-INITIAL_FORMS": "0", "labels-0-name": "a", "labels-1-name": "b"}
 OUT_OF_RANGE_DATE = "9999-12-31T23:59:59-14:00"  # in UTC: past the year 9999
 
 
@@ -104,6 +105,22 @@ CASES: dict[str, list[Case]] = {
         post({"action": "role", "membership_id": str(ID_OVER), "role": "manager"}, expect=(404,)),
         post({"action": "remove", "membership_id": "9" * 5000}, expect=(404,)),
         post({"action": "revoke", "invitation_id": "-1"}, expect=(404,)),
+    ],
+    # Making and setting up a project: a refused form is the page again with 400; a label's change is a message
+    "project-new": [
+        post({"name": LONG, "kind": "text", **LABEL_ROWS}), post({"name": "P", "kind": LONG, **LABEL_ROWS}),
+        post({"name": "P", "kind": "text", "audit_share": "1e400", **LABEL_ROWS}),
+        post({"name": "P", "kind": "text", "labels-TOTAL_FORMS": str(HUGE), "labels-INITIAL_FORMS": "0"}),
+        post({"name": "P", "kind": "text", **LABEL_ROWS, "labels-0-color": LONG}),
+    ],
+    "project-settings": [
+        post({"name": LONG}), post({"name": "P", "audit_share": "1e400"}), post({"name": "P", "overlap": str(HUGE)}),
+    ],
+    "project-label-add": [post({"name": LONG, "color": "#123456"}), post({"name": "x", "color": LONG}),
+                          post({"name": "x", "color": "#123456", "order": str(HUGE)})],
+    "project-label-change": [
+        post({"action": LONG}, expect=(302,)), post({"action": "merge", "into": "9" * 5000}, expect=(302,)),
+        post({"action": "save", "name": LONG, "color": "#123456"}, expect=(302,)),
     ],
     "invitation-accept": [
         Case("GET", path={"token": LONG}, expect=(404,)), Case("GET", path={"token": "a.b"}, expect=(404,)),
