@@ -144,6 +144,7 @@ RULES: dict[str, Rule] = {
     "api-project-export": Rule({"GET": MANAGER}, project),
     # API clients (client_apis.py, views.py)
     "project-clients": Rule({"GET": MANAGER, "POST": MANAGER}, project),
+    "project-export": Rule({"GET": MANAGER}, project),
     "api-clients": Rule({"GET": MANAGER, "POST": MANAGER}, project),
     "api-client": Rule({"DELETE": MANAGER}, project_and(client_id=lambda w, r: w.client_for(r))),
     "api-client-token": Rule({"POST": MANAGER}, project_and(client_id=lambda w, r: w.client_for(r))),
