@@ -185,6 +185,7 @@ RULES: dict[str, Rule] = {
     "model-version-rollback": Rule({"POST": MANAGER}, project_and(number=version)),
     "model-version-promote": Rule({"POST": MANAGER}, project_and(number=version)),
     "project-experiments": Rule({"GET": MANAGER}, project),
+    "experiment-start": Rule({"POST": MANAGER}, project),
     "experiment-stop": Rule({"POST": MANAGER}, project_and(experiment_id=lambda w, r: w.experiment.pk)),
     "api-retrain": Rule({"POST": MANAGER}, project),
     "api-runs": Rule({"GET": REVIEWER}, project),
