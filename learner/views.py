@@ -174,7 +174,10 @@ def project_dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
     days, per_expert = annotation_selectors.labels_per_day(project.pk, days=DASHBOARD_DAYS)
     live = selectors.model_version_live(project.pk)
     scoring = annotation_selectors.scoring_current(project.pk)
+    distribution = annotation_selectors.label_distribution(project.pk)
     return render(request, "learner/dashboard.html", {
+        "distribution": distribution,
+        "distribution_svg": charts.label_distribution(distribution["labels"]),
         "project": project,
         "counts": annotation_selectors.project_dashboard_counts(project.pk),
         "per_day_svg": charts.labels_per_day(days, per_expert),

@@ -1,5 +1,6 @@
 """Reads of annotations' data, one module per subdomain; the only way other apps read labels and items."""
 from .clients import api_client_get, api_client_list
+from .labels import label_distribution
 from .projects import (
     LADDER,
     ROLE_RANK,
@@ -61,6 +62,7 @@ __all__ = [
     "api_token_get",
     "item_list",
     "label_get",
+    "label_distribution",
     "labels_per_day",
     "membership_role",
     "project_counts",
