@@ -74,7 +74,8 @@ def _throttled(request: HttpRequest) -> str:
 def project_export_page(request: HttpRequest, project_id: int) -> HttpResponse:
     """The export form (managers, like the REST export); ``download`` answers with the export file itself."""
     project = project_or_404(request, project_id, "manager")
-    asked = request.GET.dict()
+    # A field left blank (the form always sends since) asks for nothing.
+    asked = {key: value for key, value in request.GET.dict().items() if value.strip()}
     serializer = ProjectExportApi.InputSerializer(data=asked)
     error, status = "", 200
     if not serializer.is_valid():

@@ -40,7 +40,7 @@ def test_the_page_downloads_the_same_file_as_the_api_for_the_same_options(client
 
 def test_the_form_shows_the_options_and_the_curl_command_for_them(client, labeled, manager):
     client.force_login(manager)
-    response = client.get(page_url(labeled, format="csv", mode="all", include_audit="true"))
+    response = client.get(page_url(labeled, format="csv", mode="all", include_audit="true", since=""))
 
     assert response.status_code == 200
     page = response.content.decode()
