@@ -2,6 +2,7 @@
 from django.urls import path
 
 from . import label_views, member_views, project_views, review_views, views
+from .exports import views as export_views
 from .imports import views as import_views
 
 urlpatterns = [
@@ -11,6 +12,7 @@ urlpatterns = [
     path("projects/<int:project_id>/clients/", views.project_clients, name="project-clients"),
     path("items/<int:item_id>/<str:variant>", views.item_media, name="item-media"),
     path("projects/<int:project_id>/import", import_views.project_import, name="project-import"),
+    path("projects/<int:project_id>/export", export_views.project_export_page, name="project-export"),
     path("imports/<int:job_id>/panel", import_views.import_job_panel, name="import-job-panel"),
     path("projects/<int:project_id>/label", label_views.label_page, name="label"),
     path("projects/<int:project_id>/label/next", label_views.label_next, name="label-next"),

@@ -54,3 +54,10 @@ def labels_per_day(days: Sequence[date], per_expert: Mapping[str, Sequence[int]]
     """Stacked labels per day per expert."""
     data = [[d.isoformat() for d in days], {name: list(counts) for name, counts in per_expert.items()}]
     return _cached("per-day", data, lambda: plots.labels_per_day_svg(days, per_expert, title="Labels per day by expert"))
+
+
+def label_distribution(labels: Sequence[Mapping]) -> str:
+    """Items per final label, in each label's colour."""
+    names, counts, colours = [lb["name"] for lb in labels], [lb["final"] for lb in labels], [lb["color"] for lb in labels]
+    return _cached("distribution", [names, counts, colours],
+                   lambda: plots.label_distribution_svg(names, counts, colours))

@@ -16,6 +16,7 @@ urlpatterns = [
     path("projects/<int:project_id>/models/status", views.project_model_status, name="project-model-status"),
     path("projects/<int:project_id>/dashboard/jobs", views.project_dashboard_jobs, name="project-dashboard-jobs"),
     path("projects/<int:project_id>/experiments/", views.project_experiments, name="project-experiments"),
+    path("projects/<int:project_id>/experiments/start", views.experiment_start, name="experiment-start"),
     path("projects/<int:project_id>/experiments/<int:experiment_id>/stop", views.experiment_stop,
          name="experiment-stop"),
 ]

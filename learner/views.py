@@ -1,4 +1,5 @@
 """The project's models, dashboard and experiments pages: versions, runs, jobs, A/B tests; retrain, swap, stop."""
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page
@@ -13,6 +14,7 @@ from annotations.view_helpers import project_or_404
 from labelhub.api import DomainError
 
 from . import charts, selectors
+from .experiment_apis import ExperimentListApi
 from .models import Experiment, ModelVersion
 from .services import experiments as experiment_services
 from .services import models as model_services
@@ -172,7 +174,10 @@ def project_dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
     days, per_expert = annotation_selectors.labels_per_day(project.pk, days=DASHBOARD_DAYS)
     live = selectors.model_version_live(project.pk)
     scoring = annotation_selectors.scoring_current(project.pk)
+    distribution = annotation_selectors.label_distribution(project.pk)
     return render(request, "learner/dashboard.html", {
+        "distribution": distribution,
+        "distribution_svg": charts.label_distribution(distribution["labels"]),
         "project": project,
         "counts": annotation_selectors.project_dashboard_counts(project.pk),
         "per_day_svg": charts.labels_per_day(days, per_expert),
@@ -237,21 +242,69 @@ def model_version_swap(request: HttpRequest, project_id: int, number: int, actio
     return redirect("project-models", project.pk)
 
 
-@login_required
-@require_GET
-def project_experiments(request: HttpRequest, project_id: int) -> HttpResponse:
-    # Experiments are the managers' (agreed access levels); reviewers see versions on the Models page.
-    project = project_or_404(request, project_id, "manager")
-    role = annotation_selectors.membership_role(request.user, project)
+# The start form's fields, by their names on the page (for the messages of bad input).
+START_FIELDS = {"challenger": "Challenger", "mode": "Mode", "traffic_share": "Traffic share", "alpha": "α",
+                "min_gain": "Minimum gain", "looks": "Looks", "min_sample": "Minimum sample"}
+
+
+def _experiments_page(request: HttpRequest, project, form: dict | None = None, error: str = "",
+                      status: int = 200) -> HttpResponse:
+    live = selectors.model_version_live(project.pk)
     experiments = Experiment.objects.filter(project=project).select_related(
         "champion", "challenger", "created_by", "stopped_by")
     return render(request, "learner/experiments.html", {
         "project": project,
-        "live": selectors.model_version_live(project.pk),
+        "live": live,
         "running": [e for e in experiments if e.status == Experiment.Status.RUNNING],
         "past": [e for e in experiments if e.status != Experiment.Status.RUNNING],
-        "is_manager": annotation_selectors.ROLE_RANK[role] >= annotation_selectors.ROLE_RANK["manager"],
-    })
+        "challengers": selectors.experiment_challengers(project.pk, live),
+        "form": form or {"mode": Experiment.Mode.SHADOW, "traffic_share": "10"},
+        "defaults": {"alpha": settings.LABELHUB_EXPERIMENT_ALPHA, "min_gain": settings.LABELHUB_EXPERIMENT_MIN_GAIN,
+                     "looks": settings.LABELHUB_EXPERIMENT_LOOKS},
+        "start_error": error,
+        "is_manager": True,
+    }, status=status)
+
+
+@login_required
+@require_GET
+def project_experiments(request: HttpRequest, project_id: int) -> HttpResponse:
+    # Experiments are the managers' (agreed access levels); reviewers see versions on the Models page.
+    return _experiments_page(request, project_or_404(request, project_id, "manager"))
+
+
+def _start_input(form: dict) -> dict:
+    """The start form as the REST start's input: blank fields left out, the traffic share from percent to a fraction."""
+    data = {key: form[key] for key in START_FIELDS if form.get(key, "").strip()}
+    if "traffic_share" in data:
+        try:
+            data["traffic_share"] = float(data["traffic_share"]) / 100
+        except ValueError:
+            raise DomainError(f"Traffic share: give a percentage such as 10 (got {data['traffic_share'][:20]!r}).") from None
+    if form.get("mode") != Experiment.Mode.SPLIT:
+        data.pop("traffic_share", None)
+    serializer = ExperimentListApi.InputSerializer(data=data)
+    if not serializer.is_valid():
+        raise DomainError(" ".join(f"{START_FIELDS.get(field, field)}: {' '.join(map(str, messages))}"
+                                   for field, messages in serializer.errors.items()))
+    return dict(serializer.validated_data)
+
+
+@login_required
+@require_POST
+def experiment_start(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Start an experiment from the page, with the same bounds as the REST start and the service's refusals in words."""
+    project = project_or_404(request, project_id, "manager")
+    form = {key: request.POST.get(key, "")[:40] for key in START_FIELDS}
+    try:
+        values = _start_input(form)
+        experiment = experiment_services.experiment_start(
+            project=project, user=request.user, challenger_number=values.pop("challenger"), **values)
+    except DomainError as exc:
+        return _experiments_page(request, project, form, exc.message, status=exc.status_code)
+    messages.success(request, f"Experiment {experiment.pk} started: v{experiment.challenger.number} against the live "
+                              f"v{experiment.champion.number}, {experiment.get_mode_display().lower()}.")
+    return redirect("project-experiments", project.pk)
 
 
 @login_required

@@ -139,6 +139,8 @@ CASES: dict[str, list[Case]] = {
         get({"annotator": LONG}), get({"label": LONG}), get({"audit": LONG}), get({"page_size": -1}, expect=(200,)),
     ],
     "api-project-export": [get({"since": OUT_OF_RANGE_DATE}), get({"format": LONG}), get({"mode": NUL})],
+    "project-export": [get({"since": OUT_OF_RANGE_DATE, "download": "1"}), get({"format": LONG, "download": "1"}),
+                       get({"mode": NUL}), get({"include_audit": LONG}), get({"since": LONG})],
     # Labeling page and queue
     "label": [get({"x": NUL})],
     "label-next": [post({"exclude": [LONG]}), post({"exclude": NUL})],
@@ -178,6 +180,13 @@ CASES: dict[str, list[Case]] = {
     "model-version-rollback": [post({"reason": NUL})],
     "model-version-promote": [post({"reason": NUL})],
     "project-experiments": [],
+    "experiment-start": [
+        post({"challenger": str(ID_OVER), "mode": "shadow"}), post({"challenger": "9" * 5000, "mode": "shadow"}),
+        post({"challenger": "2", "mode": "split", "traffic_share": "1e300"}),
+        post({"challenger": "2", "mode": "split", "traffic_share": "nan"}),
+        post({"challenger": "2", "mode": "shadow", "min_sample": str(HUGE)}), post({"challenger": "2", "mode": LONG}),
+        post({"challenger": "2", "mode": "shadow", "alpha": "-inf"}),
+    ],
     "experiment-stop": [post({"reason": NUL})],
     "api-retrain": [post({"note": LONG})],
     "api-runs": [],

@@ -2,7 +2,7 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from labelhub.api import query_validated
 
+from ..models import Project
 from ..selectors import project_get_for_user
 from . import formats
 from .rows import MODES, ExportOptions
@@ -62,17 +63,23 @@ class ProjectExportApi(APIView):
     )
     def get(self, request: Request, project_id: int) -> StreamingHttpResponse:
         project = project_get_for_user(request.user, project_id, min_role="manager")
-        query = query_validated(request, self.InputSerializer)
-        fmt = query.pop("format")
-        options = ExportOptions(**query)
-        # Labels are timestamped just before they commit: the next pull starts a little before this one.
-        next_since = timezone.now() - timedelta(seconds=settings.LABELHUB_EXPORT_SINCE_OVERLAP)
-        chunks = project_export(project, fmt, options, base_url=request.build_absolute_uri("/")[:-1])
-        response = StreamingHttpResponse(chunks, content_type=formats.CONTENT_TYPES[fmt])
-        response["Content-Disposition"] = (
-            f'attachment; filename="{project.slug}-{options.mode}.{formats.EXTENSIONS[fmt]}"'
-        )
-        response["X-Export-Next-Since"] = next_since.isoformat()
-        response["Cache-Control"] = "no-store"
-        response["X-Accel-Buffering"] = "no"  # let a proxy pass rows on as they come
-        return response
+        return export_response(request, project, query_validated(request, self.InputSerializer))
+
+
+def export_response(request: HttpRequest, project: Project, query: dict) -> StreamingHttpResponse:
+    """Stream the export that ``query`` (validated by ``ProjectExportApi.InputSerializer``) asks for, as an attachment.
+
+    The API and the export page both answer with this, so a download from either is the same file.
+    """
+    query = dict(query)
+    fmt = query.pop("format")
+    options = ExportOptions(**query)
+    # Labels are timestamped just before they commit: the next pull starts a little before this one.
+    next_since = timezone.now() - timedelta(seconds=settings.LABELHUB_EXPORT_SINCE_OVERLAP)
+    chunks = project_export(project, fmt, options, base_url=request.build_absolute_uri("/")[:-1])
+    response = StreamingHttpResponse(chunks, content_type=formats.CONTENT_TYPES[fmt])
+    response["Content-Disposition"] = f'attachment; filename="{project.slug}-{options.mode}.{formats.EXTENSIONS[fmt]}"'
+    response["X-Export-Next-Since"] = next_since.isoformat()
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"  # let a proxy pass rows on as they come
+    return response

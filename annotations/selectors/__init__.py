@@ -1,5 +1,6 @@
 """Reads of annotations' data, one module per subdomain; the only way other apps read labels and items."""
 from .clients import api_client_get, api_client_list
+from .labels import label_distribution
 from .members import (
     InvitationUnusable,
     invitation_get_by_token,
@@ -78,6 +79,7 @@ __all__ = [
     "api_token_get",
     "item_list",
     "label_get",
+    "label_distribution",
     "labels_per_day",
     "membership_role",
     "project_counts",

@@ -5,7 +5,10 @@ import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from ..models import Annotation, Item
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from ..models import Annotation, Item, Label
 
 
 @dataclass(frozen=True)
@@ -134,3 +137,65 @@ def audit_labels_since(project_id: int, since) -> list[tuple[int, int]]:
     for item_id, label_id in rows:
         labels.setdefault(item_id, label_id)
     return sorted(labels.items())
+
+
+# How many experts the label distribution names; the others are counted together.
+DISTRIBUTION_EXPERTS_MAX = 6
+
+
+def _distribution_sql() -> str:
+    q = connection.ops.quote_name
+    annotation, item = q(Annotation._meta.db_table), q(Item._meta.db_table)
+    label, user = q(Label._meta.db_table), q(get_user_model()._meta.db_table)
+    # Final label as the export's mode final and training decide it: the reviewer's, else the most frequent,
+    # a tie to the label given first (majority_label). Per expert: every label they gave.
+    return f"""
+        WITH votes AS (
+            SELECT a.item_id, a.label_id, COUNT(*) AS n, MIN(a.id) AS first_id
+            FROM {annotation} a JOIN {item} i ON i.id = a.item_id
+            WHERE i.project_id = %s AND i.resolved_label_id IS NULL GROUP BY a.item_id, a.label_id
+        ), ranked AS (
+            SELECT label_id, ROW_NUMBER() OVER (PARTITION BY item_id ORDER BY n DESC, first_id) AS r FROM votes
+        ), finals AS (
+            SELECT label_id FROM ranked WHERE r = 1
+            UNION ALL
+            SELECT resolved_label_id FROM {item} WHERE project_id = %s AND resolved_label_id IS NOT NULL
+        ), counts AS (
+            SELECT label_id, CAST(NULL AS VARCHAR(150)) AS username, COUNT(*) AS n FROM finals GROUP BY label_id
+            UNION ALL
+            SELECT a.label_id, u.{q('username')}, COUNT(*) FROM {annotation} a JOIN {item} i ON i.id = a.item_id
+            JOIN {user} u ON u.id = a.annotator_id WHERE i.project_id = %s GROUP BY a.label_id, u.{q('username')}
+        )
+        SELECT l.id, l.name, l.color, c.username, c.n FROM {label} l LEFT JOIN counts c ON c.label_id = l.id
+        WHERE l.project_id = %s ORDER BY l.{q('order')}, l.name, l.id"""
+
+
+def label_distribution(project_id: int) -> dict:
+    """How many items carry each final label, and how many labels each expert gave of each, in one statement.
+
+    Returns ``labels`` in the project's label order (id, name, color, final, experts: counts by
+    expert name, others), ``experts``: the ``DISTRIBUTION_EXPERTS_MAX`` busiest by name, and
+    ``others``: whether more experts than those labeled.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_distribution_sql(), [project_id] * 4)
+        rows = cursor.fetchall()
+    labels: dict[int, dict] = {}
+    totals: Counter[str] = Counter()
+    for label_id, name, color, username, n in rows:
+        entry = labels.setdefault(label_id, {"id": label_id, "name": name, "color": color, "final": 0, "by": {}})
+        if n is None:
+            continue
+        if username is None:
+            entry["final"] = n
+        else:
+            entry["by"][username] = n
+            totals[username] += n
+    ranked = sorted(totals, key=lambda name: (-totals[name], name))
+    shown = ranked[:DISTRIBUTION_EXPERTS_MAX]
+    for entry in labels.values():
+        by = entry.pop("by")
+        entry["experts"] = [by.get(name, 0) for name in shown]
+        entry["others"] = sum(n for name, n in by.items() if name not in shown)
+    return {"labels": list(labels.values()), "experts": shown, "others": len(ranked) > len(shown),
+            "items": sum(entry["final"] for entry in labels.values())}

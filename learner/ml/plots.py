@@ -1,4 +1,5 @@
-"""Server-side SVG plots for the versions page and the dashboard: learning curve, confusion matrix, labels per day.
+"""Server-side SVG plots for the versions page and the dashboard: learning curve, confusion matrix, labels per day,
+label distribution.
 
 Pure plotting over plain numbers (no ORM): each function returns an ``<svg>`` element as text,
 ready to be written into a page. Text stays text in the SVG (``svg.fonttype: none``), so titles
@@ -161,4 +162,30 @@ def labels_per_day_svg(days: Sequence[date], per_expert: Mapping[str, Sequence[i
     axes.set_ylabel("labels")
     axes.set_title(title)
     axes.grid(axis="y", alpha=0.3)
+    return _svg(figure)
+
+
+_HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def label_distribution_svg(names: Sequence[str], counts: Sequence[int], colours: Sequence[str], *,
+                           title: str = "Items by final label") -> str:
+    """Horizontal bars of items per final label, each in its label's colour (a colour that is no #rrggbb: the palette's)."""
+    figure = _figure(7.5, min(12.0, 1.2 + 0.32 * max(1, len(names))))
+    axes = figure.add_subplot()
+    y = np.arange(len(names))
+    fill = [c if isinstance(c, str) and _HEX_COLOUR.fullmatch(c) else COLOURS[i % len(COLOURS)]
+            for i, c in enumerate(colours)]
+    bars = axes.barh(y, np.asarray(counts, dtype=float), color=fill, edgecolor="#5b6672", linewidth=0.5, height=0.7)
+    axes.bar_label(bars, labels=[str(n) for n in counts], padding=3, fontsize=8)
+    axes.set_yticks(y, labels=[plain(name) for name in names])
+    axes.invert_yaxis()  # the first label on top, as in the table
+    axes.set_xlim(0, max(1.0, max(counts, default=0) * 1.15))
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    if not any(counts):
+        axes.text(0.5, 0.5, "no labeled item yet", ha="center", va="center", transform=axes.transAxes,
+                  color="#5b6672")
+    axes.set_xlabel("items")
+    axes.set_title(title)
+    axes.grid(axis="x", alpha=0.3)
     return _svg(figure)

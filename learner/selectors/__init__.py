@@ -8,6 +8,7 @@ from .features import (
     project_featurizer,
 )
 from .models import (
+    experiment_challengers,
     experiments_running,
     live_model_stale_reason,
     model_version_by_number,

@@ -102,6 +102,17 @@ def predict_target(project_id: int) -> Target:
     return Target(live, experiment, challenger, {int(k): v for k, v in (names or {}).items()})
 
 
+def experiment_challengers(project_id: int, live: ModelVersion | None) -> list[ModelVersion]:
+    """The versions an experiment may test against the live one, newest first: same features, not live, file kept."""
+    if live is None:
+        return []
+    return list(
+        ModelVersion.objects.filter(project_id=project_id, feature_space=live.feature_space,
+                                    artifact_removed_at__isnull=True)
+        .exclude(pk=live.pk).order_by("-number").only("id", "number", "status", "algorithm", "metrics", "created_at")
+    )
+
+
 def experiments_running(project_id: int) -> list[int]:
     """Ids of the project's running experiments."""
     return list(Experiment.objects.filter(project_id=project_id, status=Experiment.Status.RUNNING).values_list("pk", flat=True))

@@ -58,7 +58,7 @@ def test_a_manager_rolls_back_and_the_live_version_changes(
     expect(page.locator("#version-2 .badge")).to_have_text("Live")
     expect(page.locator("#version-1 .badge")).to_have_text("Retired")
     expect(page.locator("#timeline tbody tr").first).to_contain_text("manager, promoting anyway")
-    expect(page.locator("figure.plot svg")).to_be_visible()
+    expect(page.locator("figure.plot svg").first).to_be_visible()
     page.screenshot(path=str(artifacts / "versions-page.png"), full_page=True)
 
     row = page.locator("#version-1")
@@ -85,7 +85,7 @@ def test_a_manager_rolls_back_and_the_live_version_changes(
     page.get_by_role("link", name="v1", exact=True).first.click()
     expect(page.locator("h1")).to_contain_text("Model v1")
     expect(page.locator(".per-class")).to_contain_text("class_0")
-    expect(page.locator("figure.plot svg")).to_be_visible()
+    expect(page.locator("figure.plot svg").first).to_be_visible()
     page.screenshot(path=str(artifacts / "version-page.png"), full_page=True)
     assert js_errors == []
 
@@ -128,7 +128,7 @@ def test_the_dashboard_follows_a_running_job_until_it_ends(
     jobs = page.locator("#dashboard-jobs")
     expect(jobs).to_contain_text("Import april.csv · computing features · 25%")
     expect(page.locator("#counts")).to_contain_text("160")
-    expect(page.locator("figure.plot svg")).to_be_visible()
+    expect(page.locator("figure.plot svg").first).to_be_visible()
     page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
 
     ImportJob.objects.filter(pk=job.pk).update(features_done=30)

@@ -186,8 +186,8 @@ def test_versions_page_and_dashboard_queries_do_not_grow_with_versions_and_runs(
     with django_assert_num_queries(10):
         client.get(models_url)
     # session, user, project with role, item counts, label counts, labels per day, live version, scoring,
-    # drift check, recent runs with versions, active imports, running scorings, active runs
-    with django_assert_num_queries(13):
+    # label distribution, drift check, recent runs with versions, active imports, running scorings, active runs
+    with django_assert_num_queries(14):
         client.get(dashboard_url)
     train(two_versions)
     train(two_versions)
@@ -195,7 +195,7 @@ def test_versions_page_and_dashboard_queries_do_not_grow_with_versions_and_runs(
                                 actor=reviewer, reason="more rows")
     assert ModelVersion.objects.filter(project=two_versions).count() == 4
     assert queries_of(client, models_url) == 10
-    assert queries_of(client, dashboard_url) == 13
+    assert queries_of(client, dashboard_url) == 14
 
 
 def version_numbers(response) -> list[int]:
