@@ -1,7 +1,7 @@
 """Page URLs of the annotations app."""
 from django.urls import path
 
-from . import label_views, review_views, views
+from . import browse_views, label_views, review_views, views
 from .imports import views as import_views
 
 urlpatterns = [
@@ -30,4 +30,15 @@ urlpatterns += [
     path("projects/<int:project_id>/review/annotations/<int:annotation_id>/correct", review_views.review_correct,
          name="review-correct"),
     path("projects/<int:project_id>/agreement/", review_views.agreement_page, name="agreement"),
+]
+
+# The items browser, one item's page and an expert's own labels (annotations/browse_views.py).
+urlpatterns += [
+    path("projects/<int:project_id>/items", browse_views.items_page, name="project-items"),
+    path("projects/<int:project_id>/items/<int:item_id>", browse_views.item_page, name="project-item"),
+    path("projects/<int:project_id>/items/<int:item_id>/correct", browse_views.item_correct,
+         name="project-item-correct"),
+    path("projects/<int:project_id>/my-labels", browse_views.my_labels_page, name="my-labels"),
+    path("projects/<int:project_id>/my-labels/<int:annotation_id>/change", browse_views.my_label_change,
+         name="my-label-change"),
 ]
