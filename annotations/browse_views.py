@@ -1,5 +1,6 @@
 """The items browser (reviewers and managers), one item's page with its corrections, and an expert's own labels."""
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
@@ -140,12 +141,22 @@ def items_page(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 class ItemCorrectForm(forms.Form):
-    annotation_id = forms.IntegerField(min_value=1, max_value=ID_MAX, error_messages={"required": "Choose a label to correct."})
+    annotation_id = forms.IntegerField(
+        min_value=1, max_value=ID_MAX, error_messages={"required": "Choose a label to correct."}
+    )
     label_id = forms.IntegerField(min_value=1, max_value=ID_MAX, error_messages={"required": "Choose a label."})
     note = forms.CharField(required=False, max_length=NOTE_MAX)
 
 
-def _item_page(request: HttpRequest, project: Project, item_id: int, error: str = "", status: int = 200) -> HttpResponse:
+def _back(request: HttpRequest) -> str:
+    """The items list's query string to go back to (only a query string: never another address)."""
+    back = request.GET.get("back") or request.POST.get("back") or ""
+    return back if back.startswith("?") and len(back) <= 2000 else ""
+
+
+def _item_page(
+    request: HttpRequest, project: Project, item_id: int, error: str = "", status: int = 200
+) -> HttpResponse:
     try:
         item = selectors.review_item_get_for_user(request.user, item_id)
     except NotFound as exc:
@@ -165,7 +176,7 @@ def _item_page(request: HttpRequest, project: Project, item_id: int, error: str 
         "features": item_feature_tables(project, item),
         "all_labels": labels,
         "error": error,
-        "back": request.GET.get("back", "") if request.GET.get("back", "").startswith("?") else "",
+        "back": _back(request),
         "is_manager": selectors.ROLE_RANK[role] >= selectors.ROLE_RANK["manager"],
     }, status=status)
 
@@ -199,7 +210,9 @@ def item_correct(request: HttpRequest, project_id: int, item_id: int) -> HttpRes
     except DomainError as exc:
         return _item_page(request, project, item_id, exc.message, exc.status_code)
     messages.success(request, f"The label is now {label.name!r}; the correction is recorded.")
-    return redirect("project-item", project.pk, item_id)
+    back = _back(request)
+    address = reverse("project-item", args=[project.pk, item_id])
+    return redirect(address + (f"?{urlencode({'back': back})}" if back else ""))
 
 
 class ChangeOwnForm(forms.Form):

@@ -1,12 +1,13 @@
-"""Indexes of the items browser: newest first per project, gold and resolved items; on PostgreSQL also
-metadata (GIN, for field=value filters) and trigrams of the external id and text (for search)."""
+"""Indexes of the items browser: newest first per project, gold and resolved items; on PostgreSQL
+also metadata (GIN, for field=value filters) and trigrams of the external id and text (for search)."""
 from django.db import migrations, models
 
 # pg_trgm is a trusted extension (PostgreSQL 13+): a database owner may create it.
 POSTGRESQL = [
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
     "CREATE INDEX IF NOT EXISTS item_metadata ON annotations_item USING gin (metadata jsonb_path_ops)",
-    "CREATE INDEX IF NOT EXISTS item_search_external_id ON annotations_item USING gin (UPPER(external_id) gin_trgm_ops)",
+    "CREATE INDEX IF NOT EXISTS item_search_external_id ON annotations_item"
+    " USING gin (UPPER(external_id) gin_trgm_ops)",
     "CREATE INDEX IF NOT EXISTS item_search_text ON annotations_item USING gin (UPPER(text) gin_trgm_ops)",
 ]
 POSTGRESQL_BACK = [
@@ -46,6 +47,8 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='item',
-            index=models.Index(condition=models.Q(('resolved_label__isnull', False)), fields=['project'], name='item_resolved'),
+            index=models.Index(
+                condition=models.Q(('resolved_label__isnull', False)), fields=['project'], name='item_resolved'
+            ),
         ),
     ]

@@ -6,7 +6,18 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Exists, FilteredRelation, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    Exists,
+    FilteredRelation,
+    Min,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.db.models.functions import Coalesce
 
 from labelhub.api import DomainError
@@ -144,7 +155,7 @@ def _filtered(project: Project, filters: ItemFilters, scoring: QueueScoring | No
     items = _status(Item.objects.filter(project=project), project, filters.status)
     if filters.label_id is not None:
         items = items.filter(label_count__gt=0).annotate(
-            final_label=Coalesce("resolved_label_id", _majority())
+            final_label=Coalesce("resolved_label_id", _majority(), output_field=BigIntegerField())
         ).filter(final_label=filters.label_id)
     if filters.annotator_id is not None:
         items = items.filter(
