@@ -49,6 +49,8 @@ SCORED_SORTS = {"uncertainty", "confidence", "-confidence"}
 PAGE_SIZE = 50
 # Pages reach this deep into a filter's items; past it the page asks for narrower filters.
 DEPTH_MAX = 10_000
+# Matches are counted up to this many ("more than" past it): each counted row of a scored filter costs a join.
+COUNT_MAX = 1_000
 META_FILTERS_MAX = 5
 SEARCH_MAX = 200
 
@@ -204,7 +206,7 @@ def _live_scores(scoring: QueueScoring | None, item_ids: list[int]) -> dict[int,
 def item_browse(project: Project, filters: ItemFilters, *, page: int = 1) -> ItemPage:
     """One page of the project's items under the filters and sort, with each one's labels and live prediction.
 
-    The count stops at ``DEPTH_MAX`` (``total_capped`` then says "more than"), and pages end there:
+    The count stops at ``COUNT_MAX`` (``total_capped`` then says "more than"), and pages at ``DEPTH_MAX``:
     a million-item pool is browsed by narrowing the filters, not by paging through it.
     """
     if filters.status not in STATUSES:
@@ -227,9 +229,9 @@ def item_browse(project: Project, filters: ItemFilters, *, page: int = 1) -> Ite
     if len(rows) < PAGE_SIZE and (rows or number == 1):
         total, capped = offset + len(rows), False
     else:
-        total = items.order_by()[:DEPTH_MAX + 1].count()
-        capped = total > DEPTH_MAX
-        total = min(total, DEPTH_MAX)
+        total = items.order_by()[:COUNT_MAX + 1].count()
+        capped = total > COUNT_MAX
+        total = max(min(total, COUNT_MAX), offset + len(rows))
     scores = _live_scores(scoring, [item.pk for item in rows])
     for item in rows:
         item.live_label_id, item.live_confidence = scores.get(item.pk, (None, None))

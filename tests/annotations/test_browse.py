@@ -121,6 +121,7 @@ def test_unknown_or_foreign_ids_are_named_in_the_message(pool):
 def test_pages_are_bounded_and_counted(pool, monkeypatch):
     monkeypatch.setattr("annotations.selectors.browse.PAGE_SIZE", 2)
     monkeypatch.setattr("annotations.selectors.browse.DEPTH_MAX", 4)
+    monkeypatch.setattr("annotations.selectors.browse.COUNT_MAX", 4)
     first = item_browse(pool["project"], ItemFilters(), page=1)
     assert (len(first.items), first.more, first.total, first.total_capped) == (2, True, 4, True)
     last = item_browse(pool["project"], ItemFilters(), page=99)  # clamped to the deepest page
