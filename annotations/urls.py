@@ -1,7 +1,7 @@
 """Page URLs of the annotations app."""
 from django.urls import path
 
-from . import label_views, member_views, project_views, review_views, views
+from . import browse_views, label_views, member_views, project_views, review_views, views
 from .exports import views as export_views
 from .imports import views as import_views
 
@@ -47,4 +47,15 @@ urlpatterns += [
     path("projects/<int:project_id>/settings/labels", project_views.project_label_add, name="project-label-add"),
     path("projects/<int:project_id>/settings/labels/<int:label_id>", project_views.project_label_change,
          name="project-label-change"),
+]
+
+# The items browser, one item's page and an expert's own labels (annotations/browse_views.py).
+urlpatterns += [
+    path("projects/<int:project_id>/items", browse_views.items_page, name="project-items"),
+    path("projects/<int:project_id>/items/<int:item_id>", browse_views.item_page, name="project-item"),
+    path("projects/<int:project_id>/items/<int:item_id>/correct", browse_views.item_correct,
+         name="project-item-correct"),
+    path("projects/<int:project_id>/my-labels", browse_views.my_labels_page, name="my-labels"),
+    path("projects/<int:project_id>/my-labels/<int:annotation_id>/change", browse_views.my_label_change,
+         name="my-label-change"),
 ]

@@ -28,6 +28,7 @@ GOALS = {
     },
     "load": {"errors": "0", "lost": "0", "duplicated": "0"},
     "predict_latency": {"single_p99_ms": "≤ 20", "batch_items_per_s": "≥ 20,000"},
+    "browse_latency": {"p95_ms": "≤ 300", "p99_ms": "≤ 600"},
     "export_throughput": {
         "jsonl_rows_per_s": "≥ 100,000", "csv_rows_per_s": "≥ 100,000", "first_byte_s": "≤ 1", "peak_rss_mb": "≤ 250",
     },

@@ -105,6 +105,15 @@ def annotation(w, role):
     return w.annotation.pk
 
 
+def own_annotation(w, role):
+    """A label of the asking user (so that an allowed user's request reaches the form), the annotator's otherwise."""
+    user = w.users.get(role)
+    if user is None or role in ("non-member", "client"):
+        return w.annotation.pk
+    label = w.project.labels.first()
+    return AnnotationFactory(item=ItemFactory(project=w.project), annotator=user, label=label).pk
+
+
 def lease(w, role):
     return w.lease_for(role)
 
@@ -184,6 +193,12 @@ RULES: dict[str, Rule] = {
     "review-resolve": Rule({"POST": REVIEWER}, project_and(item_id=item)),
     "review-correct": Rule({"POST": REVIEWER}, project_and(annotation_id=annotation)),
     "agreement": Rule({"GET": REVIEWER}, project),
+    # Items browser, item page, an expert's own labels (browse_views.py)
+    "project-items": Rule({"GET": REVIEWER}, project),
+    "project-item": Rule({"GET": REVIEWER}, project_and(item_id=item)),
+    "project-item-correct": Rule({"POST": REVIEWER}, project_and(item_id=item)),
+    "my-labels": Rule({"GET": ANNOTATOR}, project),
+    "my-label-change": Rule({"POST": ANNOTATOR}, project_and(annotation_id=own_annotation)),
     "api-review-items": Rule({"GET": REVIEWER}, project),
     "api-agreement": Rule({"GET": REVIEWER}, project),
     "api-item-resolve": Rule({"POST": REVIEWER}, only(item_id=item)),

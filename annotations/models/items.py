@@ -58,6 +58,12 @@ class Item(models.Model):
             models.Index(fields=["project", "queue_done", "random_key"], name="item_queue_random"),
             # Progress counts labeled and done items without reading the unlabeled pool.
             models.Index(fields=["project", "queue_done"], condition=models.Q(label_count__gt=0), name="item_labeled"),
+            # The items browser: newest first within a project, and its gold and resolved filters.
+            # (PostgreSQL also gets a GIN index on metadata and trigram indexes for search: migration
+            # item_browse_indexes.)
+            models.Index(fields=["project", "id"], name="item_project_newest"),
+            models.Index(fields=["project"], condition=models.Q(gold_label__isnull=False), name="item_gold"),
+            models.Index(fields=["project"], condition=models.Q(resolved_label__isnull=False), name="item_resolved"),
         ]
 
     def __str__(self) -> str:

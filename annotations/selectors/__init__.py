@@ -1,4 +1,15 @@
 """Reads of annotations' data, one module per subdomain; the only way other apps read labels and items."""
+from .browse import (
+    PAGE_SIZE,
+    SORTS,
+    STATUSES,
+    ItemFilters,
+    annotations_of_user,
+    item_browse,
+    item_history,
+    own_annotation_get,
+    project_annotators,
+)
 from .clients import api_client_get, api_client_list
 from .labels import label_distribution
 from .members import (
@@ -64,6 +75,15 @@ from .scoring import (
 )
 
 __all__ = [
+    "PAGE_SIZE",
+    "SORTS",
+    "STATUSES",
+    "ItemFilters",
+    "annotations_of_user",
+    "item_browse",
+    "item_history",
+    "own_annotation_get",
+    "project_annotators",
     "api_client_get",
     "api_client_list",
     "InvitationUnusable",

@@ -31,6 +31,7 @@ from .queue.labeling import (
 from .queue.leases import lease_release, lease_renew, lease_skip
 from .queue.serving import MAX_ACTIVE_LEASES, queue_next
 from .review import (
+    annotation_change_own,
     annotation_correct,
     item_gold_set,
     item_resolve,
@@ -98,6 +99,7 @@ __all__ = [
     "lease_renew",
     "lease_skip",
     "queue_next",
+    "annotation_change_own",
     "annotation_correct",
     "item_gold_set",
     "item_resolve",

@@ -61,3 +61,23 @@ def item_gold_set(*, item: Item, label: Label | None) -> Item:
     Item.objects.filter(pk=item.pk).update(gold_label=label)
     item.gold_label = label
     return item
+
+
+def annotation_change_own(*, annotation: Annotation, label: Label, user: AbstractBaseUser) -> AnnotationCorrection:
+    """Change the expert's own label, recorded as a correction by them; counts and the queue stay as they are.
+
+    Refused when a reviewer resolved the item (their final label stands) or corrected this label
+    (the expert would undo a review). Gold and audit items are changed like any other: refusing
+    would tell the expert which items are gold or audit. Agreement and gold accuracy keep reading
+    the label as first given (the first correction's previous label).
+    """
+    if annotation.annotator_id != user.pk:
+        raise DomainError("Only the expert who gave a label may change it here.")
+    with transaction.atomic():
+        # The item's row first: a reviewer's resolve locks it too, so the check below stays true until commit.
+        item = Item.objects.select_for_update().only("pk", "resolved_label_id").get(pk=annotation.item_id)
+        if item.resolved_label_id is not None:
+            raise DomainError("A reviewer has set this item's final label; ask a reviewer to change it.")
+        if AnnotationCorrection.objects.filter(annotation_id=annotation.pk).exclude(corrected_by=user).exists():
+            raise DomainError("A reviewer corrected this label; ask a reviewer to change it.")
+        return annotation_correct(annotation=annotation, label=label, user=user, note="Changed by the expert.")

@@ -1,0 +1,65 @@
+"""A reviewer filters the items browser to disagreements in Chromium, opens an item, corrects a label and sees it."""
+import pytest
+from django.urls import reverse
+from playwright.sync_api import Page, expect
+
+from annotations.models import Annotation, AnnotationCorrection
+from tests.browser.test_review_page import review_project
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+TABLET_PORTRAIT = {"width": 768, "height": 1024}
+
+
+def no_horizontal_overflow(page: Page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+
+def test_a_reviewer_filters_to_disagreements_opens_an_item_and_corrects_it(page: Page, artifacts, js_errors):
+    from tests.browser.test_labeling_page import log_in
+
+    project, items = review_project()
+    first, agreed = items["review-0"], items["review-1"]
+    log_in(page, "dr-reviewer", reverse("project-items", args=[project.pk]))
+    expect(page.locator("#items-table tbody tr")).to_have_count(3)
+
+    page.select_option("select[name=status]", "disagreement")
+    page.click("#items-filters button[type=submit]")
+    page.wait_for_url(lambda url: "status=disagreement" in url)
+    rows = page.locator("#items-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(page.locator(f"#items-table tr[data-item-id='{agreed.pk}']")).to_have_count(0)
+    expect(page.locator("#items-count")).to_contain_text("2 items match")
+    assert no_horizontal_overflow(page)
+    page.screenshot(path=str(artifacts / "items-page.png"))
+    page.set_viewport_size(TABLET_PORTRAIT)
+    assert no_horizontal_overflow(page)
+    page.screenshot(path=str(artifacts / "items-page-tablet.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 720})
+
+    page.click(f"#items-table tr[data-item-id='{first.pk}'] a")
+    page.wait_for_url(lambda url: f"/items/{first.pk}" in url)
+    expect(page.locator(".item-page")).to_contain_text("The battery died after two days")
+    ben = Annotation.objects.get(item=first, annotator__username="ben")
+    row = page.locator(f"#annotation-{ben.pk}")
+    expect(row.locator(".annotation-label")).to_have_text("positive")
+    row.locator("select[name=label_id]").select_option(label="negative")
+    row.locator("input[name=note]").fill("support replaced it: still negative")
+    row.locator("button[type=submit]").click()
+
+    row = page.locator(f"#annotation-{ben.pk}")
+    expect(row.locator(".annotation-label")).to_have_text("negative")
+    expect(row.locator(".correction")).to_contain_text("was positive → negative by dr-reviewer")
+    expect(page.locator(".messages")).to_contain_text("the correction is recorded")
+    assert AnnotationCorrection.objects.filter(annotation=ben).count() == 1
+    assert no_horizontal_overflow(page)
+    page.screenshot(path=str(artifacts / "item-page.png"))
+    page.set_viewport_size(TABLET_PORTRAIT)
+    assert no_horizontal_overflow(page)
+    page.screenshot(path=str(artifacts / "item-page-tablet.png"), full_page=True)
+
+    # Back to the list: the item no longer counts as a disagreement.
+    page.click("text=← Back to the items")
+    page.wait_for_url(lambda url: "status=disagreement" in url)
+    expect(page.locator(f"#items-table tr[data-item-id='{first.pk}']")).to_have_count(0)
+    assert js_errors == []
