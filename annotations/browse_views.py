@@ -255,4 +255,5 @@ def my_label_change(request: HttpRequest, project_id: int, annotation_id: int) -
         return _my_labels(request, project, exc.message, exc.status_code)
     messages.success(request, f"Your label of item {annotation.item.external_id} is now {label.name!r}.")
     page = request.POST.get("page", "")
-    return redirect(reverse("my-labels", args=[project.pk]) + (f"?page={int(page)}" if page.isdigit() else ""))
+    back = f"?page={int(page)}" if page.isdigit() and len(page) <= 6 else ""  # pages stop far below a million
+    return redirect(reverse("my-labels", args=[project.pk]) + back)

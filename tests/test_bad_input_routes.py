@@ -97,6 +97,19 @@ CASES: dict[str, list[Case]] = {
     ],
     "api-clients": [post({"name": LONG}), post({"name": "not a name!"}), post({"name": ""})],
     # Members and invitations: a page answers a refused form with its status and a message
+    # The items browser, an item's page and an expert's own labels
+    "project-items": [
+        get({"conf_min": "-1"}), get({"conf_min": "0.9", "conf_max": "0.1"}), get({"label": str(ID_OVER)}),
+        get({"q": LONG}), get({"q": NUL}), get({"meta": "=x"}), get({"meta": ["a=1"] * 50}), get({"sort": LONG}),
+        get({"page": "9" * 5000}, expect=(200, 400)), get({"annotator": "1e400"}),
+    ],
+    "project-item": [get({"page": LONG}, expect=(200, 400))],
+    "project-item-correct": [post({"annotation_id": str(ID_OVER), "label_id": "1"}, expect=(400, 404)),
+                             post({"annotation_id": "1", "label_id": "9" * 5000}, expect=(400, 404)),
+                             post({"annotation_id": "1", "label_id": "1", "note": LONG}, expect=(400, 404))],
+    "my-labels": [get({"page": "9" * 5000}, expect=(200, 400))],
+    "my-label-change": [post({"label_id": str(ID_OVER)}, expect=(400, 404)),
+                        post({"label_id": "1", "page": "9" * 5000}, expect=(302, 400, 404))],
     "project-members": [
         post({"action": "add", "user": LONG, "role": "annotator"}), post({"action": LONG}),
         post({"action": "add", "user": "nobody", "role": LONG}),
