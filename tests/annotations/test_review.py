@@ -78,9 +78,10 @@ def test_review_queue_lists_disagreements_and_confident_model_disagreements(revi
 
 def test_review_queue_reads_labels_in_a_fixed_number_of_queries(reviewed, django_assert_num_queries):
     project, _ = reviewed
-    with django_assert_num_queries(2):  # the items, then all their labels with experts and labels
+    with django_assert_num_queries(3):  # the items, all their labels with experts and labels, all their skips
         items = list(selectors.review_items(project))
         [(a.annotator.username, a.label.name) for item in items for a in item.annotations.all()]
+        [(s.user.username, s.skip_reason) for item in items for s in item.skips]
 
 
 def test_resolving_moves_the_item_out_of_the_queue_and_into_training(reviewed, reviewer, labels):
