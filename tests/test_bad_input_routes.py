@@ -71,6 +71,7 @@ LABEL_FIELDS = [{"order": 2**62}, {"order": BIG_INT}, {"name": LONG}, {"shortcut
 # url name → the bad inputs its view takes beyond its path (generic cases are added to each).
 CASES: dict[str, list[Case]] = {
     # Accounts and API documentation
+    "favicon": [get({"x": NUL})],
     "login": [post({"username": LONG, "password": LONG}, expect=(200,)), get({"next": NUL})],
     "logout": [post({"next": NUL})],
     "api-schema": [get({"format": NUL, "lang": LONG}, expect=(200, 404))],
