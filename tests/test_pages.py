@@ -48,3 +48,9 @@ def test_favicon_is_served_and_named_by_every_page(client):
     assert body[:4] == b"\x00\x00\x01\x00"  # an ICO file
     page = client.get(reverse("login")).content.decode()
     assert '<link rel="icon" href="/static/favicon.ico"' in page
+
+
+def test_the_admin_names_swap_history_in_english(client):
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    body = client.get(reverse("admin:index")).content.decode()
+    assert "Swap history" in body and "Swap historys" not in body
