@@ -318,6 +318,9 @@ def test_review_and_agreement_pages(client, reviewed, reviewer, labels, experts)
     body = response.content.decode()
     assert f'data-item-id="{items["confident"].pk}"' in body
     assert f'<li id="review-row-{items["split"].pk}" hx-swap-oob="delete">' in body
+    # The filter tabs' counts are swapped in with the answer: one fewer to review, one more resolved.
+    for key, count in {"queue": 1, "disagreement": 0, "model": 1, "resolved": 1}.items():
+        assert f'<span class="count" id="review-count-{key}" hx-swap-oob="true">{count}</span>' in body
     bad = client.post(reverse("review-resolve", args=[project.pk, items["split"].pk]), {"label_id": "x"})
     assert bad.status_code == 400 and "review-error" in bad.content.decode()
     annotation = Annotation.objects.get(item=items["confident"], annotator=experts[0])
