@@ -150,7 +150,7 @@ def label_next(request: HttpRequest, project_id: int) -> HttpResponse:
     if lease is None:
         return render(
             request, "annotations/_label_done.html",
-            {"project": project, "progress": _progress(project, request.user)},
+            {"project": project, "progress": _progress(project, request.user), "with_progress": True},
         )
     return render(request, "annotations/_label_item.html", {"current": _item(project, lease)})
 

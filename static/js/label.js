@@ -87,6 +87,21 @@
     if (!shown) return;
     if (Number(fresh.dataset.renderedAt || 0) < Number(shown.dataset.renderedAt || 0)) return;
     shown.replaceWith(fresh);
+    syncDone();
+  }
+
+  // The all-done message counts the expert's labels today as the sidebar does, from its newest render.
+  function syncDone() {
+    const shown = document.getElementById("label-progress");
+    if (!shown) return;
+    const count = Number(shown.dataset.mineToday || 0);
+    for (const el of new Set([current, doneElement])) {
+      const today = el && el.dataset.kind === "done" && el.querySelector(".label-done-today");
+      if (!today) continue;
+      today.hidden = count === 0;
+      today.querySelector(".label-done-count").textContent = String(count);
+      today.querySelector(".label-done-noun").textContent = count === 1 ? "item" : "items";
+    }
   }
 
   async function post(url, fields, { keepalive = false } = {}) {
@@ -171,6 +186,7 @@
     if (skipButton) skipButton.disabled = !answerable;
     if (reasonButton) reasonButton.disabled = !answerable;
     closeSkipForm(); // a reason is for the item it was typed on
+    syncDone();
     fitImage(el);
   }
 
