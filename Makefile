@@ -30,8 +30,8 @@ system-deps:
 run: install
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py demo
-	@echo "LabelHub: http://127.0.0.1:$${WEB_PORT:-8000}  (admin: http://127.0.0.1:8000/admin/) — Ctrl-C stops web, worker and beat."
-	DEBUG=$${DEBUG:-1} $(BIN)/honcho --procfile Procfile start
+	@echo "LabelHub: http://127.0.0.1:$${WEB_PORT:-8000}  (admin: http://127.0.0.1:$${WEB_PORT:-8000}/admin/) — Ctrl-C stops web, worker and beat."
+	@DEBUG=$${DEBUG:-1} bin/run
 
 # Two passes: PostgreSQL + Redis (production), then SQLite + the filesystem broker (the `make run` default),
 # each in a temporary folder of its own; tests marked `postgres` are left out of the second. Both always run,

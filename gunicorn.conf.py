@@ -6,3 +6,8 @@ the command line adds the bind address, workers and threads)."""
 # connection the server is closing at that moment, and sees it dropped without an answer.
 # 75 s outlasts the idle timeouts of common load balancers (60 s), which then close first.
 keepalive = 75
+
+# gunicorn 23+ opens a control socket under $XDG_RUNTIME_DIR or ~/.gunicorn/ by default. LabelHub
+# never uses it (processes are stopped by signal), and a file written outside the checkout is a
+# surprise on a shared machine and fails in a read-only container home: turned off.
+control_socket_disable = True

@@ -44,7 +44,7 @@ class ProjectAdmin(admin.ModelAdmin):
     inlines = [LabelInline, MembershipInline]
     actions = ["export_annotations"]
     fieldsets = [
-        (None, {"fields": ["name", "slug", "kind", "instructions", "feature_names"]}),
+        (None, {"fields": ["name", "slug", "kind", "instructions", "shown_metadata_fields", "feature_names"]}),
         ("Queue", {"fields": ["query_strategy", "audit_share", "overlap", "lease_ttl_seconds", "show_suggestions"]}),
         ("Review", {"fields": ["review_confidence"]}),
         (

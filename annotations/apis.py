@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from labelhub.api import ID_MAX
 
 from . import selectors, services
-from .models import Item, Lease, Project
+from .models import SKIP_REASON_MAX_CHARS, Item, Lease, Project
 
 
 # The queue. Responses to annotators never say how an item was drawn (audit or not), nor its priority;
@@ -237,9 +237,19 @@ class LeaseSkipApi(APIView):
 
     throttle_scope = "queue"
 
-    @extend_schema(request=None, responses=LeaseStateOutputSerializer)
+    @extend_schema_serializer(component_name="LeaseSkip")
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(
+            max_length=SKIP_REASON_MAX_CHARS, required=False, allow_blank=True,
+            help_text="Why you skip the item (optional); reviewers see it.",
+        )
+
+    @extend_schema(request=InputSerializer, responses=LeaseStateOutputSerializer)
     def post(self, request: Request, lease_id: str) -> Response:
-        lease = services.lease_skip(lease_id=lease_id, user=request.user)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        reason = serializer.validated_data.get("reason", "")
+        lease = services.lease_skip(lease_id=lease_id, user=request.user, reason=reason)
         return Response(LeaseStateOutputSerializer(lease).data)
 
 

@@ -16,8 +16,8 @@ from django.views.decorators.http import require_GET, require_POST
 from labelhub.api import ID_MAX, DomainError, NotFound
 
 from . import selectors, services
-from .models import Lease, Project
-from .view_helpers import form_error_text, item_feature_tables, label_controls, project_or_404
+from .models import SKIP_REASON_MAX_CHARS, Lease, Project
+from .view_helpers import form_error_text, item_feature_tables, item_metadata_rows, label_controls, project_or_404
 
 # The longest time one item may count (the database column is a 32-bit integer of milliseconds).
 TIME_SPENT_MAX_MS = 2**31 - 1
@@ -26,6 +26,13 @@ TIME_SPENT_MAX_MS = 2**31 - 1
 class SubmitForm(forms.Form):
     label_id = forms.IntegerField(min_value=1, max_value=ID_MAX, error_messages={"required": "Choose a label."})
     time_spent_ms = forms.IntegerField(min_value=0, required=False)
+
+
+class SkipForm(forms.Form):
+    reason = forms.CharField(
+        max_length=SKIP_REASON_MAX_CHARS, required=False,
+        error_messages={"max_length": f"Say why in at most {SKIP_REASON_MAX_CHARS} characters."},
+    )
 
 
 def _lease_ids(values: list[str]) -> list[uuid.UUID]:
@@ -86,6 +93,7 @@ def _item(project: Project, lease: Lease) -> dict[str, Any]:
         "item": item,
         "project": project,
         "features": item_feature_tables(project, item),
+        "metadata": item_metadata_rows(project, item),
         "suggestion": suggestion,
     }
 
@@ -126,6 +134,7 @@ def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
             "error": error,
             "heartbeat_ms": max(1000, project.lease_ttl_seconds * 1000 // 3),
             "is_manager": selectors.ROLE_RANK[project.viewer_role] >= selectors.ROLE_RANK["manager"],
+            "skip_reason_max": SKIP_REASON_MAX_CHARS,
             **label_controls(labels),
         },
     )
@@ -142,7 +151,7 @@ def label_next(request: HttpRequest, project_id: int) -> HttpResponse:
     if lease is None:
         return render(
             request, "annotations/_label_done.html",
-            {"project": project, "progress": _progress(project, request.user)},
+            {"project": project, "progress": _progress(project, request.user), "with_progress": True},
         )
     return render(request, "annotations/_label_item.html", {"current": _item(project, lease)})
 
@@ -171,10 +180,13 @@ def label_submit(request: HttpRequest, project_id: int, lease_id: uuid.UUID) -> 
 @require_POST
 @_fragment_errors
 def label_skip(request: HttpRequest, project_id: int, lease_id: uuid.UUID) -> HttpResponse:
-    """Skip a leased item; the progress fragment."""
+    """Skip a leased item, with the expert's reason if they gave one; the progress fragment."""
     project = project_or_404(request, project_id)
+    form = SkipForm(request.POST)
+    if not form.is_valid():
+        return _error(request, form_error_text(form), 400)
     _lease_or_404(request, project, lease_id)
-    services.lease_skip(lease_id=lease_id, user=request.user)
+    services.lease_skip(lease_id=lease_id, user=request.user, reason=form.cleaned_data["reason"])
     return render(request, "annotations/_label_progress.html", {"progress": _progress(project, request.user)})
 
 

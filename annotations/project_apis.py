@@ -16,6 +16,7 @@ from .models import Annotation, Item, Label, Project
 # Settings a manager may change; the kind and the feature columns are fixed by the project's data.
 PROJECT_SETTINGS = [
     "name", "instructions", "query_strategy", "audit_share", "overlap", "lease_ttl_seconds", "show_suggestions",
+    "shown_metadata_fields",
     "retrain_every_n_labels", "retrain_interval_minutes", "degradation_window", "degradation_floor",
     "degradation_margin", "drift_enabled", "drift_threshold", "promotion_rule", "gate_margin", "gate_alpha", "gate_min_gain", "gate_min_audit",
     "gate_min_audit_first", "gate_max_recall_drop",

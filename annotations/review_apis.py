@@ -50,6 +50,13 @@ class ReviewAnnotationOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+@extend_schema_serializer(component_name="ReviewSkip")
+class ReviewSkipOutputSerializer(serializers.Serializer):
+    expert = serializers.CharField(source="user.get_username")
+    reason = serializers.CharField(source="skip_reason", help_text="Empty when the expert gave no reason.")
+    skipped_at = serializers.DateTimeField(source="created_at", help_text="When the item was served to them.")
+
+
 @extend_schema_serializer(component_name="ReviewItem")
 class ReviewItemOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -61,6 +68,7 @@ class ReviewItemOutputSerializer(serializers.Serializer):
     resolved_label_id = serializers.IntegerField(allow_null=True)
     resolved_by = serializers.CharField(source="resolved_by.get_username", allow_null=True, default=None)
     resolved_at = serializers.DateTimeField(allow_null=True)
+    skips = ReviewSkipOutputSerializer(many=True, help_text="Experts who skipped the item, with their reasons.")
 
     def get_majority_label_id(self, item: Item) -> int | None:
         votes = [(a.pk, a.label_id) for a in item.annotations.all()]

@@ -75,6 +75,12 @@ def _panel(project: Project, item: Item | None, kind: str) -> dict[str, Any]:
     }
 
 
+def _filter_counts(project: Project) -> list[tuple[str, str, int]]:
+    """Each review filter's key, name and how many items it holds now (the page's tabs)."""
+    return [(key, name, selectors.review_items(project, kind=key).count())
+            for key, name in selectors.REVIEW_FILTERS.items()]
+
+
 def _next_item_id(project: Project, kind: str, after: int) -> int | None:
     """The id of the item after ``after`` in the filter, wrapping around to the first; None if none is left."""
     ids = selectors.review_items(project, kind=kind).prefetch_related(None).values_list("pk", flat=True)
@@ -105,11 +111,10 @@ def review_page(request: HttpRequest, project_id: int) -> HttpResponse:
             item = None
     if item is None and page:
         item = _item_or_404(request, project, page[0].pk)
-    counts = {key: selectors.review_items(project, kind=key).count() for key in selectors.REVIEW_FILTERS}
     return render(request, "annotations/review.html", {
         "project": project,
         "filter": kind,
-        "filters": [(key, name, counts[key]) for key, name in selectors.REVIEW_FILTERS.items()],
+        "filters": _filter_counts(project),
         "items": page,
         "next_after": page[-1].pk if more else None,
         "panel": _panel(project, item, kind),
@@ -153,6 +158,7 @@ def review_resolve(request: HttpRequest, project_id: int, item_id: int) -> HttpR
         "removed": None if still_listed else item.pk,
         "resolved": item,
         "label": label,
+        "filters": _filter_counts(project),
     })
 
 

@@ -1,4 +1,5 @@
 """Helpers shared by the page views: the project behind an address, form errors, an item's buttons and features."""
+import json
 import math
 from typing import Any
 
@@ -21,6 +22,9 @@ KEY_NAMES = {" ": "Space", "Backspace": "⌫"}
 ROW_REM = {"desktop": 53.5, "tablet": 49.0}
 BUTTON_GAP_REM = 0.5
 BUTTON_MIN_REM, BUTTON_TOUCH_REM, BUTTON_MAX_REM = 4.8, 5.75, 16.0
+# Metadata values longer than this show shortened, the whole value one click away (itself cut at the second bound).
+METADATA_SHORT_CHARS = 120
+METADATA_FULL_CHARS = 10_000
 
 
 def project_or_404(request: HttpRequest, project_id: int, min_role: str = "annotator") -> Project:
@@ -87,3 +91,27 @@ def item_feature_tables(project: Project, item: Item) -> list[list[tuple[str, st
     tables = min(FEATURE_TABLES_MAX, math.ceil(len(rows) / FEATURE_ROWS_PER_TABLE))
     per_table = math.ceil(len(rows) / tables)
     return [rows[i:i + per_table] for i in range(0, len(rows), per_table)]
+
+
+def _metadata_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def item_metadata_rows(project: Project, item: Item) -> list[dict[str, str]]:
+    """Return the project's chosen metadata fields of the item, in the chosen order, as text; nothing else of it.
+
+    A field the item lacks is left out. A long value has a shortened form; the template escapes both.
+    """
+    metadata = item.metadata if isinstance(item.metadata, dict) else {}
+    rows = []
+    for name in project.shown_metadata_fields or []:
+        if not isinstance(name, str) or name not in metadata:
+            continue
+        text = _metadata_text(metadata[name])
+        if len(text) > METADATA_FULL_CHARS:
+            text = text[:METADATA_FULL_CHARS] + "…"
+        short = text[:METADATA_SHORT_CHARS].rstrip() + "…" if len(text) > METADATA_SHORT_CHARS else ""
+        rows.append({"name": name, "value": text, "short": short})
+    return rows

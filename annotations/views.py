@@ -71,14 +71,15 @@ def api_token(request: HttpRequest) -> HttpResponse:
     A new token is shown in the answer to the POST that made it and never again: only its digest is
     stored. Every answer of this page says ``Cache-Control: no-store``, so no cache keeps one.
     """
-    new_key = None
+    new_key, replaced = None, False
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
             if services.api_token_revoke(user=request.user):
                 messages.success(request, "Your API token is revoked: requests that send it are refused from now on.")
             return redirect("api-token")
+        replaced = selectors.api_token_get(request.user) is not None
         _token, new_key = services.api_token_regenerate(user=request.user)
-    context = {"token": selectors.api_token_get(request.user), "new_key": new_key}
+    context = {"token": selectors.api_token_get(request.user), "new_key": new_key, "replaced": replaced}
     return render(request, "annotations/api_token.html", context)
 
 

@@ -251,6 +251,8 @@ LABELHUB_EXPORT_URL_MAX_AGE = env.int("EXPORT_URL_MAX_AGE", default=7 * 24 * 360
 LABELHUB_EXPORT_SINCE_OVERLAP = env.int("EXPORT_SINCE_OVERLAP", default=60)
 # Absolute links in exports made by `manage.py export_labels` (the API uses the request's host).
 LABELHUB_SITE_URL = env.str("SITE_URL", default="").rstrip("/")
+# The port `make run` serves on (Procfile); the demo's printed links name it.
+LABELHUB_WEB_PORT = _env_int("WEB_PORT", 8000, 1, 65535)
 
 # Proxies in front of the web processes that append the client's address to X-Forwarded-For: 0 reads
 # the address from the connection (a client could write any X-Forwarded-For itself), 1 behind one

@@ -201,6 +201,8 @@ class SwapHistory(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "swap"
+        verbose_name_plural = "swap history"
 
     @property
     def promoter(self) -> str:

@@ -52,6 +52,7 @@ def test_token_page_shows_a_new_token_once_and_stores_only_its_digest(client, an
     assert_no_store(created)
     first = shown_key(created)
     assert first and "shown only this once" in created.content.decode()
+    assert "previous" not in created.content.decode()  # there was none
     assert api_status(text_project, first) == 200
     # Never shown again, and not at rest: only the digest and the first characters are stored.
     again = client.get(reverse("api-token"))
@@ -63,6 +64,7 @@ def test_token_page_shows_a_new_token_once_and_stores_only_its_digest(client, an
     regenerated = client.post(reverse("api-token"), {"action": "regenerate"})
     second = shown_key(regenerated)
     assert second and second != first
+    assert "Your previous token no longer works." in regenerated.content.decode()
     assert api_status(text_project, first) == 401
     assert api_status(text_project, second) == 200
 

@@ -18,7 +18,7 @@ MAX_FUNCTION_LINES = 80
 # URLconfs, middleware hooks), DRF (handlers, validation, SerializerMethodField getters, view and paginator
 # options), drf-spectacular (extensions). Project code names its own functions <entity>_<action>, never these.
 FRAMEWORK_NAMES = [
-    "Meta", "ordering", "constraints", "indexes", "managed", "default_auto_field", "*Config",
+    "Meta", "ordering", "constraints", "indexes", "managed", "default_auto_field", "verbose_name*", "*Config",
     "list_*", "search_fields", "readonly_fields", "raw_id_fields", "autocomplete_fields", "prepopulated_fields",
     "fieldsets", "inlines", "show_full_result_count", "has_*_permission",
     "Command", "help", "add_arguments", "handle",

@@ -72,6 +72,7 @@ LABEL_FIELDS = [{"order": 2**62}, {"order": BIG_INT}, {"name": LONG}, {"shortcut
 # url name → the bad inputs its view takes beyond its path (generic cases are added to each).
 CASES: dict[str, list[Case]] = {
     # Accounts and API documentation
+    "favicon": [get({"x": NUL})],
     "login": [post({"username": LONG, "password": LONG}, expect=(200,)), get({"next": NUL})],
     "logout": [post({"next": NUL})],
     "api-schema": [get({"format": NUL, "lang": LONG}, expect=(200, 404))],
@@ -159,14 +160,14 @@ CASES: dict[str, list[Case]] = {
     "label-next": [post({"exclude": [LONG]}), post({"exclude": NUL})],
     "label-undo": [post({"x": NUL})],
     "label-submit": [post({"label_id": str(ID_OVER)}), post({"label_id": "9" * 5000}), post({"label_id": "-1"})],
-    "label-skip": [post({"x": NUL})],
+    "label-skip": [post({"x": NUL}), post({"reason": LONG})],
     "label-renew": [post({"x": NUL})],
     "label-release": [post({"x": NUL})],
     "api-queue-next": [post({"exclude": [LONG]}), post({"exclude": ["00000000-0000-0000-0000-000000000000"] * 101})],
     "api-queue-progress": [],
     "api-queue-undo": [],
     "api-lease-submit": [*LABEL_CHOICE, post({"label_id": 1, "time_spent_ms": ID_OVER})],
-    "api-lease-skip": [],
+    "api-lease-skip": [post({"reason": LONG}), post({"reason": NUL}), post(["a list"])],
     "api-lease-release": [],
     "api-lease-renew": [],
     # Review
@@ -222,7 +223,7 @@ CASES: dict[str, list[Case]] = {
 
 
 # API operations that take no body.
-IGNORES_BODY = {"api-lease-skip", "api-lease-release", "api-lease-renew", "api-queue-undo", "api-client-token"}
+IGNORES_BODY = {"api-lease-release", "api-lease-renew", "api-queue-undo", "api-client-token"}
 
 
 def _int_arguments(name: str) -> list[str]:

@@ -62,12 +62,16 @@ def test_a_web_process_loads_no_training_or_plotting_library():
 
 
 def test_gunicorn_keeps_an_idle_connection_through_an_experts_pause(tmp_path):
-    """A client that pauses a few seconds between requests (an expert labeling) reuses its connection."""
+    """A client that pauses a few seconds between requests (an expert labeling) reuses its connection, and
+    gunicorn leaves the home folder alone."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
-    env.update({"DEBUG": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "VAR_DIR": str(tmp_path)})
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_ALLOW_ASYNC_UNSAFE", "XDG_RUNTIME_DIR")}
+    home = tmp_path / "home"
+    home.mkdir()
+    env.update({"DEBUG": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "VAR_DIR": str(tmp_path),
+                "HOME": str(home)})
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "labelhub.wsgi", "--threads", "2", "-b", f"127.0.0.1:{port}"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -90,6 +94,8 @@ def test_gunicorn_keeps_an_idle_connection_through_an_experts_pause(tmp_path):
         second.read()
         assert (first.status, second.status) == (200, 200)
         assert first.getheader("Connection", "").lower() != "close"
+        # gunicorn.conf.py turns gunicorn's control socket off: nothing is written under the home folder.
+        assert list(home.iterdir()) == []
     finally:
         server.terminate()
         server.wait(timeout=20)

@@ -138,6 +138,7 @@ class Rule:
 RULES: dict[str, Rule] = {
     # Accounts and API documentation
     "login": Rule({"GET": PUBLIC}),
+    "favicon": Rule({"GET": PUBLIC}),
     "logout": Rule({"POST": PUBLIC}),
     "api-schema": Rule({"GET": PUBLIC}),
     "api-docs": Rule({"GET": PUBLIC}),

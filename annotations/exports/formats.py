@@ -359,7 +359,7 @@ def tasks(items: Iterable[ExportItem], ctx: ExportContext) -> Iterator[dict]:
             first = item.annotations[0] if item.annotations else None
             predicted = names.get(first.predicted_label_id) if first and first.predicted_label_id else None
             task["predictions"] = [] if predicted is None else [{
-                "model_version": str(first.model_version), "score": first.predicted_confidence,
+                "model_version": "" if first.model_version is None else str(first.model_version), "score": first.predicted_confidence,
                 "result": _ls_result(predicted, to_name),
             }]
         yield task

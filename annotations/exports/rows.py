@@ -77,6 +77,10 @@ def _iso(value) -> str:
  A_AUDIT, A_CREATED, A_UPDATED, A_TIME_SPENT, A_MODEL_VERSION, A_PREDICTED, A_CONFIDENCE) = range(18)
 
 
+# The live model version when the label was stored; 0 is the queue's seeding before any model, exported as null.
+MODEL_VERSION_SQL = "NULLIF(a.model_version, 0)"
+
+
 def timestamp_sql(column: str) -> str:
     """The timestamp as ISO 8601 text made by PostgreSQL (its driver's datetime parsing dominated the export).
 
@@ -124,7 +128,7 @@ def export_statement(
     select = select or (
         f"i.id, i.external_id, i.text, CAST(i.{q('values')} AS TEXT), i.image, CAST(i.metadata AS TEXT),"
         f" i.resolved_label_id, a.id, u.{q('username')}, a.label_id, a.source, a.is_audit,"
-        f" {timestamp_sql('a.created_at')}, {timestamp_sql('a.updated_at')}, a.time_spent_ms, a.model_version,"
+        f" {timestamp_sql('a.created_at')}, {timestamp_sql('a.updated_at')}, a.time_spent_ms, {MODEL_VERSION_SQL},"
         f" a.predicted_label_id, a.predicted_confidence"
     )
     sql = (

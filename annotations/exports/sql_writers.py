@@ -17,7 +17,7 @@ from django.db import connection
 
 from ..models import Project
 from . import formats
-from .rows import ExportOptions, export_statement, snapshot_rows, timestamp_sql
+from .rows import MODEL_VERSION_SQL, ExportOptions, export_statement, snapshot_rows, timestamp_sql
 
 FORMATS = ("jsonl", "json", "csv")
 # csv.writer (excel dialect, minimal quoting) quotes a cell that holds one of these, or a quote.
@@ -92,7 +92,7 @@ def _json_select(kind: str, options: ExportOptions, names: str) -> tuple[str, tu
         parts.append("""',"is_audit":' || CASE WHEN a.is_audit THEN 'true' ELSE 'false' END""")
     if options.include_prediction:
         parts += [
-            """',"model_version":' || COALESCE(CAST(a.model_version AS TEXT), 'null')""",
+            f"""',"model_version":' || COALESCE(CAST({MODEL_VERSION_SQL} AS TEXT), 'null')""",
             f"""',"predicted_label":' || COALESCE({label.format('a.predicted_label_id')}, 'null')""",
             f"""',"confidence":' || COALESCE({_py_float('a.predicted_confidence')}, 'null')""",
         ]
@@ -117,7 +117,7 @@ def _csv_select(kind: str, options: ExportOptions, names: str) -> tuple[str, tup
         cells.append("CASE WHEN a.is_audit THEN 'true' ELSE 'false' END")
     if options.include_prediction:
         cells += [
-            "COALESCE(CAST(a.model_version AS TEXT), '')", label.format("a.predicted_label_id"),
+            f"COALESCE(CAST({MODEL_VERSION_SQL} AS TEXT), '')", label.format("a.predicted_label_id"),
             f"COALESCE({_py_float('a.predicted_confidence')}, '')",
         ]
         params.append(names)

@@ -21,5 +21,8 @@ class MultipleFileField(forms.FileField):
 
 class ImportForm(forms.Form):
     files = MultipleFileField(
-        label="Files", help_text="One or more files; each is imported on its own and all-or-nothing."
+        label="Files",
+        help_text="One or more files, each imported on its own: its good rows are stored and its bad rows listed "
+                  "with their reasons; a file that cannot be read as a whole (bad encoding, broken quoting, "
+                  "missing columns, not a ZIP) stores nothing.",
     )

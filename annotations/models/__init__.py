@@ -17,7 +17,7 @@ from annotations.models.projects import (
     Membership,
     Project,
 )
-from annotations.models.queue import ItemScore, Lease, QueueScoring
+from annotations.models.queue import SKIP_REASON_MAX_CHARS, ItemScore, Lease, QueueScoring
 
 __all__ = [
     "Annotation",
@@ -39,6 +39,7 @@ __all__ = [
     "QueueScoring",
     "RETRAIN_EVERY_MAX",
     "RETRAIN_INTERVAL_MAX_MINUTES",
+    "SKIP_REASON_MAX_CHARS",
     "import_upload_path",
     "item_image_path",
     "random_key",

@@ -15,6 +15,24 @@ RETRAIN_INTERVAL_MAX_MINUTES = 366 * 24 * 60
 DEGRADATION_WINDOW_MAX = 100_000
 DRIFT_THRESHOLD_MAX = 10.0
 LABEL_ORDER_MAX = 1_000_000
+# The item metadata fields shown to experts while labeling: a short list of short names.
+SHOWN_METADATA_FIELDS_MAX = 20
+METADATA_FIELD_NAME_MAX_CHARS = 100
+
+
+def validate_shown_metadata_fields(value: object) -> None:
+    """Accept a list of at most 20 distinct, non-empty field names of at most 100 characters."""
+    if not isinstance(value, list):
+        raise ValidationError("List the metadata field names, e.g. [\"source\", \"date\"].")
+    if len(value) > SHOWN_METADATA_FIELDS_MAX:
+        raise ValidationError(f"Show at most {SHOWN_METADATA_FIELDS_MAX} metadata fields.")
+    for name in value:
+        if not isinstance(name, str) or not name.strip():
+            raise ValidationError("Each metadata field name must be a non-empty string.")
+        if len(name) > METADATA_FIELD_NAME_MAX_CHARS:
+            raise ValidationError(f"A metadata field name has at most {METADATA_FIELD_NAME_MAX_CHARS} characters.")
+    if len(set(value)) != len(value):
+        raise ValidationError("Name each metadata field once.")
 
 
 class Project(models.Model):
@@ -58,6 +76,11 @@ class Project(models.Model):
     )
     show_suggestions = models.BooleanField(
         default=True, help_text="Show the model's suggestion to experts (off avoids anchoring)."
+    )
+    shown_metadata_fields = models.JSONField(
+        default=list, blank=True, validators=[validate_shown_metadata_fields],
+        help_text="Item metadata fields shown to experts while labeling, in this order (at most 20 names); "
+                  "the rest of an item's metadata stays hidden from them.",
     )
     review_confidence = models.FloatField(
         default=0.9, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],

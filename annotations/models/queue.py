@@ -7,6 +7,8 @@ from django.db import models
 from annotations.models.items import Item
 from annotations.models.projects import Label, Project
 
+SKIP_REASON_MAX_CHARS = 500
+
 
 class Lease(models.Model):
     """An item served to one expert, reserved for them until it expires or is answered."""
@@ -30,6 +32,9 @@ class Lease(models.Model):
     priority = models.FloatField(null=True, blank=True)
     predicted_label = models.ForeignKey(Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     predicted_confidence = models.FloatField(null=True, blank=True)
+    skip_reason = models.CharField(
+        max_length=SKIP_REASON_MAX_CHARS, blank=True, help_text="Why the expert skipped the item, if they said."
+    )
     suggestion_withheld = models.BooleanField(
         default=False,
         help_text="The suggestion is not shown for this lease: every audit item, and a random share of the others "

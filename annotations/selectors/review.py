@@ -15,7 +15,7 @@ from labelhub.api import DomainError, NotFound
 from stats import agreement
 from stats.intervals import wilson_interval
 
-from ..models import Annotation, AnnotationCorrection, Item, Label, Project
+from ..models import Annotation, AnnotationCorrection, Item, Label, Lease, Project
 from .labels import majority_label
 from .projects import project_get_for_user
 
@@ -70,9 +70,14 @@ def review_items(project: Project, *, kind: str = "queue") -> QuerySet[Item]:
     annotations = Annotation.objects.select_related("annotator", "label", "predicted_label").order_by("id")
     return (
         items.select_related("resolved_label", "resolved_by")
-        .prefetch_related(Prefetch("annotations", queryset=annotations))
+        .prefetch_related(Prefetch("annotations", queryset=annotations), Prefetch("leases", _skips(), to_attr="skips"))
         .order_by("id")
     )
+
+
+def _skips() -> QuerySet[Lease]:
+    # An expert is never served an item they skipped, so an item has at most one skip per expert.
+    return Lease.objects.filter(status=Lease.Status.SKIPPED).select_related("user").order_by("created_at")
 
 
 def review_item_get_for_user(user: AbstractBaseUser, item_id: int, *, min_role: str = "reviewer") -> Item:
@@ -114,7 +119,7 @@ def review_annotation_get_for_user(user: AbstractBaseUser, annotation_id: int) -
 
 
 def item_review_summary(item: Item) -> dict[str, Any]:
-    """What a reviewer sees of an item: each vote, the majority, the model's suggestion, the resolution."""
+    """What a reviewer sees of an item: each vote, the majority, the model's suggestion, the resolution, the skips."""
     annotations = list(item.annotations.all())
     counts: dict[int, int] = defaultdict(int)
     for annotation in annotations:
@@ -140,6 +145,7 @@ def item_review_summary(item: Item) -> dict[str, Any]:
             "model_version": suggestion.model_version,
         },
         "final_label_id": item.resolved_label_id or majority,
+        "skips": list(_skips().filter(item=item)),
     }
 
 

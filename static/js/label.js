@@ -23,6 +23,9 @@
   const labelButtons = Array.from(root.querySelectorAll(".label-button"));
   const skipButton = root.querySelector('button[data-action="skip"]');
   const undoButton = root.querySelector('button[data-action="undo"]');
+  const reasonButton = root.querySelector('button[data-action="skip-reason"]');
+  const skipForm = document.getElementById("label-skip-form");
+  const skipInput = skipForm && skipForm.querySelector("input[name=reason]");
   const byKey = new Map();
   const byLowerKey = new Map();
   for (const button of labelButtons) {
@@ -84,6 +87,21 @@
     if (!shown) return;
     if (Number(fresh.dataset.renderedAt || 0) < Number(shown.dataset.renderedAt || 0)) return;
     shown.replaceWith(fresh);
+    syncDone();
+  }
+
+  // The all-done message counts the expert's labels today as the sidebar does, from its newest render.
+  function syncDone() {
+    const shown = document.getElementById("label-progress");
+    if (!shown) return;
+    const count = Number(shown.dataset.mineToday || 0);
+    for (const el of new Set([current, doneElement])) {
+      const today = el && el.dataset.kind === "done" && el.querySelector(".label-done-today");
+      if (!today) continue;
+      today.hidden = count === 0;
+      today.querySelector(".label-done-count").textContent = String(count);
+      today.querySelector(".label-done-noun").textContent = count === 1 ? "item" : "items";
+    }
   }
 
   async function post(url, fields, { keepalive = false } = {}) {
@@ -166,6 +184,9 @@
       button.classList.toggle("suggested", answerable && button.dataset.labelId === el.dataset.suggested);
     }
     if (skipButton) skipButton.disabled = !answerable;
+    if (reasonButton) reasonButton.disabled = !answerable;
+    closeSkipForm(); // a reason is for the item it was typed on
+    syncDone();
     fitImage(el);
   }
 
@@ -282,7 +303,22 @@
     show(el);
   }
 
-  function answer(button, skip) {
+  // Skipping with a reason: a small form under the buttons; the skip keys still skip without one.
+  function openSkipForm() {
+    if (!skipForm || !isItem(current)) return;
+    skipForm.hidden = false;
+    reasonButton.setAttribute("aria-expanded", "true");
+    skipInput.focus();
+  }
+
+  function closeSkipForm() {
+    if (!skipForm || skipForm.hidden) return;
+    skipForm.hidden = true;
+    skipInput.value = "";
+    reasonButton.setAttribute("aria-expanded", "false");
+  }
+
+  function answer(button, skip, reason = "") {
     const el = current;
     if (!isItem(el) || undoing || !button) return;
     const lease = el.dataset.lease;
@@ -291,7 +327,9 @@
     el.dataset.spentMs = String(spent);
     const name = skip ? null : button.querySelector(".label-name").textContent;
     const url = skip ? el.dataset.skipUrl : el.dataset.submitUrl;
-    const fields = skip ? [] : [["label_id", button.dataset.labelId], ["time_spent_ms", String(spent)]];
+    const fields = skip
+      ? (reason ? [["reason", reason]] : [])
+      : [["label_id", button.dataset.labelId], ["time_spent_ms", String(spent)]];
     flash(button);
     busy.add(lease);
     const job = post(url, fields, { keepalive: true })
@@ -376,6 +414,8 @@
     if (!button || !root.contains(button)) return;
     if (button.classList.contains("label-button")) answer(button, false);
     else if (button.dataset.action === "skip") answer(button, true);
+    else if (button.dataset.action === "skip-reason") { openSkipForm(); return; }
+    else if (button.dataset.action === "skip-cancel") closeSkipForm();
     else if (button.dataset.action === "undo") undo();
     else if (button.dataset.action === "recheck") recheck();
     else if (button.dataset.action === "dismiss") toast.hidden = true;
@@ -403,6 +443,18 @@
     event.preventDefault();
     if (!event.repeat) action();
   });
+
+  if (skipForm) {
+    skipForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const reason = skipInput.value.trim();
+      closeSkipForm();
+      answer(skipButton, true, reason);
+    });
+    skipInput.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") closeSkipForm();
+    });
+  }
 
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) {

@@ -469,3 +469,16 @@ def test_the_fragments_take_the_csrf_header_the_script_sends(text_project, items
     assert response.status_code == 200
     assert Annotation.objects.filter(item=lease.item, annotator=annotator).exists()
 
+
+
+def test_the_all_done_fragment_brings_the_sidebar_counted_by_the_same_render(expert_client, text_project, annotator):
+    item = ItemFactory(project=text_project)
+    lease = _lease(text_project, annotator)
+    expert_client.post(_url("label-submit", text_project, lease), {"label_id": text_project.labels.first().pk})
+
+    body = expert_client.post(_url("label-next", text_project)).content.decode()
+
+    assert 'data-kind="done"' in body and item.text not in body
+    today = re.search(r'<span class="label-done-count">(\d+)</span>', body).group(1)
+    sidebar = re.search(r'id="label-progress" hx-swap-oob="true"[^>]* data-mine-today="(\d+)"', body).group(1)
+    assert today == sidebar == "1"

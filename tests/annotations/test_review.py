@@ -78,9 +78,10 @@ def test_review_queue_lists_disagreements_and_confident_model_disagreements(revi
 
 def test_review_queue_reads_labels_in_a_fixed_number_of_queries(reviewed, django_assert_num_queries):
     project, _ = reviewed
-    with django_assert_num_queries(2):  # the items, then all their labels with experts and labels
+    with django_assert_num_queries(3):  # the items, all their labels with experts and labels, all their skips
         items = list(selectors.review_items(project))
         [(a.annotator.username, a.label.name) for item in items for a in item.annotations.all()]
+        [(s.user.username, s.skip_reason) for item in items for s in item.skips]
 
 
 def test_resolving_moves_the_item_out_of_the_queue_and_into_training(reviewed, reviewer, labels):
@@ -317,6 +318,9 @@ def test_review_and_agreement_pages(client, reviewed, reviewer, labels, experts)
     body = response.content.decode()
     assert f'data-item-id="{items["confident"].pk}"' in body
     assert f'<li id="review-row-{items["split"].pk}" hx-swap-oob="delete">' in body
+    # The filter tabs' counts are swapped in with the answer: one fewer to review, one more resolved.
+    for key, count in {"queue": 1, "disagreement": 0, "model": 1, "resolved": 1}.items():
+        assert f'<span class="count" id="review-count-{key}" hx-swap-oob="true">{count}</span>' in body
     bad = client.post(reverse("review-resolve", args=[project.pk, items["split"].pk]), {"label_id": "x"})
     assert bad.status_code == 400 and "review-error" in bad.content.decode()
     annotation = Annotation.objects.get(item=items["confident"], annotator=experts[0])

@@ -303,6 +303,8 @@ def test_the_last_item_leads_to_all_done(page: Page, live_server, artifacts, js_
 
     expect(page.locator("#label-stage .label-done")).to_contain_text("All done")
     expect(page.locator("#label-stage .label-done")).to_contain_text("You labeled 1 item today")
+    expect(page.locator("#label-stage .label-done-count")).to_have_text(
+        page.locator("#label-progress").get_attribute("data-mine-today"))
     expect(page.locator(".label-button").first).to_be_disabled()
     wait_for(lambda: Lease.objects.get(item_id=second, status__in=["skipped", "active"]).status == "skipped",
              "the skip to be stored")

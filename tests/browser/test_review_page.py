@@ -75,6 +75,9 @@ def test_a_reviewer_resolves_a_disagreement_with_a_key_and_the_item_leaves_the_q
     expect(panel.locator("[data-kind=review-item]")).to_have_attribute("data-item-id", str(last.pk))
     expect(page.locator(f"#review-row-{last.pk}")).to_have_attribute("aria-current", "true")
     expect(page.locator("#review-status")).to_have_text(f"Item {first.pk} resolved as “positive”.")
+    # The filter tabs count again without a reload.
+    expect(page.locator(".review-filters [aria-current=page]")).to_contain_text("Needs review 1")
+    expect(page.locator("#review-count-resolved")).to_have_text("1")
 
     # After a reload the item is still out of the queue, and listed under "Resolved".
     page.goto(review_url)

@@ -73,14 +73,15 @@ class Command(BaseCommand):
         self._import_wine(wine, admin)
         client, token = self._api_client(wine, creds)
 
-        self.stdout.write(self.style.SUCCESS("Demo ready. Log in at http://127.0.0.1:8000/accounts/login/"))
+        site = f"http://127.0.0.1:{settings.LABELHUB_WEB_PORT}"
+        self.stdout.write(self.style.SUCCESS(f"Demo ready. Log in at {site}/accounts/login/"))
         self.stdout.write(f"  admin  / {creds['admin']}   (staff: /admin/, manages both projects)")
         self.stdout.write(f"  expert / {creds['expert']}   (annotator)")
         self.stdout.write(f"  API client {client} (predicts and gives feedback in {wine.name}): "
                           f"Authorization: Token {token}")
         self.stdout.write(f"    curl -H 'Authorization: Token {token}' -H 'Content-Type: application/json' "
                           f"-d '{{\"values\": [13.2, 1.8, 2.4, 16, 100, 2.8, 3, 0.3, 2, 5.6, 1, 3.2, 1100]}}' "
-                          f"http://127.0.0.1:8000/api/projects/{wine.pk}/predict")
+                          f"{site}/api/projects/{wine.pk}/predict")
 
     def _api_client(self, project: Project, creds: dict[str, str]) -> tuple[str, str]:
         """The wine project's API client and its token: made once, the token kept with the demo passwords."""

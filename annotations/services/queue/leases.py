@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from labelhub.api import Conflict
 
-from ...models import LEASE_TTL_MAX_SECONDS, Item, Lease, Project
+from ...models import LEASE_TTL_MAX_SECONDS, SKIP_REASON_MAX_CHARS, Item, Lease, Project
 from ...selectors.queue import lease_get_for_user
 from .sql import ACTIVE, lease_expiry_move
 
@@ -58,12 +58,20 @@ def lease_renew(*, lease_id: uuid.UUID | str, user: AbstractBaseUser) -> Lease:
     return lease
 
 
-def lease_skip(*, lease_id: uuid.UUID | str, user: AbstractBaseUser) -> Lease:
-    """Give the item back and never serve it to this user again."""
+def lease_skip(*, lease_id: uuid.UUID | str, user: AbstractBaseUser, reason: str = "") -> Lease:
+    """Give the item back and never serve it to this user again, with the expert's reason if they gave one.
+
+    Skipping again changes nothing, the first reason included.
+    """
     lease = lease_get_for_user(lease_id, user, related=())
     if lease.status != Lease.Status.SKIPPED:
         skippable = [ACTIVE, Lease.Status.RELEASED]
-        if not Lease.objects.filter(pk=lease.pk, status__in=skippable).update(status=Lease.Status.SKIPPED):
+        reason = reason.strip()[:SKIP_REASON_MAX_CHARS]
+        if Lease.objects.filter(pk=lease.pk, status__in=skippable).update(
+            status=Lease.Status.SKIPPED, skip_reason=reason
+        ):
+            lease.skip_reason = reason
+        else:
             status = Lease.objects.filter(pk=lease.pk).values_list("status", flat=True).get()
             if status != Lease.Status.SKIPPED:
                 raise Conflict(NOT_ACTIVE[status])

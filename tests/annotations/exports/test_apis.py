@@ -113,3 +113,20 @@ def test_every_format_and_mode_parses(api, labeled, fmt, mode):
     if fmt == "labelstudio":
         assert all({"id", "data", "annotations", "meta"} <= set(task) for task in rows)
         assert all(r["type"] == "choices" for task in rows for a in task["annotations"] for r in a["result"])
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
+@pytest.mark.parametrize("mode", ["all", "final"])
+def test_a_label_stored_before_any_model_exports_a_null_model_version(api, labeled, fmt, mode):
+    # The queue's seeding scoring, before any model, is numbered 0: a label stored under it names no model.
+    Annotation.objects.filter(item__project=labeled, predicted_label__isnull=True).update(model_version=0)
+
+    text = body(api.get(export_url(labeled, format=fmt, mode=mode, include_prediction="true")))
+
+    if fmt == "csv":
+        versions = [row["model_version"] or None for row in csv.DictReader(io.StringIO(text))]
+    else:
+        rows = [json.loads(line) for line in text.splitlines()] if fmt == "jsonl" else json.loads(text)
+        versions = [row["model_version"] for row in rows]
+    expected = {"all": [3, None, None, None, None, None], "final": [3, None, None]}[mode]
+    assert versions == [None if v is None else str(v) for v in expected] if fmt == "csv" else versions == expected

@@ -168,6 +168,9 @@ def test_import_page_is_for_managers_only(client, text_project, manager, annotat
     response = client.get(reverse("project-import", args=[text_project.pk]))
     assert response.status_code == 200
     assert b'type="file" name="files" multiple' in response.content
+    # The page says what an import with bad rows does (its good rows are stored: see the next test).
+    assert b"all-or-nothing" not in response.content
+    assert b"its good rows are stored and its bad rows listed with their reasons" in response.content
 
 
 def test_upload_queues_jobs_and_the_panel_shows_their_outcome(
