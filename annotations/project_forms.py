@@ -22,6 +22,7 @@ SETTINGS_SECTIONS: list[tuple[str, str, list[str]]] = [
     ("promotion", "Promotion of a retrained model", ["promotion_rule", "gate_margin", "gate_alpha", "gate_min_gain",
                                                      "gate_min_audit", "gate_min_audit_first", "gate_max_recall_drop"]),
     ("drift", "Data drift", ["drift_enabled", "drift_threshold"]),
+    ("labeling", "Labeling page", ["shown_metadata_fields"]),
 ]
 HELP = {  # settings whose model field has no help text
     "name": "Shown in the project list and on every page of the project.",
@@ -63,6 +64,13 @@ def _with_help(form: forms.ModelForm) -> None:
 class ProjectSettingsForm(forms.ModelForm):
     """Every setting a manager may change, with the model's bounds (validators) as the form's."""
 
+    # Names separated by commas, not a JSON box; the model's validator bounds the list they make.
+    shown_metadata_fields = forms.CharField(
+        required=False, max_length=3000, label="Metadata shown to experts",
+        help_text="Fields of each item's metadata that the labeling page shows, in this order, separated by commas "
+                  "(at most 20 names); the rest of an item's metadata stays hidden from experts.",
+    )
+
     class Meta:
         model = Project
         fields = [name for _, _, names in SETTINGS_SECTIONS for name in names]
@@ -70,6 +78,11 @@ class ProjectSettingsForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _with_help(self)
+        if not self.is_bound and self.instance.pk:
+            self.initial["shown_metadata_fields"] = ", ".join(self.instance.shown_metadata_fields or [])
+
+    def clean_shown_metadata_fields(self) -> list[str]:
+        return [name.strip() for name in self.cleaned_data["shown_metadata_fields"].split(",") if name.strip()]
 
     def sections(self) -> list[dict[str, Any]]:
         """The bound fields grouped as the page shows them."""

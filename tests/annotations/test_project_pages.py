@@ -171,3 +171,17 @@ def test_the_labeling_page_links_managers_to_the_settings_when_there_are_no_labe
     client.force_login(annotator)
     page = client.get(reverse("label", args=[project.pk])).content.decode()
     assert settings_link not in page and "A manager of the project adds them." in page
+
+
+def test_managers_choose_the_metadata_experts_see_as_names_not_json(client, text_project, manager):
+    client.force_login(manager)
+    url = reverse("project-settings", args=[text_project.pk])
+    assert client.post(url, settings_body(text_project, shown_metadata_fields=" source , date,,")).status_code == 302
+    text_project.refresh_from_db()
+    assert text_project.shown_metadata_fields == ["source", "date"]
+    assert 'value="source, date"' in client.get(url).content.decode()
+    too_many = ", ".join(f"field{i}" for i in range(21))
+    response = client.post(url, settings_body(text_project, shown_metadata_fields=too_many))
+    assert response.status_code == 400 and "at most 20 metadata fields" in response.content.decode()
+    text_project.refresh_from_db()
+    assert text_project.shown_metadata_fields == ["source", "date"]
