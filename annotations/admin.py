@@ -9,6 +9,7 @@ from .models import (
     Annotation,
     AnnotationCorrection,
     ImportJob,
+    Invitation,
     Item,
     Label,
     Lease,
@@ -148,6 +149,20 @@ class ImportJobAdmin(admin.ModelAdmin):
     list_filter = ["status", "features_status", "project"]
     search_fields = ["filename"]
     readonly_fields = [f.name for f in ImportJob._meta.fields]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations to a project, read-only: managers make and revoke them on the Members page."""
+
+    list_display = ["email", "project", "role", "created_by", "created_at", "expires_at", "accepted_at"]
+    list_filter = ["role", "project"]
+    search_fields = ["email"]
+    exclude = ["token_hash"]  # a digest, of no use to anyone reading it
+    readonly_fields = [f.name for f in Invitation._meta.fields if f.name != "token_hash"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # the link is shown once, where it is made: on the Members page
 
 
 @admin.register(Membership)

@@ -3,7 +3,8 @@
 They make a text project with three labels, invite an expert, import a CSV; the expert labels 20
 items; the manager labels too, finds the items the two of them disagree on, corrects one of the
 expert's labels there, and downloads CSV from the export page: the file holds the correction.
-A real Celery worker (tests/integration/conftest.py) imports the file, scores the queue and retrains.
+The session's real Celery worker (conftest.py here) imports the file, scores the queue and retrains; the
+browser fixtures come from tests/browser/conftest.py.
 """
 import csv
 import io
@@ -14,14 +15,14 @@ from django.urls import reverse
 from playwright.sync_api import Page, expect
 
 from annotations.models import Annotation, AnnotationCorrection, Item, Project
-from tests.browser.conftest import DESKTOP
-from tests.factories import UserFactory
-from tests.integration.conftest import (  # noqa: F401 (the worker and the storage it shares, as fixtures)
-    _isolated_storage,
-    _worker_idle_before_teardown,
-    celery_worker_process,
-    integration_storage,
+from tests.browser.conftest import (  # noqa: F401 (Debian's Chromium and its pages, as fixtures)
+    DESKTOP,
+    artifacts,
+    browser,
+    js_errors,
+    page,
 )
+from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
