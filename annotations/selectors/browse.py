@@ -174,13 +174,15 @@ def _filtered(project: Project, filters: ItemFilters, scoring: QueueScoring | No
         # The scoring's id goes in as a value, so that PostgreSQL reads only its partition.
         scoring_id = scoring.pk if scoring is not None else 0
         items = items.annotate(live=FilteredRelation("scores", condition=Q(scores__scoring_id=scoring_id)))
-        items = items.filter(live__priority__isnull=False)
+        # One filter() call: each further call on a to-many relation would join the score table again.
+        live = Q(live__priority__isnull=False)
         if filters.prediction_id is not None:
-            items = items.filter(live__predicted_label_id=filters.prediction_id)
+            live &= Q(live__predicted_label_id=filters.prediction_id)
         if filters.confidence_min is not None:
-            items = items.filter(live__confidence__gte=filters.confidence_min)
+            live &= Q(live__confidence__gte=filters.confidence_min)
         if filters.confidence_max is not None:
-            items = items.filter(live__confidence__lte=filters.confidence_max)
+            live &= Q(live__confidence__lte=filters.confidence_max)
+        items = items.filter(live)
     return items
 
 
