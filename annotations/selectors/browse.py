@@ -23,7 +23,7 @@ from django.db.models.functions import Coalesce
 from labelhub.api import DomainError
 
 from ..models import Annotation, AnnotationCorrection, Item, ItemScore, Label, Membership, Project, QueueScoring
-from .review import review_items
+from .review import review_item_ids, review_items
 from .scoring import scoring_current
 
 STATUSES = {
@@ -146,9 +146,10 @@ def _status(items: QuerySet[Item], project: Project, status: str) -> QuerySet[It
         return items.filter(Exists(Annotation.objects.filter(item_id=OuterRef("pk"), is_audit=True)))
     if status == "gold":
         return items.filter(gold_label__isnull=False)  # Uses index: item_gold
-    if status in ("review", "disagreement", "resolved"):
-        kind = "queue" if status == "review" else status
-        return items.filter(pk__in=review_items(project, kind=kind).prefetch_related(None).order_by().values("pk"))
+    if status in ("review", "disagreement"):
+        return items.filter(pk__in=review_item_ids(project, kind="queue" if status == "review" else status))
+    if status == "resolved":
+        return items.filter(pk__in=review_items(project, kind=status).prefetch_related(None).order_by().values("pk"))
     return items
 
 
