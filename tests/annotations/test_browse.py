@@ -114,6 +114,8 @@ def test_search_and_metadata(pool):
     assert names(pool, metadata=(("source", "web"),)) == ["split", "fresh-1"]
     assert names(pool, metadata=(("source", "web"), ("batch", "3"))) == ["fresh-1"]
     assert names(pool, metadata=(("batch", "3.5"),)) == []
+    assert names(pool, metadata=(("source", "web"), ("source", "mail"))) == []  # a name given twice holds both
+    assert names(pool, metadata=(("batch", "3"), ("source", "web"), ("batch", "3"))) == ["fresh-1"]
 
 
 @pytest.mark.parametrize("search", ["' OR 1=1 --", "%", "_", "\\", "fresh%'; DROP TABLE annotations_item; --"])
