@@ -24,7 +24,7 @@ from django.db.models.functions import Coalesce
 from labelhub.api import DomainError
 
 from ..models import Annotation, AnnotationCorrection, Item, ItemScore, Label, Membership, Project, QueueScoring
-from .review import review_item_ids, review_items
+from .review import review_item_ids
 from .scoring import scoring_current
 
 STATUSES = {
@@ -172,8 +172,9 @@ def _status(items: QuerySet[Item], project: Project, status: str) -> QuerySet[It
         return items.filter(gold_label__isnull=False)  # Uses index: item_gold
     if status in ("review", "disagreement"):
         return items.filter(pk__in=review_item_ids(project, kind="queue" if status == "review" else status))
-    if status == "resolved":
-        return items.filter(pk__in=review_items(project, kind=status).prefetch_related(None).order_by().values("pk"))
+    if status == "resolved":  # as review_items(kind="resolved"): labeled items a reviewer resolved
+        labeled = Exists(Annotation.objects.filter(item_id=OuterRef("pk")))
+        return items.filter(labeled, resolved_label__isnull=False)  # Uses index: item_resolved
     return items
 
 
