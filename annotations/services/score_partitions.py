@@ -78,8 +78,8 @@ def item_scores_index(scoring_id: int) -> bool:
     LABELHUB_SCORING_HEAD items gets a partial index over its head instead (priorities from a
     floor estimated on a sample, recorded on the scoring as ``head_floor`` in the same
     transaction), and item_scores_index_rest indexes the whole pool once the scoring is served.
-    The items browser needs an index by confidence and the partition's statistics: a small pool
-    gets them here, a larger one from item_scores_index_rest. Outside a transaction the item index is built at once on a second connection; inside one
+    The items browser's index by confidence and the partition's statistics come with the latter
+    (a pool within the head goes without: the browser's reads of it are bounded by its size). Outside a transaction the item index is built at once on a second connection; inside one
     (tests), one after the other. Safe to run again.
     """
     if connection.vendor != "postgresql":
@@ -102,8 +102,6 @@ def item_scores_index(scoring_id: int) -> bool:
             floor = _head_floor(cursor, partition, row[1])
             if floor is None:
                 cursor.execute(f'CREATE INDEX IF NOT EXISTS "{partition}_queue" ON "{partition}" (priority DESC)')
-                # A pool this small is indexed for the items browser at once, in a few milliseconds.
-                cursor.execute(f'CREATE INDEX IF NOT EXISTS "{partition}_confidence" ON "{partition}" (confidence)')
             else:
                 cursor.execute(f'CREATE INDEX IF NOT EXISTS "{partition}_head" ON "{partition}" (priority DESC)'
                                f" WHERE {head_at_least(floor)}")
@@ -113,8 +111,6 @@ def item_scores_index(scoring_id: int) -> bool:
                 alongside.join()
         if alongside is not None and alongside.error is not None:
             raise alongside.error
-        if floor is None:  # after the item index's build: ANALYZE's lock would make that build wait
-            cursor.execute(f'ANALYZE "{partition}"')
     return True
 
 
