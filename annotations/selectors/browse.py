@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import product
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -23,7 +24,7 @@ from django.db.models.functions import Coalesce
 from labelhub.api import DomainError
 
 from ..models import Annotation, AnnotationCorrection, Item, ItemScore, Label, Membership, Project, QueueScoring
-from .review import review_items
+from .review import review_item_ids
 from .scoring import scoring_current
 
 STATUSES = {
@@ -107,20 +108,43 @@ def _majority() -> Subquery:
     return Subquery(votes)
 
 
-def _metadata_condition(name: str, value: str) -> Q:
-    """The item's metadata holds ``name`` with this value, as text or as the number or boolean it spells."""
-    condition = Q(metadata__contains={name: value})
-    typed: list[Any] = []
+def _metadata_forms(value: str) -> list[Any]:
+    """The JSON values a metadata filter's ``value`` matches: the text, and the number or boolean it spells."""
+    forms: list[Any] = [value]
     if value in ("true", "false"):
-        typed.append(value == "true")
+        forms.append(value == "true")
     try:
         number = float(value)
     except ValueError:
         number = None
     if number is not None and number == number and abs(number) != float("inf"):
-        typed.append(int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number)
-    for typed_value in typed:
-        condition |= Q(metadata__contains={name: typed_value})
+        forms.append(int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number)
+    return forms
+
+
+def _metadata_condition(metadata: tuple[tuple[str, str], ...]) -> Q:
+    """The item's metadata holds every ``name`` with its value (as text, or as the number or boolean it spells).
+
+    One containment per combination of the values' forms (at most 2 ** META_FILTERS_MAX), rather than
+    one per filter: PostgreSQL then estimates the filters' joint share from the metadata it sampled,
+    where per filter it multiplies their shares, and a pair of filters that nothing matches looks
+    common enough to find by walking the newest items (the whole project, when nothing matches).
+    A name given twice is required on its own (one JSON object holds a name once).
+    """
+    condition, wanted = Q(), {}
+    for name, value in metadata:
+        if name in wanted:
+            condition &= _any_of([{name: form} for form in _metadata_forms(value)])
+        else:
+            wanted[name] = _metadata_forms(value)
+    combinations = [dict(zip(wanted, forms, strict=True)) for forms in product(*wanted.values())]
+    return condition & _any_of(combinations) if wanted else condition
+
+
+def _any_of(containments: list[dict[str, Any]]) -> Q:
+    condition = Q(metadata__contains=containments[0])
+    for containment in containments[1:]:
+        condition |= Q(metadata__contains=containment)
     return condition
 
 
@@ -146,9 +170,11 @@ def _status(items: QuerySet[Item], project: Project, status: str) -> QuerySet[It
         return items.filter(Exists(Annotation.objects.filter(item_id=OuterRef("pk"), is_audit=True)))
     if status == "gold":
         return items.filter(gold_label__isnull=False)  # Uses index: item_gold
-    if status in ("review", "disagreement", "resolved"):
-        kind = "queue" if status == "review" else status
-        return items.filter(pk__in=review_items(project, kind=kind).prefetch_related(None).order_by().values("pk"))
+    if status in ("review", "disagreement"):
+        return items.filter(pk__in=review_item_ids(project, kind="queue" if status == "review" else status))
+    if status == "resolved":  # as review_items(kind="resolved"): labeled items a reviewer resolved
+        labeled = Exists(Annotation.objects.filter(item_id=OuterRef("pk")))
+        return items.filter(labeled, resolved_label__isnull=False)  # Uses index: item_resolved
     return items
 
 
@@ -168,19 +194,21 @@ def _filtered(project: Project, filters: ItemFilters, scoring: QueueScoring | No
         if len(filters.search) >= 3:  # Uses index: item_search_external_id, item_search_text (trigrams)
             text |= Q(external_id__icontains=filters.search) | Q(text__icontains=filters.search)
         items = items.filter(text)
-    for name, value in filters.metadata:  # Uses index: item_metadata (GIN)
-        items = items.filter(_metadata_condition(name, value))
+    if filters.metadata:  # Uses index: item_metadata (GIN)
+        items = items.filter(_metadata_condition(filters.metadata))
     if filters.needs_scoring():
         # The scoring's id goes in as a value, so that PostgreSQL reads only its partition.
         scoring_id = scoring.pk if scoring is not None else 0
         items = items.annotate(live=FilteredRelation("scores", condition=Q(scores__scoring_id=scoring_id)))
-        items = items.filter(live__priority__isnull=False)
+        # One filter() call: each further call on a to-many relation would join the score table again.
+        live = Q(live__priority__isnull=False)
         if filters.prediction_id is not None:
-            items = items.filter(live__predicted_label_id=filters.prediction_id)
+            live &= Q(live__predicted_label_id=filters.prediction_id)
         if filters.confidence_min is not None:
-            items = items.filter(live__confidence__gte=filters.confidence_min)
+            live &= Q(live__confidence__gte=filters.confidence_min)
         if filters.confidence_max is not None:
-            items = items.filter(live__confidence__lte=filters.confidence_max)
+            live &= Q(live__confidence__lte=filters.confidence_max)
+        items = items.filter(live)
     return items
 
 

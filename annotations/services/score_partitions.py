@@ -78,7 +78,8 @@ def item_scores_index(scoring_id: int) -> bool:
     LABELHUB_SCORING_HEAD items gets a partial index over its head instead (priorities from a
     floor estimated on a sample, recorded on the scoring as ``head_floor`` in the same
     transaction), and item_scores_index_rest indexes the whole pool once the scoring is served.
-    Outside a transaction the item index is built at once on a second connection; inside one
+    The items browser's index by confidence and the partition's statistics come with the latter
+    (a pool within the head goes without: the browser's reads of it are bounded by its size). Outside a transaction the item index is built at once on a second connection; inside one
     (tests), one after the other. Safe to run again.
     """
     if connection.vendor != "postgresql":
@@ -131,44 +132,57 @@ def _head_floor(cursor: CursorWrapper, partition: str, rows: int) -> float | Non
 
 
 def item_scores_index_rest(scoring_id: int) -> bool:
-    """Index a served scoring's whole partition by priority, without blocking its readers or writers, and
+    """Index a served scoring's whole partition by priority (the queue) and by confidence (the items
+    browser's sorts and range), without blocking its readers or writers, gather its statistics, and
     clear its ``head_floor`` so that the queue reads past the head; False if there was nothing to do.
 
-    PostgreSQL builds it concurrently, which cannot run inside a transaction; inside one (tests),
-    the index is built plainly. A build that failed leaves an invalid index, dropped and built
-    again here; one still under way in another session is left to finish.
+    The statistics let the planner see how many rows the browser's filters on the predicted label
+    and the confidence keep (without them it guesses a handful, and joins the whole partition);
+    autovacuum would gather them too, but only a while later, if it runs at all. PostgreSQL builds
+    the indexes concurrently, which cannot run inside a transaction; inside one (tests), plainly.
     """
     if connection.vendor != "postgresql":
         return False
     if not QueueScoring.objects.filter(pk=scoring_id, head_floor__isnull=False).exists():
         return False
     partition = scoring_partition(scoring_id)
-    name = f"{partition}_queue"
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [f'"{partition}"'])
         if not cursor.fetchone()[0]:
             return False  # dropped meanwhile: a newer scoring is served
-        cursor.execute(
-            "SELECT x.indisvalid,"
-            " EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = x.indexrelid)"
-            " FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid WHERE c.relname = %s",
-            [name],
-        )
-        existing = cursor.fetchone()
-        if existing is not None and not existing[0]:
-            if existing[1]:
+        for suffix, key in (("queue", "priority DESC"), ("confidence", "confidence")):
+            if not _index_concurrently(cursor, partition, f"{partition}_{suffix}", key):
                 return False  # another session is building it
-            cursor.execute(f'DROP INDEX {"" if connection.in_atomic_block else "CONCURRENTLY "}IF EXISTS "{name}"')
-            existing = None
-        if existing is None:
-            concurrently = "" if connection.in_atomic_block else "CONCURRENTLY "
-            cursor.execute(f"SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
-            try:
-                cursor.execute(f'CREATE INDEX {concurrently}IF NOT EXISTS "{name}" ON "{partition}" (priority DESC)')
-            finally:
-                cursor.execute("RESET maintenance_work_mem")
+        cursor.execute(f'ANALYZE "{partition}"')
     QueueScoring.objects.filter(pk=scoring_id).update(head_floor=None)
     logger.info("Scoring %s: the queue's index covers the whole pool", scoring_id)
+    return True
+
+
+def _index_concurrently(cursor: CursorWrapper, partition: str, name: str, key: str) -> bool:
+    """Build the partition's index ``name`` on ``key`` unless it exists; False if another session is building it.
+
+    A build that failed leaves an invalid index, dropped and built again here.
+    """
+    cursor.execute(
+        "SELECT x.indisvalid,"
+        " EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = x.indexrelid)"
+        " FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid WHERE c.relname = %s",
+        [name],
+    )
+    existing = cursor.fetchone()
+    concurrently = "" if connection.in_atomic_block else "CONCURRENTLY "
+    if existing is not None and not existing[0]:
+        if existing[1]:
+            return False
+        cursor.execute(f'DROP INDEX {concurrently}IF EXISTS "{name}"')
+        existing = None
+    if existing is None:
+        cursor.execute(f"SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
+        try:
+            cursor.execute(f'CREATE INDEX {concurrently}IF NOT EXISTS "{name}" ON "{partition}" ({key})')
+        finally:
+            cursor.execute("RESET maintenance_work_mem")
     return True
 
 

@@ -69,6 +69,26 @@ def test_status_filters(pool):
     assert names(pool, status="resolved") == ["settled"]
 
 
+def test_needs_review_takes_a_confident_model_the_expert_overruled_as_the_review_page_does(pool):
+    project, cat, dog = pool["project"], pool["cat"], pool["dog"]
+    Project.objects.filter(pk=project.pk).update(review_confidence=0.8)
+    project.refresh_from_db()
+    Annotation.objects.filter(item=pool["agreed"]).update(predicted_label=cat, predicted_confidence=0.9)
+    Annotation.objects.filter(item=pool["golden"]).update(predicted_label=dog, predicted_confidence=0.7)
+    Annotation.objects.filter(item=pool["settled"]).update(predicted_label=cat, predicted_confidence=0.99)
+
+    assert names(pool, status="review") == ["agreed", "split"]  # golden's model was not sure; settled is resolved
+    assert names(pool, status="disagreement") == ["split"]
+    review_page = selectors.review_items(project, kind="queue")
+    assert sorted(i.external_id for i in review_page) == ["agreed", "split"]
+
+
+def test_live_prediction_and_confidence_range_hold_together(pool):
+    assert names(pool, prediction_id=pool["cat"].pk, confidence_min=0.5, confidence_max=0.8) == ["golden", "fresh-1"]
+    assert names(pool, prediction_id=pool["cat"].pk, confidence_min=0.6) == ["golden"]
+    assert names(pool, prediction_id=pool["dog"].pk, confidence_max=0.9) == []
+
+
 def test_final_label_annotator_and_live_prediction_filters(pool):
     # Final label: the reviewer's resolution, else the majority (a tie goes to the earliest label).
     assert names(pool, label_id=pool["dog"].pk) == ["settled", "agreed"]
@@ -94,6 +114,8 @@ def test_search_and_metadata(pool):
     assert names(pool, metadata=(("source", "web"),)) == ["split", "fresh-1"]
     assert names(pool, metadata=(("source", "web"), ("batch", "3"))) == ["fresh-1"]
     assert names(pool, metadata=(("batch", "3.5"),)) == []
+    assert names(pool, metadata=(("source", "web"), ("source", "mail"))) == []  # a name given twice holds both
+    assert names(pool, metadata=(("batch", "3"), ("source", "web"), ("batch", "3"))) == ["fresh-1"]
 
 
 @pytest.mark.parametrize("search", ["' OR 1=1 --", "%", "_", "\\", "fresh%'; DROP TABLE annotations_item; --"])

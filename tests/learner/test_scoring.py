@@ -570,6 +570,13 @@ def test_each_scoring_has_a_partition_indexed_at_completion_and_dropped_when_a_n
     assert ItemScore.objects.filter(scoring_id=second.scoring_id).count() == 30
 
 
+def partition_analyzed(scoring_id: int) -> bool:
+    """Whether the planner has statistics of the partition's columns (the items browser's filters are planned on them)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM pg_stats WHERE tablename = %s", [queue_selectors.scoring_partition(scoring_id)])
+        return cursor.fetchone()[0] > 0
+
+
 def partition_indexes(scoring_id: int) -> list[str]:
     partition = queue_selectors.scoring_partition(scoring_id)
     with connection.cursor() as cursor:
@@ -598,6 +605,7 @@ def test_a_pool_larger_than_the_head_is_served_from_its_head_first_then_whole_on
     assert served.pk == plan.scoring_id and served.head_floor is not None
     assert ("learner.score_index_rest", [served.pk]) in sent  # the whole pool is indexed next
     assert partition_indexes(served.pk) == ["head", "item"]
+    assert not partition_analyzed(served.pk)
     in_head = ItemScore.objects.filter(scoring=served, priority__gte=served.head_floor).count()
     assert 10 <= in_head <= 13  # the head, and the diverse batch of 3 put first
     with transaction.atomic(), connection.cursor() as cursor:
@@ -626,7 +634,8 @@ def test_a_pool_larger_than_the_head_is_served_from_its_head_first_then_whole_on
     assert score_index_rest_task(served.pk) is False  # done already
 
     assert queue_selectors.scoring_current(xy_project.pk).head_floor is None
-    assert partition_indexes(served.pk) == ["head", "item", "queue"]
+    assert partition_indexes(served.pk) == ["confidence", "head", "item", "queue"]
+    assert partition_analyzed(served.pk)
     lease = queue_services.queue_next(project=xy_project, user=manager)
     assert lease.item_id == order[in_head + 3]
 
