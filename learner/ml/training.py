@@ -46,14 +46,22 @@ def fit(kind: str, X: np.ndarray | sparse.spmatrix, y: np.ndarray) -> Pipeline:
 
 
 def proba_over(model: Pipeline, X: np.ndarray | sparse.spmatrix, classes: list[int]) -> np.ndarray:
-    """Return probabilities in the order of ``classes``; classes the model never saw get 0."""
+    """Return probabilities in the order of ``classes``; classes the model never saw get 0.
+
+    A class of the model that is not in ``classes`` (a label merged into another since it was
+    trained) is dropped, and each row's remaining probabilities are scaled back to sum to 1.
+    """
     proba = model.predict_proba(X)
     if list(model.classes_) == list(classes):
         return proba
     out = np.zeros((proba.shape[0], len(classes)), dtype=proba.dtype)
     position = {c: i for i, c in enumerate(classes)}
     for j, c in enumerate(model.classes_):
-        out[:, position[int(c)]] = proba[:, j]
+        if int(c) in position:
+            out[:, position[int(c)]] = proba[:, j]
+    if not set(int(c) for c in model.classes_) <= set(position):
+        total = out.sum(axis=1, keepdims=True)
+        np.divide(out, total, out=out, where=total > 0)
     return out
 
 

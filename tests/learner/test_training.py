@@ -445,3 +445,25 @@ def test_training_learns_the_reviewers_resolved_labels_over_the_experts(labeled_
     assert run.status == TrainingRun.Status.PROMOTED, run.decision or run.error
     assert run.label_snapshot_hash != wrong.label_snapshot_hash
     assert LiveModel.objects.get(project=labeled_blobs).version.metrics["accuracy"] > 0.95
+
+
+def test_a_retrain_after_a_label_merge_judges_the_old_model_without_the_merged_label(labeled_blobs, manager):
+    """The live model still has the merged label among its classes; the next retrain must not fail on it."""
+    from annotations.services import label_merge
+    from tests.factories import LabelFactory
+
+    negative, positive = labeled_blobs.labels.order_by("order")[:2]
+    # A third label, "maybe", given to a sixth of the positive training items.
+    maybe = LabelFactory(project=labeled_blobs, name="maybe", order=5)
+    Annotation.objects.filter(item__project=labeled_blobs, label=positive, is_audit=False, item_id__in=[
+        a.item_id for a in Annotation.objects.filter(item__project=labeled_blobs, label=positive, is_audit=False)[:10]
+    ]).update(label=maybe)
+    first = training_run_execute(training_run_request(project_id=labeled_blobs.pk, trigger="manual", evidence={}).pk)
+    assert first.status == TrainingRun.Status.PROMOTED
+    assert maybe.pk in first.model_version.classes
+
+    label_merge(label=maybe, into=positive)
+    second = training_run_execute(training_run_request(project_id=labeled_blobs.pk, trigger="manual", evidence={}).pk)
+    assert second.status != TrainingRun.Status.FAILED, second.error
+    assert second.decision["champion_metrics"]["n"] == second.decision["audit_n"]
+    assert maybe.pk not in second.model_version.classes
