@@ -309,6 +309,10 @@ def test_review_and_agreement_pages(client, reviewed, reviewer, labels, experts)
     body = page.content.decode()
     assert f'id="review-row-{items["split"].pk}"' in body and f'id="review-row-{items["plain"].pk}"' not in body
     assert "experts disagree" in body and "ada" in body and "ben" in body
+    # The list names the labels beside their colours (colour alone tells them apart for few readers).
+    row = body.split(f'id="review-row-{items["split"].pk}"', 1)[1].split("</li>", 1)[0]
+    given = sorted(a.label.name for a in items["split"].annotations.all())
+    assert [name for name in given if f"</span>{name}</span>" in row] == given
     # Resolving from the page answers with the next item's panel and drops the row.
     response = client.post(
         reverse("review-resolve", args=[project.pk, items["split"].pk]),
