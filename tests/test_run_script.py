@@ -3,6 +3,7 @@ import io
 import os
 import pty
 import select
+import signal
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,8 @@ def _in_a_terminal(command: list[str], env: dict[str, str], ready: bytes, count:
     """Run the command on a pseudo-terminal, press Ctrl-C once ``ready`` was printed ``count`` times."""
     pid, fd = pty.fork()
     if pid == 0:
+        # As in a user's terminal, whatever the test run inherited (a run started in the background ignores it).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.chdir(ROOT)
         os.execvpe(command[0], command, env)
     output, pressed, deadline = b"", False, time.monotonic() + 60
@@ -57,7 +60,15 @@ def _in_a_terminal(command: list[str], env: dict[str, str], ready: bytes, count:
             if not data:
                 break
             output += data
-    _, status = os.waitpid(pid, 0)
+    for _ in range(100):  # at most 10 s more: a run that never stops fails the test instead of hanging it
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(pid, signal.SIGKILL)  # make's group; bin/run's processes each lead their own session
+        _, status = os.waitpid(pid, 0)
+        output += b"\n(still running 10 s after the output ended: killed)"
     os.close(fd)
     return output.decode(errors="replace"), os.waitstatus_to_exitcode(status)
 

@@ -19,17 +19,29 @@ DESKTOP = {"width": 1280, "height": 720}
 TABLET = {"width": 820, "height": 1180}
 
 
+# Playwright's sync API runs one instance per thread: modules elsewhere that import these fixtures (the
+# integration tests' manager journey) get the same Chromium, closed when its last user is done.
+_shared: dict = {"users": 0}
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator:
-    """One Chromium for the session."""
+    """One Chromium for the session, whichever module's copy of this fixture asks first."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium).")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    if not _shared["users"]:
+        _shared["playwright"] = sync_playwright().start()
+        _shared["browser"] = _shared["playwright"].chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    _shared["users"] += 1
+    try:
+        yield _shared["browser"]
+    finally:
+        _shared["users"] -= 1
+        if not _shared["users"]:
+            _shared.pop("browser").close()
+            _shared.pop("playwright").stop()
 
 
 @pytest.fixture

@@ -37,14 +37,23 @@ def _fits(page: Page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
 
 
-def _label(page: Page, key: str, count: int) -> None:
-    """Answer ``count`` items with the key, waiting for each next item to replace the one answered."""
+def _label(page: Page, key: str, count: int, username: str) -> None:
+    """Answer ``count`` items with the key, waiting for each next item, then until every answer is stored.
+
+    The page shows the next item while the answer before it is still on its way.
+    """
     for _ in range(count):
         stage = page.locator("#label-stage [data-kind=item]")
         expect(stage).to_be_visible()
         lease = stage.get_attribute("data-lease")
         page.keyboard.press(key)
         expect(page.locator(f"#label-stage [data-kind=item][data-lease='{lease}']")).to_have_count(0)
+    stored = Annotation.objects.filter(annotator__username=username)
+    for _ in range(100):
+        if stored.count() >= count:
+            break
+        page.wait_for_timeout(100)
+    assert stored.count() == count
 
 
 def test_a_manager_sets_up_watches_corrects_and_exports_without_the_admin(
@@ -104,14 +113,14 @@ def test_a_manager_sets_up_watches_corrects_and_exports_without_the_admin(
         expert.click("text=Create account and join")
         expert.wait_for_url(f"**{reverse('project-detail', args=[project.pk])}")
         expert.goto(reverse("label", args=[project.pk]))
-        _label(expert, "b", LABELED)  # the expert calls every ticket billing
+        _label(expert, "b", LABELED, "eva")  # the expert calls every ticket billing
     finally:
         expert_context.close()
     assert Annotation.objects.filter(item__project=project, annotator__username="eva").count() == LABELED
 
     # The manager labels too, and calls every ticket a bug: where both labeled, they disagree.
     page.goto(reverse("label", args=[project.pk]))
-    _label(page, "g", LABELED)
+    _label(page, "g", LABELED, "maria")
     both = Item.objects.filter(project=project, annotations__annotator__username="eva").filter(
         annotations__annotator__username="maria")
     assert both.exists()
