@@ -7,18 +7,22 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 from django.db.models import (
     BigIntegerField,
     Count,
     Exists,
     FilteredRelation,
+    JSONField,
     Min,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
     Subquery,
+    Value,
 )
+from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce
 
 from labelhub.api import DomainError
@@ -142,9 +146,21 @@ def _metadata_condition(metadata: tuple[tuple[str, str], ...]) -> Q:
 
 
 def _any_of(containments: list[dict[str, Any]]) -> Q:
-    condition = Q(metadata__contains=containments[0])
+    condition = _holds(containments[0])
     for containment in containments[1:]:
-        condition |= Q(metadata__contains=containment)
+        condition |= _holds(containment)
+    return condition
+
+
+def _holds(containment: dict[str, Any]) -> Q:
+    """The metadata holds each of these names with its value: one JSON containment, or (SQLite, which has no
+    containment) one key lookup per name, each name taken whole whatever it holds (``__`` included)."""
+    if connection.features.supports_json_field_contains:
+        return Q(metadata__contains=containment)
+    condition = Q()
+    for name, value in containment.items():
+        key = KeyTransform(name, "metadata")
+        condition &= Q(key.get_lookup("exact")(key, Value(value, output_field=JSONField())))
     return condition
 
 
