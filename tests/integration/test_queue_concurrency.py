@@ -136,7 +136,12 @@ def test_overlap_one_never_leases_an_item_twice_at_once(text_project, quiet_brok
     items, ledger, submitted = drain(text_project, 300)
 
     assert ledger.violations == []
-    assert sum(submitted) == 300 and min(submitted) > 0
+    assert sum(submitted) == 300
+    if connection.vendor == "postgresql":
+        # Every client is served. SQLite is left out: its busy handler is not first come, first
+        # served, and eight clients with no pause between requests can keep one waiting for the
+        # write lock until the pool is gone (seen on a busy CI machine: 0 of 300 for one client).
+        assert min(submitted) > 0
     assert Counter(Annotation.objects.values_list("item_id", flat=True)) == Counter(item.pk for item in items)
     # Every serve of an item other than the last one was given back before the next serve.
     released = Lease.objects.filter(status=Lease.Status.RELEASED).count()
