@@ -11,6 +11,7 @@ from .models import (
     ImportJob,
     Invitation,
     Item,
+    ItemEmbedding,
     Label,
     Lease,
     Membership,
@@ -87,6 +88,27 @@ class LabelAdmin(admin.ModelAdmin):
     list_display = ["name", "project", "shortcut", "color", "order"]
     list_filter = ["project"]
     search_fields = ["name"]
+
+
+@admin.register(ItemEmbedding)
+class ItemEmbeddingAdmin(admin.ModelAdmin):
+    """Imported vectors, read-only: they change by import (the embeddings API or command), never by hand."""
+
+    list_display = ["item", "project", "dimensions", "updated_at"]
+    list_filter = ["project"]
+    list_select_related = ["item", "project"]
+    exclude = ["vector"]
+    readonly_fields = ["item", "project", "dimensions", "updated_at"]
+
+    @admin.display(description="numbers")
+    def dimensions(self, embedding: ItemEmbedding) -> int:
+        return len(embedding.vector) // 4
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Item)

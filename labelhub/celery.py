@@ -24,6 +24,7 @@ class TaskName(StrEnum):
     FEATURES_COMPUTE = "learner.features_compute"
     FEATURES_COMPUTE_CHUNK = "learner.features_compute_chunk"
     FEATURES_RECONCILE = "learner.features_reconcile"
+    FEATURES_REFRESH = "learner.features_refresh"
     SCORE_POOL = "learner.score_pool"
     SCORE_CHUNK = "learner.score_chunk"
     SCORE_INDEX_REST = "learner.score_index_rest"

@@ -227,6 +227,9 @@ LABELHUB_ZIP_MAX_BYTES = env.int("ZIP_MAX_BYTES", default=2 * 1024**3)
 LABELHUB_ZIP_MAX_RATIO = env.int("ZIP_MAX_RATIO", default=100)
 LABELHUB_IMPORT_ERRORS_KEPT = 1000
 LABELHUB_FEATURE_CHUNK = env.int("FEATURE_CHUNK", default=5000)
+# Featurizer plugins a project may choose (learner.ml.registry): name → dotted path of a class,
+# e.g. FEATURIZER_PLUGINS="minilm=myteam.features.MiniLM,clip=myteam.features.Clip".
+LABELHUB_FEATURIZER_PLUGINS = env.dict("FEATURIZER_PLUGINS", default={})
 # Items per pool-scoring chunk task: large enough that a task's fixed cost (message, model
 # lookup, commit) is small beside its work, small enough that workers share a pool evenly and a
 # chunk's rows commit in well under a second.

@@ -14,7 +14,7 @@ class FeatureVector(models.Model):
 
     item = models.OneToOneField(Item, primary_key=True, on_delete=models.CASCADE, related_name="features")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    space = models.CharField(max_length=40, help_text="Featurizer name and version that produced this row.")
+    space = models.CharField(max_length=120, help_text="Featurizer name and version that produced this row.")
     values = models.BinaryField()
     indices = models.BinaryField(null=True, blank=True)
 
@@ -37,7 +37,7 @@ class ModelVersion(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
     algorithm = models.CharField(max_length=200)
     hyperparameters = models.JSONField(default=dict, blank=True)
-    feature_space = models.CharField(max_length=40)
+    feature_space = models.CharField(max_length=120)
     classes = models.JSONField(default=list, help_text="Label ids in the order of the model's outputs.")
     artifact_name = models.CharField(max_length=300)
     artifact_sha256 = models.CharField(max_length=64)

@@ -35,6 +35,15 @@ def features_compute_chunk(project_id: int, job_id: int | None, item_ids: list[i
     return feature_services.features_compute_chunk(project_id, item_ids)
 
 
+@shared_task(name=TaskName.FEATURES_REFRESH, time_limit=300, soft_time_limit=240)
+def features_refresh(project_id: int, item_ids: list[int] | None = None) -> int:
+    """Compute features again: of these items (their embeddings changed), or (None) of every item under a new featurizer."""
+    chunks = feature_services.features_refresh(project_id, item_ids)
+    if chunks:
+        group(features_compute_chunk.si(project_id, None, chunk) for chunk in chunks).apply_async()
+    return len(chunks)
+
+
 @shared_task(name=TaskName.FEATURES_RECONCILE, time_limit=300, soft_time_limit=240)
 def features_reconcile() -> int:
     """Enqueue features_compute for every project and import job still lacking features."""

@@ -4,10 +4,18 @@ One module per part; everything is importable from here, as the migrations name 
 """
 from annotations.models.import_jobs import ImportJob, import_upload_path
 from annotations.models.invitations import INVITABLE_ROLES, Invitation
-from annotations.models.items import Annotation, AnnotationCorrection, Item, item_image_path, random_key
+from annotations.models.items import (
+    Annotation,
+    AnnotationCorrection,
+    Item,
+    ItemEmbedding,
+    item_image_path,
+    random_key,
+)
 from annotations.models.projects import (
     DEGRADATION_WINDOW_MAX,
     DRIFT_THRESHOLD_MAX,
+    EMBEDDING_MAX_DIMENSIONS,
     INSTRUCTIONS_MAX_CHARS,
     LABEL_ORDER_MAX,
     LEASE_TTL_MAX_SECONDS,
@@ -24,8 +32,10 @@ __all__ = [
     "AnnotationCorrection",
     "DEGRADATION_WINDOW_MAX",
     "DRIFT_THRESHOLD_MAX",
+    "EMBEDDING_MAX_DIMENSIONS",
     "INSTRUCTIONS_MAX_CHARS",
     "ImportJob",
+    "ItemEmbedding",
     "INVITABLE_ROLES",
     "Invitation",
     "Item",

@@ -33,6 +33,7 @@ class ImportJob(models.Model):
     features_status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     features_total = models.PositiveIntegerField(default=0)
     features_done = models.PositiveIntegerField(default=0)
+    features_message = models.TextField(blank=True, help_text="Why the feature job failed, if it did.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

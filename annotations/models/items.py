@@ -130,3 +130,18 @@ class AnnotationCorrection(models.Model):
 
     def __str__(self) -> str:
         return f"annotation {self.annotation_id}: {self.previous_label_id} → {self.new_label_id}"
+
+
+class ItemEmbedding(models.Model):
+    """An item's imported vector, as float32 bytes; apart from the item, so that reading items never loads it."""
+
+    item = models.OneToOneField(Item, primary_key=True, on_delete=models.CASCADE, related_name="embedding")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    vector = models.BinaryField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "item"], name="embedding_project_item")]
+
+    def __str__(self) -> str:
+        return f"embedding of item {self.item_id}"

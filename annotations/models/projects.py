@@ -14,6 +14,8 @@ RETRAIN_EVERY_MAX = 1_000_000
 RETRAIN_INTERVAL_MAX_MINUTES = 366 * 24 * 60
 DEGRADATION_WINDOW_MAX = 100_000
 DRIFT_THRESHOLD_MAX = 10.0
+# Imported embeddings: at most this many numbers per vector (float32, so 32 KiB a row).
+EMBEDDING_MAX_DIMENSIONS = 8192
 LABEL_ORDER_MAX = 1_000_000
 # The item metadata fields shown to experts while labeling: a short list of short names.
 SHOWN_METADATA_FIELDS_MAX = 20
@@ -58,6 +60,33 @@ class Project(models.Model):
     )
     # Tabular projects: the ordered numeric feature columns, fixed by the first import.
     feature_names = models.JSONField(default=list, blank=True)
+
+    class Model(models.TextChoices):
+        LOGISTIC = "logistic", "Logistic regression"
+        LINEAR_SVM = "linear_svm", "Linear SVM, calibrated"
+        HIST_GB = "hist_gb", "Histogram gradient boosting"
+        RANDOM_FOREST = "random_forest", "Random forest"
+
+    # What the model learns from and how (learner.ml.registry, learner.ml.training). A change of
+    # either makes the next model a change of kind, which must prove itself before it goes live.
+    featurizer = models.CharField(
+        max_length=80, blank=True, default="",
+        help_text="Key of the featurizer (learner.ml.registry); empty for the kind's default.",
+    )
+    model_kind = models.CharField(
+        max_length=20, choices=Model.choices, default=Model.LOGISTIC,
+        help_text="The scikit-learn classifier each retrain fits.",
+    )
+    embedding_field = models.CharField(
+        max_length=64, default="embedding",
+        help_text="Where imports find each item's vector: a JSON field, a CSV column holding a JSON list, or "
+                  "CSV columns <name>_0, <name>_1, ….",
+    )
+    embedding_dim = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(EMBEDDING_MAX_DIMENSIONS)],
+        help_text="Numbers per embedding, fixed by the first vector imported.",
+    )
+    features_error = models.TextField(blank=True, help_text="Why the last feature job failed, until one succeeds.")
 
     query_strategy = models.CharField(max_length=20, choices=Strategy.choices, default=Strategy.MARGIN)
     audit_share = models.FloatField(

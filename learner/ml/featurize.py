@@ -18,6 +18,15 @@ class FeaturizeError(ValueError):
 
 
 class Featurizer(Protocol):
+    """What turns items into feature rows: the interface a plugin implements (see learner.ml.registry).
+
+    ``space`` names the featurizer and its version; it is stored with every row and in each model's
+    lineage, so a model is only ever fed rows of the space it was trained on. ``transform`` takes the
+    items' raw content (text: ``str``; image: a decoded ``PIL.Image.Image``; tabular: a list of
+    numbers in the project's column order; embeddings: float32 bytes) and returns one row per item,
+    ``n_features`` wide: a dense array, or a CSR matrix when ``sparse``.
+    """
+
     space: str
     n_features: int
     sparse: bool
@@ -45,6 +54,25 @@ class TextFeaturizer:
 
     def transform(self, raws: Sequence[str]) -> sparse.csr_matrix:
         return self._vectorizer.transform(raws)
+
+
+class TextCountFeaturizer(TextFeaturizer):
+    """Hashed word 1–2-gram counts, not normalised: the models of this featurizer weight them by TF-IDF.
+
+    The idf weights are fitted with each model (learner.ml.training) on its training rows, and so
+    are stored and versioned with it; the rows stay independent of any model.
+    """
+
+    space = "text-word12-count-v1:2^18"
+    tfidf = True
+
+    def __init__(self) -> None:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self._vectorizer = HashingVectorizer(
+            analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b",
+            n_features=self.n_features, alternate_sign=False, norm=None, dtype=np.float32,
+        )
 
 
 class ImageFeaturizer:
@@ -80,6 +108,55 @@ class ImageFeaturizer:
         return np.stack([self.row(raw) for raw in raws]) if raws else np.empty((0, self.n_features), np.float32)
 
 
+class HogColourFeaturizer(ImageFeaturizer):
+    """Shape and colour: a histogram of oriented gradients of a 32×32 grey copy (scikit-image) and a
+    joint RGB histogram of 4 × 4 × 4 bins."""
+
+    grid = 32
+    n_features = 9 * 3 * 3 * 2 * 2 + 64  # HOG: 9 orientations, 3×3 blocks of 2×2 cells of 8 px
+    space = "image-hog32-rgb64-v1"
+
+    def row(self, raw: bytes | BinaryIO | Image.Image) -> np.ndarray:
+        from skimage.feature import hog
+
+        if isinstance(raw, Image.Image):
+            rgb = raw.convert("RGB")
+        else:
+            try:
+                with Image.open(io.BytesIO(raw) if isinstance(raw, bytes | bytearray) else raw) as image:
+                    image.draft("RGB", (self.grid * 4, self.grid * 4))
+                    rgb = image.convert("RGB")
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                raise FeaturizeError(f"image does not decode: {exc}") from exc
+        small = rgb.resize((self.grid, self.grid), Image.Resampling.BOX)
+        grey = np.asarray(small.convert("L"), dtype=np.float32) / 255.0
+        shape = hog(grey, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), feature_vector=True)
+        quantised = np.asarray(small, dtype=np.uint8) // 64  # 4 levels per channel
+        codes = (quantised[..., 0].astype(np.int32) * 16 + quantised[..., 1] * 4 + quantised[..., 2]).ravel()
+        colour = np.bincount(codes, minlength=64).astype(np.float32) / codes.size
+        return np.concatenate([shape.astype(np.float32), colour])
+
+
+class EmbeddingFeaturizer:
+    """Vectors imported with the items (float32 bytes), used as they are."""
+
+    sparse = False
+
+    def __init__(self, dimensions: int) -> None:
+        self.n_features = int(dimensions)
+        self.space = f"embeddings-v1:{self.n_features}"
+
+    def transform(self, raws: Sequence[bytes]) -> np.ndarray:
+        width = 4 * self.n_features
+        for raw in raws:
+            if raw is None or len(raw) != width:
+                got = "none" if raw is None else f"{len(raw) // 4} numbers"
+                raise FeaturizeError(f"an embedding has {got}; this project's have {self.n_features}")
+        if not raws:
+            return np.empty((0, self.n_features), np.float32)
+        return np.frombuffer(b"".join(bytes(raw) for raw in raws), dtype=np.float32).reshape(len(raws), -1).copy()
+
+
 class TabularFeaturizer:
     """The numeric columns as float32, in the project's feature_names order."""
 
@@ -104,7 +181,7 @@ class TabularFeaturizer:
 
 
 def featurizer_for(kind: str, feature_names: Sequence[str] = ()) -> Featurizer:
-    """Return the featurizer of a project kind ("text", "image" or "tabular")."""
+    """Return the default featurizer of a project kind ("text", "image" or "tabular"); others: learner.ml.registry."""
     if kind == "text":
         return TextFeaturizer()
     if kind == "image":

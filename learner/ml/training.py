@@ -17,16 +17,62 @@ class TrainingError(ValueError):
     """The labels cannot train a model (e.g. a single class)."""
 
 
-def make_pipeline(kind: str) -> Pipeline:
-    """Return an unfitted pipeline suited to the project kind."""
+# Project.model_kind → what each retrain fits; scikit-learn's own estimators, each with probabilities
+# for the uncertainty strategies.
+MODELS = ("logistic", "linear_svm", "hist_gb", "random_forest")
+# Histogram gradient boosting bins dense columns; it takes no sparse rows (text's hashed n-grams).
+DENSE_ONLY = ("hist_gb",)
+# The calibrated SVM fits its sigmoid on held-out folds: at most this many, never more than the
+# rarest class has labels.
+SVM_CALIBRATION_FOLDS = 3
+
+
+def make_pipeline(
+    kind: str, model: str = "logistic", *, sparse_rows: bool | None = None, tfidf: bool = False,
+    y: np.ndarray | None = None,
+) -> Pipeline:
+    """Return an unfitted pipeline for the project kind and model choice.
+
+    ``sparse_rows``: the features are sparse (default: text's are). ``tfidf``: they are term
+    counts, weighted by TF-IDF fitted with the model. ``y``: the labels it will be fitted on,
+    which set the calibrated SVM's folds.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.feature_extraction.text import TfidfTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if kind == "text":
-        # Hashed n-grams are already L2-normalised and sparse: no scaling, a linear model.
-        return Pipeline([("clf", LogisticRegression(C=10.0, max_iter=2000))])
-    return Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(C=1.0, max_iter=2000))])
+    if model not in MODELS:
+        raise TrainingError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    sparse_rows = kind == "text" if sparse_rows is None else sparse_rows
+    if model in DENSE_ONLY and sparse_rows:
+        raise TrainingError("Histogram gradient boosting needs dense features; text's hashed n-grams are sparse.")
+    steps: list = []
+    if tfidf:
+        steps.append(("tfidf", TfidfTransformer(sublinear_tf=True)))
+    elif not sparse_rows and model in ("logistic", "linear_svm"):
+        steps.append(("scale", StandardScaler()))
+    # Hashed n-grams are already L2-normalised and sparse: no scaling, a linear model.
+    if model == "logistic":
+        steps.append(("clf", LogisticRegression(C=10.0 if sparse_rows else 1.0, max_iter=2000)))
+    elif model == "linear_svm":
+        steps.append(("clf", _calibrated_svm(y)))
+    elif model == "hist_gb":
+        steps.append(("clf", HistGradientBoostingClassifier(random_state=0)))
+    else:
+        steps.append(("clf", RandomForestClassifier(n_estimators=200, random_state=0, n_jobs=1)))
+    return Pipeline(steps)
+
+
+def _calibrated_svm(y: np.ndarray | None):
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import LinearSVC
+
+    rarest = int(np.unique(y, return_counts=True)[1].min()) if y is not None and len(y) else SVM_CALIBRATION_FOLDS
+    if rarest < 2:
+        raise TrainingError("A calibrated linear SVM needs at least two labels of every class.")
+    return CalibratedClassifierCV(LinearSVC(C=1.0), method="sigmoid", cv=min(SVM_CALIBRATION_FOLDS, rarest))
 
 
 def hyperparameters(pipeline: Pipeline) -> dict:
@@ -34,15 +80,20 @@ def hyperparameters(pipeline: Pipeline) -> dict:
     out = {}
     for name, step in pipeline.steps:
         params = {k: v for k, v in step.get_params(deep=False).items() if isinstance(v, (int, float, str, bool, type(None)))}
+        if type(step).__name__ == "CalibratedClassifierCV":
+            params.pop("cv", None)  # set by the rarest class's labels at each fit, not a choice of the project
         out[name] = {"class": type(step).__name__, **params}
     return out
 
 
-def fit(kind: str, X: np.ndarray | sparse.spmatrix, y: np.ndarray) -> Pipeline:
+def fit(
+    kind: str, X: np.ndarray | sparse.spmatrix, y: np.ndarray, *, model: str = "logistic", tfidf: bool = False
+) -> Pipeline:
     """Fit a fresh pipeline on the labeled rows."""
     if len(np.unique(y)) < 2:
         raise TrainingError("Training needs labels of at least two classes.")
-    return make_pipeline(kind).fit(X, y)
+    pipeline = make_pipeline(kind, model, sparse_rows=sparse.issparse(X), tfidf=tfidf, y=y)
+    return pipeline.fit(X, y)
 
 
 def proba_over(model: Pipeline, X: np.ndarray | sparse.spmatrix, classes: list[int]) -> np.ndarray:

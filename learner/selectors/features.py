@@ -3,26 +3,68 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from annotations.models import ImportJob, Item, Project
-from learner.ml.featurize import Featurizer, featurizer_for
+from learner.ml import registry
+from learner.ml.featurize import Featurizer
 
+EMBEDDING_SPACE = "embeddings-"
 # Import jobs whose own feature tasks are still to come or under way.
 FEATURES_PENDING = [ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
 
 
 def project_featurizer(project_id: int) -> Featurizer:
-    """Return the featurizer of the project's kind (and, for tabular, its columns)."""
-    kind, feature_names = Project.objects.values_list("kind", "feature_names").get(pk=project_id)
-    return featurizer_for(kind, feature_names)
+    """Return the featurizer the project has chosen (its kind's default unless it chose another).
+
+    Raises FeaturizeError (or PluginError) when it cannot be built: embeddings before any was
+    imported, a plugin that does not load.
+    """
+    kind, key, feature_names, dim = Project.objects.values_list(
+        "kind", "featurizer", "feature_names", "embedding_dim"
+    ).get(pk=project_id)
+    return featurizer_of(kind, key, feature_names=feature_names, embedding_dim=dim)
 
 
-def items_lacking_features(project_id: int) -> QuerySet[Item]:
-    """Items of the project that have no stored features yet."""
+def featurizer_of(kind: str, key: str, *, feature_names=(), embedding_dim: int | None = None) -> Featurizer:
+    """Build a featurizer by key with the plugins this installation registers."""
+    return registry.featurizer_for(
+        kind, key, feature_names=feature_names, embedding_dim=embedding_dim,
+        plugins=settings.LABELHUB_FEATURIZER_PLUGINS,
+    )
+
+
+def featurizer_of_space(project: Project, space: str) -> Featurizer:
+    """The featurizer that computes ``space`` for this project (a model's lineage names its space).
+
+    Raises FeaturizeError if no featurizer this project could use computes that space any more.
+    """
+    candidates = [project.featurizer, *(key for key, _ in registry.choices(project.kind, settings.LABELHUB_FEATURIZER_PLUGINS))]
+    for key in dict.fromkeys(candidates):
+        try:
+            featurizer = featurizer_of(
+                project.kind, key, feature_names=project.feature_names, embedding_dim=project.embedding_dim
+            )
+        except (ValueError, ImportError):
+            continue
+        if featurizer.space == space:
+            return featurizer
+    raise registry.FeaturizeError(f"no featurizer of this installation computes the features {space!r}")
+
+
+def items_lacking_features(project_id: int, space: str | None = None) -> QuerySet[Item]:
+    """Items of the project that have no stored features yet, or (given ``space``) none of that space.
+
+    Under an embedding featurizer, only items that have an embedding can get features.
+    """
     # An anti-join through the reverse one-to-one; NOT IN (subquery) would run row by row on
     # PostgreSQL once the subquery outgrows work_mem.
-    return Item.objects.filter(project_id=project_id, features__isnull=True)
+    missing = Q(features__isnull=True)
+    if space is not None:
+        missing |= Q(features__space__lt=space) | Q(features__space__gt=space)  # one outer join, unlike ~Q
+        if space.startswith(EMBEDDING_SPACE):
+            return Item.objects.filter(missing, project_id=project_id, embedding__isnull=False)
+    return Item.objects.filter(missing, project_id=project_id)
 
 
 def features_plan(project_id: int, job_id: int | None) -> list[list[int]]:
@@ -31,7 +73,7 @@ def features_plan(project_id: int, job_id: int | None) -> list[list[int]]:
     With ``job_id``: the items of that import job. Without: all the project's items lacking
     features except those an import job is still computing, which are left to that job's chunks.
     """
-    items = items_lacking_features(project_id)
+    items = items_lacking_features(project_id, project_featurizer(project_id).space)
     if job_id is not None:
         items = items.filter(import_job_id=job_id)
     else:

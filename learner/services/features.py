@@ -5,19 +5,28 @@ from collections.abc import Sequence
 
 import numpy as np
 from django.db import IntegrityError, connection, transaction
+from PIL import Image
 
-from annotations.models import Item
+from annotations.models import ImportJob, Item, ItemEmbedding, Project
 from annotations.imports.services import import_job_features_progress
 from learner import selectors
-from learner.ml.featurize import FeaturizeError, ImageFeaturizer, TabularFeaturizer, TextFeaturizer, pack
+from learner.ml.featurize import (
+    EmbeddingFeaturizer,
+    Featurizer,
+    FeaturizeError,
+    ImageFeaturizer,
+    TabularFeaturizer,
+    pack,
+)
+from learner.ml.registry import PluginError, checked_transform
 from learner.models import FeatureVector
 from learner.services.scoring import score_pool_after_features
 from learner.services.triggers import drift_check_after_features
 
 logger = logging.getLogger(__name__)
 
-# The Item field each featurizer reads.
-SOURCE_FIELD = {TextFeaturizer: "text", ImageFeaturizer: "image", TabularFeaturizer: "values"}
+# The Item field each project kind's featurizers read (embeddings: the item's ItemEmbedding).
+SOURCE_FIELD = {"text": "text", "image": "image", "tabular": "values"}
 STORE_FIELDS = ("item_id", "project_id", "space", "values", "indices")
 COPY_COLUMNS = [FeatureVector._meta.get_field(name).column for name in STORE_FIELDS]
 
@@ -32,23 +41,25 @@ def features_compute_chunk(project_id: int, item_ids: Sequence[int]) -> int:
     """
     if not item_ids:
         return 0
-    featurizer = selectors.project_featurizer(project_id)
+    kind, feature_names = Project.objects.values_list("kind", "feature_names").get(pk=project_id)
     wanted = set(item_ids)
-    # A planned chunk is a slice of sorted ids: a range scan and a set test fetch it about three
-    # times faster than IN with 5,000 parameters.
-    candidates = (
-        selectors.items_lacking_features(project_id)
-        .filter(pk__range=(min(wanted), max(wanted)))
-        .order_by("pk")
-        .values_list("pk", SOURCE_FIELD[type(featurizer)], "import_job_id", "import_job__features_status")
-    )
-    pending = [row for row in candidates if row[0] in wanted]
-    if not pending:
+    try:
+        featurizer = selectors.project_featurizer(project_id)
+        # A planned chunk is a slice of sorted ids: a range scan and a set test fetch it about three
+        # times faster than IN with 5,000 parameters.
+        candidates = (
+            selectors.items_lacking_features(project_id, featurizer.space)
+            .filter(pk__range=(min(wanted), max(wanted)))
+            .order_by("pk")
+            .values_list("pk", SOURCE_FIELD[kind], "import_job_id", "import_job__features_status")
+        )
+        pending = [row for row in candidates if row[0] in wanted]
+        if not pending:
+            return 0
+        stored_ids, matrix = source_features(featurizer, kind, [(pk, raw) for pk, raw, _, _ in pending], feature_names)
+    except (FeaturizeError, PluginError) as exc:
+        features_failed(project_id, wanted, str(exc))
         return 0
-    if isinstance(featurizer, ImageFeaturizer):
-        stored_ids, matrix = _image_rows(featurizer, [(pk, raw) for pk, raw, _, _ in pending])
-    else:
-        stored_ids, matrix = [row[0] for row in pending], featurizer.transform([row[1] for row in pending])
     # A job already done is not credited again for an image retried outside it.
     progress = Counter(job for _, _, job, status in pending if status in selectors.FEATURES_PENDING)
     rows = [
@@ -56,9 +67,12 @@ def features_compute_chunk(project_id: int, item_ids: Sequence[int]) -> int:
         for pk, (values, indices) in zip(stored_ids, pack(matrix), strict=True)
     ]
     # Rows and progress commit together: a worker lost in between leaves neither, so the
-    # redelivered chunk counts its items exactly once.
+    # redelivered chunk counts its items exactly once. Rows of another space (the featurizer
+    # changed) are replaced in the same transaction.
     with transaction.atomic():
+        FeatureVector.objects.filter(item_id__in=[row[0] for row in pending]).exclude(space=featurizer.space).delete()
         _store(rows)
+        Project.objects.filter(pk=project_id).exclude(features_error="").update(features_error="")
         for job_id, done in sorted(progress.items()):  # a fixed order, so concurrent chunks cannot deadlock
             import_job_features_progress(job_id, done=done)
         # Those updates hold the jobs' rows locked until commit, so the chunk that completes a job sees it complete.
@@ -73,9 +87,68 @@ def features_compute_chunk(project_id: int, item_ids: Sequence[int]) -> int:
     return len(pending)
 
 
+def source_features(
+    featurizer: Featurizer, kind: str, pending: Sequence[tuple[int, object]], feature_names: Sequence[str] = ()
+) -> tuple[list[int], object]:
+    """Features of (item id, stored source) pairs: the ids that got a row, and the matrix of those rows.
+
+    Built-in image featurizers skip an image that no longer reads (logged); a plugin gets decoded
+    images and must answer for each. Embedding featurizers read the items' vectors (items without
+    one get no row). Raises FeaturizeError when the featurizer fails or answers with a wrong shape.
+    """
+    if isinstance(featurizer, EmbeddingFeaturizer):
+        vectors = dict(ItemEmbedding.objects.filter(item_id__in=[pk for pk, _ in pending]).values_list("item_id", "vector"))
+        ids = [pk for pk, _ in pending if pk in vectors]
+        return ids, checked_transform(featurizer, [bytes(vectors[pk]) for pk in ids])
+    if kind == "image" and isinstance(featurizer, ImageFeaturizer):
+        return _image_rows(featurizer, pending)
+    if kind == "image":
+        return _plugin_image_rows(featurizer, pending)
+    if kind == "tabular" and not isinstance(featurizer, TabularFeaturizer):
+        # A plugin gets each row's numbers in the project's column order.
+        raws = [[raw[name] for name in feature_names] if isinstance(raw, dict) else raw for _, raw in pending]
+        return [pk for pk, _ in pending], checked_transform(featurizer, raws)
+    return [pk for pk, _ in pending], checked_transform(featurizer, [raw for _, raw in pending])
+
+
+def features_failed(project_id: int, item_ids: set[int], message: str) -> None:
+    """Record a feature job that failed: on the import jobs of these items still computing, and on the project.
+
+    Nothing of the chunk was stored. The message stays until a later chunk succeeds.
+    """
+    logger.warning("Features of project %s failed: %s", project_id, message)
+    jobs = (
+        Item.objects.filter(pk__in=item_ids, import_job__features_status__in=selectors.FEATURES_PENDING)
+        .values_list("import_job_id", flat=True).distinct()
+    )
+    with transaction.atomic():
+        ImportJob.objects.filter(pk__in=list(jobs)).update(
+            features_status=ImportJob.Status.FAILED, features_message=message[:2000]
+        )
+        Project.objects.filter(pk=project_id).update(features_error=message[:2000])
+
+
+def features_refresh(project_id: int, item_ids: Sequence[int] | None = None) -> list[list[int]]:
+    """Plan the features again after their source changed: new embeddings of these items, or (None) a new featurizer.
+
+    The items' stored rows are removed first (a row of the old space stays until its new one is
+    stored, so that the live model keeps its features meanwhile). Returns the chunks to compute.
+    """
+    if item_ids is not None:
+        FeatureVector.objects.filter(project_id=project_id, item_id__in=list(item_ids)).delete()
+    return selectors.features_plan(project_id, None)
+
+
 def features_plan_start(project_id: int, job_id: int | None) -> list[list[int]]:
     """Plan the chunks of items lacking features and mark the import job running, or done if none are left."""
-    chunks = selectors.features_plan(project_id, job_id)
+    try:
+        chunks = selectors.features_plan(project_id, job_id)
+    except (FeaturizeError, PluginError) as exc:
+        if job_id is not None:
+            import_job_features_progress(job_id, status="failed")
+            ImportJob.objects.filter(pk=job_id).update(features_message=str(exc)[:2000])
+        Project.objects.filter(pk=project_id).update(features_error=str(exc)[:2000])
+        return []
     if job_id is not None:
         import_job_features_progress(job_id, status="running" if chunks else "done")
         if not chunks:
@@ -101,7 +174,22 @@ def _store(rows: list[tuple[int, int, str, bytes, bytes | None]]) -> None:
     )
 
 
-def _image_rows(featurizer: ImageFeaturizer, pending: list[tuple[int, str]]) -> tuple[list[int], np.ndarray]:
+def _plugin_image_rows(featurizer: Featurizer, pending: Sequence[tuple[int, str]]) -> tuple[list[int], object]:
+    """A plugin's features of stored images, given as decoded RGB images; unreadable files are skipped (logged)."""
+    storage = Item._meta.get_field("image").storage
+    stored_ids, images = [], []
+    for pk, name in pending:
+        try:
+            with storage.open(name, "rb") as file, Image.open(file) as image:
+                images.append(image.convert("RGB"))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            logger.warning("Item %s gets no features: image %r cannot be read (%s)", pk, name, exc)
+            continue
+        stored_ids.append(pk)
+    return stored_ids, checked_transform(featurizer, images)
+
+
+def _image_rows(featurizer: ImageFeaturizer, pending: Sequence[tuple[int, str]]) -> tuple[list[int], np.ndarray]:
     storage = Item._meta.get_field("image").storage
     stored_ids, rows = [], []
     for pk, name in pending:

@@ -147,7 +147,7 @@ def test_a_chunk_racing_a_duplicate_of_itself_stores_each_row_once(wine_project,
     items = wine_items(wine_project, 4)
     features_compute_chunk(wine_project.pk, [item.pk for item in items[:2]])
     # As if a concurrent run stored the first two between this run's check and its insert.
-    monkeypatch.setattr(selectors, "items_lacking_features", lambda project_id: Item.objects.filter(project_id=project_id))
+    monkeypatch.setattr(selectors, "items_lacking_features", lambda project_id, space=None: Item.objects.filter(project_id=project_id))
 
     assert features_compute_chunk(wine_project.pk, [item.pk for item in items]) == 4
 

@@ -141,7 +141,9 @@ class Driver:
         started = time.perf_counter()
         rows = self.labeled_rows
         given = np.array([self.given[row] for row in rows], dtype=np.int64)
-        accuracy = curves.fit_accuracy(self.data.kind, self.data.X[rows], given, self.X_test, self.y_test)
+        accuracy = curves.fit_accuracy(
+            self.data.kind, self.data.X[rows], given, self.X_test, self.y_test, model=self.data.model, tfidf=self.data.tfidf
+        )
         live = model_version_live(self.scratch.pk)
         point = {"labels": labels, "items": len(rows), "accuracy": round(accuracy, 5),
                  "live_version": live.number if live else None, "live_accuracy": None}

@@ -63,7 +63,10 @@ def simulation_run(
     if budget < asked:
         log(f"The pool holds {pool_size} items with answers (after the test split): budget lowered to {budget} labels.")
     full = [
-        curves.fit_accuracy(data.kind, data.X[pool], data.y[pool], data.X[test], data.y[test]) for pool, test in splits
+        curves.fit_accuracy(
+            data.kind, data.X[pool], data.y[pool], data.X[test], data.y[test], model=data.model, tfidf=data.tfidf
+        )
+        for pool, test in splits
     ]
     strategies = [strategy] if strategy == BASELINE or not baseline else [strategy, BASELINE]
     token = uuid.uuid4().hex[:8]

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from annotations.models import Item, Label, Membership, Project
 from learner.ml.featurize import Matrix
 from learner.models import FeatureVector
+from learner.ml.registry import uses_tfidf
 from learner.selectors import pool_matrix, project_featurizer
 from learner.services.scoring import score_chunk, score_pool_plan
 
@@ -37,6 +38,8 @@ class SimulationData:
     y: np.ndarray  # index into label_names
     label_names: list[str]
     left_out: dict[str, int]
+    model: str = "logistic"  # the project's model choice and whether its features are TF-IDF weighted
+    tfidf: bool = False
 
 
 def data_load(project: Project, oracle: Oracle) -> SimulationData:
@@ -65,7 +68,8 @@ def data_load(project: Project, oracle: Oracle) -> SimulationData:
     if len(np.unique(y)) < 2:
         raise SimulationError("The oracle's answers name a single label; a simulation needs at least two.")
     left_out = {"without_answer": len(external_of) - len(answered), "without_features": len(answered) - len(ids)}
-    return SimulationData(project.kind, ids, external_ids, X, y, label_names, left_out)
+    tfidf = uses_tfidf(project_featurizer(project.pk))
+    return SimulationData(project.kind, ids, external_ids, X, y, label_names, left_out, project.model_kind, tfidf)
 
 
 @contextmanager
