@@ -88,6 +88,10 @@ def score_pool_plan(
     chunk_items = chunk_items or settings.LABELHUB_SCORING_CHUNK
     version = selectors.model_version_live(project_id)
     number = version.number if version is not None else 0
+    if version is not None and not _features_readable(project_id, version):
+        logger.info("Project %s: v%s cannot read the pool's features (a new featurizer's); the last ranking stands",
+                    project_id, number)
+        return None
     standing = queue_selectors.scoring_newest_standing(
         project_id, running_since=timezone.now() - SCORING_STALE_AFTER, newer_than=newer_than or 0
     )
@@ -296,6 +300,14 @@ def score_pool_request(project_id: int) -> None:
 def _counted(scoring_id: int) -> bool:
     scoring = queue_selectors.scoring_get(scoring_id)
     return scoring is not None and scoring.chunks_done >= scoring.chunks_total
+
+
+def _features_readable(project_id: int, version: ModelVersion) -> bool:
+    """Whether the pool's stored features are the version's own (not while a new featurizer's replace them)."""
+    try:
+        return selectors.project_featurizer(project_id).space == version.feature_space
+    except ValueError:  # FeaturizeError, PluginError: the project's featurizer cannot be built now
+        return False
 
 
 def _chunk_number(scoring: QueueScoring, id_range: tuple[int, int]) -> int:

@@ -16,7 +16,7 @@ from annotations.selectors.labels import audit_predictions_latest
 from labelhub.celery import TaskName, send_task_on_commit
 from learner.ml import drift, evaluation, training
 from learner.models import DriftCheck, TrainingRun
-from learner.selectors import model_version_live, pool_matrix
+from learner.selectors import model_version_live, pool_matrix, project_featurizer
 from learner.services.models import model_version_loaded
 from learner.services.training import training_run_request
 
@@ -273,6 +273,11 @@ def drift_measure(project_id: int) -> dict | None:
     """
     live = model_version_live(project_id)
     if live is None:
+        return None
+    try:
+        if project_featurizer(project_id).space != live.feature_space:
+            return None  # a new featurizer's rows are replacing those the live model reads: nothing to compare
+    except ValueError:  # FeaturizeError, PluginError: the project's featurizer cannot be built now
         return None
     project = Project.objects.get(pk=project_id)
     items = Item.objects.filter(project_id=project_id, features__isnull=False)

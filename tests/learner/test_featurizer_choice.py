@@ -16,8 +16,10 @@ from learner.models import FeatureVector, LiveModel, ModelVersion, TrainingRun
 from learner.services import models as model_services
 from learner.services.features import features_compute_chunk, features_plan_start, features_refresh
 from learner.services.models import model_version_create, model_version_loaded
+from learner.services.scoring import score_pool_plan
 from learner.services.simulation.scratch import pool_score_now
 from learner.services.training import training_run_execute, training_run_request
+from learner.services.triggers import drift_measure
 from tests.factories import AnnotationFactory, ItemFactory
 
 pytestmark = pytest.mark.django_db
@@ -175,6 +177,8 @@ def test_a_new_featurizer_recomputes_in_the_background_while_the_live_model_serv
     assert set(FeatureVector.objects.filter(project=text_project).values_list("space", flat=True)) == {
         "text-word12-count-v1:2^18"
     }
+    # The live model cannot read the new rows: no scoring by it is planned (the last ranking stands), no drift measured.
+    assert score_pool_plan(text_project.pk) is None and drift_measure(text_project.pk) is None
     # The old model still answers, from features computed its own way, for raw text and stored items.
     item = Item.objects.filter(project=text_project).first()
     by_id = client.post(url, json.dumps({"item_id": item.pk}), content_type="application/json")

@@ -299,9 +299,7 @@ def test_ranked_batch_order_is_modals_ranked_batch():
     assert sorted(cold.tolist()) == list(range(60))
 
 
-def test_a_model_of_another_feature_space_fails_the_scoring_and_the_queue_keeps_the_last(
-    xy_project, eager_celery
-):
+def test_a_model_of_another_feature_space_plans_no_scoring_and_the_queue_keeps_the_last(xy_project, eager_celery):
     X, blob = blobs(60)
     items = add_items(xy_project, X)
     score_pool_task.delay(xy_project.pk)
@@ -309,12 +307,29 @@ def test_a_model_of_another_feature_space_fails_the_scoring_and_the_queue_keeps_
     version, _ = go_live(xy_project, items, blob)
     type(version).objects.filter(pk=version.pk).update(feature_space="tabular-v1:7")
 
-    score_pool_task.delay(xy_project.pk)  # the chunk's error is logged by the worker
+    assert score_pool_task.delay(xy_project.pk).get() == 0  # its features are not the pool's (a new featurizer's)
 
-    failed = QueueScoring.objects.get(project=xy_project, model_version=version.number)
-    assert failed.status == "failed" and "tabular-v1:7" in failed.error
+    assert not QueueScoring.objects.filter(project=xy_project, model_version=version.number).exists()
     assert queue_selectors.scoring_current(xy_project.pk) == seeding
     assert ItemScore.objects.filter(scoring=seeding).count() == 60
+
+
+def test_a_scoring_under_way_when_the_featurizer_changes_fails_and_the_queue_keeps_the_last(xy_project, eager_celery):
+    X, blob = blobs(60)
+    items = add_items(xy_project, X)
+    score_pool_task.delay(xy_project.pk)
+    seeding = queue_selectors.scoring_current(xy_project.pk)
+    version, _ = go_live(xy_project, items, blob)
+    plan = scoring.score_pool_plan(xy_project.pk)
+    type(version).objects.filter(pk=version.pk).update(feature_space="tabular-v1:7")  # as if the pool changed meanwhile
+
+    for id_range in plan.ranges:
+        with pytest.raises(scoring.ScoringError):
+            scoring.score_chunk(xy_project.pk, plan.scoring_id, id_range)
+
+    failed = QueueScoring.objects.get(pk=plan.scoring_id)
+    assert failed.status == "failed" and "tabular-v1:7" in failed.error
+    assert queue_selectors.scoring_current(xy_project.pk) == seeding
 
 
 # Chunks, redelivery, completion
