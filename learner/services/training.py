@@ -157,8 +157,8 @@ def _pipeline(run: TrainingRun) -> None:
         audit_ids = sorted(snapshot.audit_item_ids)
     with _Stage(run, "train"):
         featurizer = project_featurizer(project.pk)
-        _features_current_check(project.pk, featurizer.space, snapshot.item_ids)
         ids, X = pool_matrix(project.pk, item_ids=train_ids)
+        _features_current_check(project.pk, featurizer.space, set(train_ids).difference(ids.tolist()))
         y = np.array([label_of[i] for i in ids])
         pipeline = training.fit(project.kind, X, y, model=project.model_kind, tfidf=uses_tfidf(featurizer))
         candidate = model_version_create(
@@ -170,6 +170,7 @@ def _pipeline(run: TrainingRun) -> None:
         )
     with _Stage(run, "evaluate"):
         audit_ids_present, X_audit = pool_matrix(project.pk, item_ids=audit_ids)
+        _features_current_check(project.pk, featurizer.space, set(audit_ids).difference(audit_ids_present.tolist()))
         y_audit = np.array([label_of[i] for i in audit_ids_present])
         candidate_proba = training.proba_over(pipeline, X_audit, classes) if len(y_audit) else None
         candidate.metrics = evaluation.evaluate(y_audit, candidate_proba, classes) if len(y_audit) else {"n": 0}
@@ -177,7 +178,7 @@ def _pipeline(run: TrainingRun) -> None:
         champion = model_version_live(project.pk)
         champion_metrics, champion_pred = None, None
         if champion is not None and len(y_audit):
-            X_champion = _audit_features_of(champion, project, audit_ids_present, X_audit)
+            X_champion = _audit_features_of(champion, project, featurizer.space, audit_ids_present, X_audit)
             champion_proba = training.proba_over(model_version_loaded(champion).pipeline, X_champion, classes)
             champion_metrics = evaluation.evaluate(y_audit, champion_proba, classes)
             champion_pred = np.asarray(classes)[champion_proba.argmax(axis=1)]
@@ -206,10 +207,15 @@ def _pipeline(run: TrainingRun) -> None:
     send_task_on_commit(TaskName.LABELS_ADDED, [project.pk])
 
 
-def _features_current_check(project_id: int, space: str, item_ids: list[int]) -> None:
-    """Refuse to train while labeled items still have features of another space (a new featurizer's
-    features are being computed); the run that follows their completion trains on all of them."""
-    stale = FeatureVector.objects.filter(project_id=project_id, item_id__in=item_ids).exclude(space=space).count()
+def _features_current_check(project_id: int, space: str, missing: set[int]) -> None:
+    """Refuse to train while labeled items the pool lacks (``missing``) still have features of another space
+    (a new featurizer's are being computed); the run that follows their completion trains on all of them.
+
+    Items without any features (an image that no longer reads) are left out as before.
+    """
+    if not missing:
+        return
+    stale = FeatureVector.objects.filter(project_id=project_id, item_id__in=sorted(missing)).exclude(space=space).count()
     if stale:
         raise training.TrainingError(
             f"The features are being recomputed for the project's new featurizer: {stale} labeled item(s) still "
@@ -217,10 +223,10 @@ def _features_current_check(project_id: int, space: str, item_ids: list[int]) ->
         )
 
 
-def _audit_features_of(champion: ModelVersion, project: Project, audit_ids: np.ndarray, X_audit):
-    """The audit items' features in the champion's own space: the stored ones, or computed from the items'
-    sources when the champion was trained on another featurizer's features."""
-    if champion.feature_space == project_featurizer(project.pk).space:
+def _audit_features_of(champion: ModelVersion, project: Project, space: str, audit_ids: np.ndarray, X_audit):
+    """The audit items' features in the champion's own space: the stored ones (of ``space``), or computed from
+    the items' sources when the champion was trained on another featurizer's features."""
+    if champion.feature_space == space:
         return X_audit
     try:
         featurizer = featurizer_of_space(project, champion.feature_space)
