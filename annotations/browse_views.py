@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -18,7 +18,7 @@ from .models import Item, Label, Project
 from .selectors.browse import META_FILTERS_MAX, SEARCH_MAX
 from .selectors.labels import majority_label
 from .services.review import NOTE_MAX
-from .view_helpers import form_error_text, item_feature_tables, project_or_404
+from .view_helpers import form_error_text, item_feature_tables, item_of_project_or_404, project_or_404
 
 META_NAME_MAX, META_VALUE_MAX = 100, 200
 MY_LABELS_PER_PAGE = 50
@@ -157,12 +157,7 @@ def _back(request: HttpRequest) -> str:
 def _item_page(
     request: HttpRequest, project: Project, item_id: int, error: str = "", status: int = 200
 ) -> HttpResponse:
-    try:
-        item = selectors.review_item_get_for_user(request.user, item_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-    if item.project_id != project.pk:
-        raise Http404("Item not found.")
+    item = item_of_project_or_404(request, project, item_id)
     summary = selectors.item_review_summary(item)
     labels = selectors.project_labels(project)
     by_id = {label.pk: label for label in labels}

@@ -12,7 +12,7 @@ from labelhub.api import ID_MAX, DomainError, NotFound
 from . import selectors, services
 from .models import Item, Project
 from .services.review import NOTE_MAX
-from .view_helpers import form_error_text, item_feature_tables, label_controls, project_or_404
+from .view_helpers import form_error_text, item_feature_tables, item_of_project_or_404, label_controls, project_or_404
 
 # Items listed per page of the queue; the list links to the next page by item id.
 PAGE_SIZE = 50
@@ -32,17 +32,6 @@ class ResolveForm(forms.Form):
 class CorrectForm(forms.Form):
     label_id = forms.IntegerField(min_value=1, max_value=ID_MAX, error_messages={"required": "Choose a label."})
     note = forms.CharField(required=False, max_length=NOTE_MAX)
-
-
-def _item_or_404(request: HttpRequest, project: Project, item_id: int) -> Item:
-    """The item with its labels, if it belongs to the project in the address."""
-    try:
-        item = selectors.review_item_get_for_user(request.user, item_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-    if item.project_id != project.pk:
-        raise Http404("Item not found.")
-    return item
 
 
 def _filter(request: HttpRequest) -> str:
@@ -106,11 +95,11 @@ def review_page(request: HttpRequest, project_id: int) -> HttpResponse:
     item = None
     if 0 < selected < 2**63:
         try:
-            item = _item_or_404(request, project, selected)
+            item = item_of_project_or_404(request, project, selected)
         except Http404:
             item = None
     if item is None and page:
-        item = _item_or_404(request, project, page[0].pk)
+        item = item_of_project_or_404(request, project, page[0].pk)
     return render(request, "annotations/review.html", {
         "project": project,
         "filter": kind,
@@ -126,7 +115,7 @@ def review_page(request: HttpRequest, project_id: int) -> HttpResponse:
 def review_item(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
     """One item's panel (the page loads it when a row is chosen)."""
     project = project_or_404(request, project_id, "reviewer")
-    item = _item_or_404(request, project, item_id)
+    item = item_of_project_or_404(request, project, item_id)
     return render(request, "annotations/_review_panel.html", {"panel": _panel(project, item, _filter(request))})
 
 
@@ -136,7 +125,7 @@ def review_resolve(request: HttpRequest, project_id: int, item_id: int) -> HttpR
     """Set (or clear) the item's final label; the next item's panel, and the row removed from the list."""
     project = project_or_404(request, project_id, "reviewer")
     try:
-        item = _item_or_404(request, project, item_id)
+        item = item_of_project_or_404(request, project, item_id)
     except Http404 as exc:
         return _error(request, str(exc), 404)
     form = ResolveForm(request.POST)
@@ -152,7 +141,7 @@ def review_resolve(request: HttpRequest, project_id: int, item_id: int) -> HttpR
         return _error(request, exc.message, exc.status_code)
     still_listed = selectors.review_items(project, kind=kind).filter(pk=item.pk).exists()
     shown_id = item.pk if still_listed else _next_item_id(project, kind, item.pk)
-    shown = _item_or_404(request, project, shown_id) if shown_id is not None else None
+    shown = item_of_project_or_404(request, project, shown_id) if shown_id is not None else None
     return render(request, "annotations/_review_resolved.html", {
         "panel": _panel(project, shown, kind),
         "removed": None if still_listed else item.pk,
@@ -183,7 +172,7 @@ def review_correct(request: HttpRequest, project_id: int, annotation_id: int) ->
         )
     except DomainError as exc:
         return _error(request, exc.message, exc.status_code)
-    item = _item_or_404(request, project, annotation.item_id)
+    item = item_of_project_or_404(request, project, annotation.item_id)
     return render(request, "annotations/_review_panel.html", {"panel": _panel(project, item, _filter(request))})
 
 

@@ -35,6 +35,17 @@ def project_or_404(request: HttpRequest, project_id: int, min_role: str = "annot
         raise Http404(exc.message) from exc
 
 
+def item_of_project_or_404(request: HttpRequest, project: Project, item_id: int) -> Item:
+    """The item with its labels, if the user may review it and it belongs to the project in the address."""
+    try:
+        item = selectors.review_item_get_for_user(request.user, item_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    if item.project_id != project.pk:
+        raise Http404("Item not found.")
+    return item
+
+
 def form_error_text(form: forms.Form) -> str:
     """Return every error of the bound form as one sentence for a fragment."""
     return " ".join(str(m) for errors in form.errors.values() for m in errors)

@@ -9,6 +9,7 @@ from playwright.sync_api import Page, expect
 
 from learner.models import Experiment
 from learner.services.models import model_version_promote
+from tests.browser import session
 from tests.factories import AnnotationFactory, ItemFactory
 from tests.learner.test_predict_and_experiments import _version
 
@@ -19,11 +20,7 @@ TABLET = {"width": 768, "height": 1024}
 
 
 def log_in(page: Page, username: str, next_url: str) -> None:
-    page.goto(f"{reverse('login')}?next={next_url}")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_url(f"**{next_url}")
+    session.log_in(page, username, PASSWORD, next_url)
 
 
 def no_horizontal_overflow(page: Page) -> bool:

@@ -6,7 +6,6 @@ import time
 import zipfile
 from collections.abc import Callable
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from sklearn.datasets import load_digits
 from annotations.models import Annotation, Item, Lease, Membership, Project, QueueScoring
 from annotations.imports.services import import_jobs_submit
 from annotations.services import lease_release, queue_next
+from tests.browser import session
 from tests.browser.conftest import TABLET
 from tests.factories import LabelFactory, MembershipFactory, ProjectFactory, UserFactory
 
@@ -88,13 +88,7 @@ def score_pool(project: Project, truth: dict[int, int]) -> None:
 
 
 def log_in(page: Page, username: str, next_url: str) -> None:
-    page.goto(f"{reverse('login')}?next={next_url}")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("form button[type=submit]")
-    # By path: a page may put its state in the query string as soon as it loads (the review page's ?item=).
-    path = urlsplit(next_url).path
-    page.wait_for_url(lambda url: urlsplit(url).path == path)
+    session.log_in(page, username, PASSWORD, next_url)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:

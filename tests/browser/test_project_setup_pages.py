@@ -6,6 +6,7 @@ from django.urls import reverse
 from playwright.sync_api import Page, expect
 
 from annotations.models import Project
+from tests.browser import session
 from tests.browser.conftest import DESKTOP
 from tests.factories import UserFactory
 
@@ -29,11 +30,7 @@ def _screenshots(page: Page, artifacts, name: str) -> None:
 
 def test_staff_create_a_text_project_then_change_its_settings(page: Page, live_server, js_errors, artifacts):
     UserFactory(username="page-staff", password=PASSWORD, is_staff=True)
-    page.goto(f"{reverse('login')}?next={reverse('home')}")
-    page.fill("#id_username", "page-staff")
-    page.fill("#id_password", PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_url(lambda url: urlsplit(url).path == reverse("home"))
+    session.log_in(page, "page-staff", PASSWORD, reverse("home"))
 
     page.click("text=New project")
     page.fill("#id_name", "Product reviews")

@@ -8,6 +8,7 @@ from annotations.models import ImportJob, Project
 from learner.models import LiveModel, ModelVersion
 from learner.services.models import model_version_force_promote
 from learner.services.training import training_run_execute, training_run_request
+from tests.browser import session
 from tests.factories import AnnotationFactory, UserFactory
 from tests.learner.conftest import blob_items, versions_made
 
@@ -35,11 +36,7 @@ def project_with_two_versions(project: Project, manager) -> Project:
 
 
 def log_in(page: Page, username: str, next_url: str) -> None:
-    page.goto(f"{reverse('login')}?next={next_url}")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_url(f"**{next_url}")
+    session.log_in(page, username, PASSWORD, next_url)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from django.urls import reverse
 from playwright.sync_api import Page, expect
 
 from annotations.models import Annotation, AnnotationCorrection, Item, Project
+from tests.browser import session
 from tests.browser.conftest import (  # noqa: F401 (Debian's Chromium and its pages, as fixtures)
     DESKTOP,
     artifacts,
@@ -60,11 +61,7 @@ def test_a_manager_sets_up_watches_corrects_and_exports_without_the_admin(
     browser, page: Page, live_server, celery_worker_process, js_errors, artifacts, tmp_path
 ):
     UserFactory(username="maria", email="maria@example.org", password=PASSWORD, is_staff=True)
-    page.goto(f"{reverse('login')}?next={reverse('home')}")
-    page.fill("#id_username", "maria")
-    page.fill("#id_password", PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_url(lambda url: urlsplit(url).path == reverse("home"))
+    session.log_in(page, "maria", PASSWORD, reverse("home"))
 
     # A text project with three labels; each expert's item is also shown to a second one.
     page.click("text=New project")
