@@ -90,19 +90,24 @@ class ImageFeaturizer:
         Bytes and files are those import stored (PNG); an image from elsewhere comes already checked
         and decoded (annotations' image_decode), never as bytes for every Pillow plugin to try.
         """
-        if isinstance(raw, Image.Image):
-            gray = raw.convert("L")
-        else:
-            try:
-                with Image.open(io.BytesIO(raw) if isinstance(raw, bytes | bytearray) else raw) as image:
-                    # JPEGs then decode at a reduced scale straight to luminance, much faster for photos.
-                    image.draft("L", (self.grid * 4, self.grid * 4))
-                    gray = image.convert("L")
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-                raise FeaturizeError(f"image does not decode: {exc}") from exc
+        gray = self.decoded(raw, "L")
         thumb = np.asarray(gray.resize((self.grid, self.grid), Image.Resampling.BOX), dtype=np.float32) / 255.0
         hist = np.asarray(gray.histogram(), dtype=np.float32).reshape(self.bins, -1).sum(axis=1)
         return np.concatenate([thumb.ravel(), hist / max(hist.sum(), 1.0)])
+
+    def decoded(self, raw: bytes | BinaryIO | Image.Image, mode: str) -> Image.Image:
+        """The image in ``mode`` ("L" or "RGB"); raise FeaturizeError if it does not decode.
+
+        A JPEG decodes at a reduced scale (straight to luminance for "L"), much faster for photos.
+        """
+        if isinstance(raw, Image.Image):
+            return raw.convert(mode)
+        try:
+            with Image.open(io.BytesIO(raw) if isinstance(raw, bytes | bytearray) else raw) as image:
+                image.draft(mode, (self.grid * 4, self.grid * 4))
+                return image.convert(mode)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise FeaturizeError(f"image does not decode: {exc}") from exc
 
     def transform(self, raws: Sequence[bytes | BinaryIO | Image.Image]) -> np.ndarray:
         return np.stack([self.row(raw) for raw in raws]) if raws else np.empty((0, self.n_features), np.float32)
@@ -119,16 +124,7 @@ class HogColourFeaturizer(ImageFeaturizer):
     def row(self, raw: bytes | BinaryIO | Image.Image) -> np.ndarray:
         from skimage.feature import hog
 
-        if isinstance(raw, Image.Image):
-            rgb = raw.convert("RGB")
-        else:
-            try:
-                with Image.open(io.BytesIO(raw) if isinstance(raw, bytes | bytearray) else raw) as image:
-                    image.draft("RGB", (self.grid * 4, self.grid * 4))
-                    rgb = image.convert("RGB")
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-                raise FeaturizeError(f"image does not decode: {exc}") from exc
-        small = rgb.resize((self.grid, self.grid), Image.Resampling.BOX)
+        small = self.decoded(raw, "RGB").resize((self.grid, self.grid), Image.Resampling.BOX)
         grey = np.asarray(small.convert("L"), dtype=np.float32) / 255.0
         shape = hog(grey, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), feature_vector=True)
         quantised = np.asarray(small, dtype=np.uint8) // 64  # 4 levels per channel

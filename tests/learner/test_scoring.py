@@ -299,12 +299,19 @@ def test_ranked_batch_order_is_modals_ranked_batch():
     assert sorted(cold.tolist()) == list(range(60))
 
 
-def test_a_model_of_another_feature_space_plans_no_scoring_and_the_queue_keeps_the_last(xy_project, eager_celery):
+@pytest.fixture
+def seeded_then_live(xy_project, eager_celery):
+    """A pool seeded by the scoring of no model, then a live version: (the seeding, the version)."""
     X, blob = blobs(60)
     items = add_items(xy_project, X)
     score_pool_task.delay(xy_project.pk)
     seeding = queue_selectors.scoring_current(xy_project.pk)
     version, _ = go_live(xy_project, items, blob)
+    return seeding, version
+
+
+def test_a_model_of_another_feature_space_plans_no_scoring_and_the_queue_keeps_the_last(xy_project, seeded_then_live):
+    seeding, version = seeded_then_live
     type(version).objects.filter(pk=version.pk).update(feature_space="tabular-v1:7")
 
     assert score_pool_task.delay(xy_project.pk).get() == 0  # its features are not the pool's (a new featurizer's)
@@ -314,12 +321,10 @@ def test_a_model_of_another_feature_space_plans_no_scoring_and_the_queue_keeps_t
     assert ItemScore.objects.filter(scoring=seeding).count() == 60
 
 
-def test_a_scoring_under_way_when_the_featurizer_changes_fails_and_the_queue_keeps_the_last(xy_project, eager_celery):
-    X, blob = blobs(60)
-    items = add_items(xy_project, X)
-    score_pool_task.delay(xy_project.pk)
-    seeding = queue_selectors.scoring_current(xy_project.pk)
-    version, _ = go_live(xy_project, items, blob)
+def test_a_scoring_under_way_when_the_featurizer_changes_fails_and_the_queue_keeps_the_last(
+    xy_project, seeded_then_live
+):
+    seeding, version = seeded_then_live
     plan = scoring.score_pool_plan(xy_project.pk)
     type(version).objects.filter(pk=version.pk).update(feature_space="tabular-v1:7")  # as if the pool changed meanwhile
 
