@@ -8,6 +8,8 @@ from .imports import apis as import_apis
 urlpatterns = [
     path("projects/<int:project_id>/imports", import_apis.ImportJobCreateApi.as_view(), name="api-import-create"),
     path("imports/<int:job_id>", import_apis.ImportJobDetailApi.as_view(), name="api-import-detail"),
+    path("projects/<int:project_id>/embeddings", import_apis.EmbeddingImportApi.as_view(),
+         name="api-embeddings-import"),
     path("projects/<int:project_id>/queue/next", apis.QueueNextApi.as_view(), name="api-queue-next"),
     path("projects/<int:project_id>/queue/progress", apis.QueueProgressApi.as_view(), name="api-queue-progress"),
     path("projects/<int:project_id>/queue/undo", apis.QueueUndoApi.as_view(), name="api-queue-undo"),

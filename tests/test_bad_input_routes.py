@@ -89,6 +89,15 @@ CASES: dict[str, list[Case]] = {
              expect=(415,)),
     ],
     "api-import-detail": [],
+    "api-embeddings-import": [
+        post({"embeddings": [{"external_id": "x", "embedding": [BIG_INT]}]}),
+        post({"embeddings": [{"external_id": LONG, "embedding": [1.0]}]}),
+        post({"embeddings": [{"external_id": NUL, "embedding": [1e300]}]}),
+        post({"embeddings": [{"external_id": ID_OVER, "embedding": "x" * 1000}]}),
+        post({"embeddings": [{}] * 10_001}), post({"embeddings": [{"external_id": "x", "embedding": [[[1]]]}]}),
+        post({"embeddings": "x"}), post({"embeddings": []}), post([1, 2]),
+        post({"file": NUL}, content_type="multipart/form-data"),
+    ],
     "api-token": [post({"action": NUL})],
     # API clients (their accounts and tokens)
     "project-clients": [

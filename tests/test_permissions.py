@@ -150,6 +150,7 @@ RULES: dict[str, Rule] = {
     "import-job-panel": Rule({"GET": MANAGER}, only(job_id=lambda w, r: w.import_job.pk)),
     "api-import-create": Rule({"POST": MANAGER}, project),
     "api-import-detail": Rule({"GET": MANAGER}, only(job_id=lambda w, r: w.import_job.pk)),
+    "api-embeddings-import": Rule({"POST": MANAGER}, project),
     # Projects, labels, items, annotations and export over REST (project_apis.py, exports/apis.py), API token page
     "api-token": Rule({"GET": USER, "POST": USER}),
     "api-projects": Rule({"GET": USER, "POST": ADMIN}),

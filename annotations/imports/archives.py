@@ -8,9 +8,15 @@ import zipfile
 from typing import IO
 
 from .rows import ImportFileError, Limits, first_line
+from .vectors import VectorRow, vector_rows
 
 ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 LABELS_MAX_BYTES = 64 * 1024 * 1024
+# The side file of embeddings is held in memory as vectors while the images are read: larger sets of
+# vectors are imported after the images, by external_id (import_embeddings, the embeddings API).
+VECTORS_MAX_BYTES = 256 * 1024 * 1024
+VECTOR_SIDE_FILES = {"embeddings.jsonl": "jsonl", "embeddings.csv": "csv"}
+SIDE_FILES = frozenset({"labels.csv", *VECTOR_SIDE_FILES})
 
 
 def zip_open(fileobj: IO[bytes], limits: Limits) -> zipfile.ZipFile:
@@ -70,6 +76,46 @@ def zip_labels(archive: zipfile.ZipFile, budget: "InflateBudget", limits: Limits
     return labels
 
 
+def zip_vectors(
+    archive: zipfile.ZipFile, budget: "InflateBudget", limits: Limits, field: str
+) -> dict[str, VectorRow]:
+    """Read the optional embeddings.jsonl or embeddings.csv at the archive's root: the rows naming its entries, by name.
+
+    Rows naming no entry of the archive are left out, as in labels.csv; a second row for one entry
+    makes that entry's row a rejected one.
+    """
+    entries = set(archive.namelist())
+    found = [name for name in VECTOR_SIDE_FILES if name in entries]
+    if not found:
+        return {}
+    if len(found) > 1:
+        raise ImportFileError("The ZIP holds both embeddings.jsonl and embeddings.csv; keep one of them.")
+    info = archive.getinfo(found[0])
+    if info.compress_type not in ZIP_METHODS:
+        raise ImportFileError(f"{info.filename} is compressed with a method other than deflate; store or deflate it.")
+    if info.file_size > VECTORS_MAX_BYTES:
+        raise ImportFileError(
+            f"{info.filename} is {info.file_size:,} bytes, above the {VECTORS_MAX_BYTES:,}-byte limit; import the "
+            "images first, then their embeddings by external_id (import_embeddings or the embeddings API)."
+        )
+    budget.charge(info.file_size)  # an entry never reads past its declared size
+    vectors: dict[str, VectorRow] = {}
+    try:
+        with archive.open(info) as member:
+            for row in vector_rows(member, VECTOR_SIDE_FILES[info.filename], field=field, name=info.filename):
+                if row.number > limits.zip_max_entries:
+                    raise ImportFileError(f"{info.filename} has more rows than the ZIP may have entries.")
+                if row.external_id not in entries:
+                    continue
+                row.where = f"{info.filename} {row.where}"
+                first = vectors.setdefault(row.external_id, row)
+                if first is not row:
+                    first.vector, first.error = None, f"its embedding is given twice, also at {row.where}"
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+        raise ImportFileError(f"{info.filename} cannot be read ({first_line(exc)}).") from exc
+    return vectors
+
+
 def unsafe_path(name: str) -> bool:
     """Say whether an entry's path would leave the archive (absolute, a drive, or '..')."""
     path = name.replace("\\", "/")
@@ -83,6 +129,12 @@ class InflateBudget:
 
     def __init__(self, total: int) -> None:
         self.left = total
+
+    def charge(self, size: int) -> None:
+        """Charge the bytes an entry declares, before it is read as a stream (no more than that can come out)."""
+        self.left -= size
+        if self.left < 0:
+            raise ImportFileError("The ZIP's entries inflate to more than their headers declare; it is refused.")
 
     def read(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
         """Read one entry, at most ``limit`` + 1 bytes and never more than the budget left; charge what was read."""

@@ -2,30 +2,49 @@
 import hashlib
 import json
 import math
-import re
 import struct
 from typing import Any
 
-from .rows import EXTERNAL_ID_MAX, META_PREFIX, RESERVED_COLUMNS, ImportFileError, Limits, Row, RowError
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
+from .rows import (
+    EXTERNAL_ID_MAX,
+    META_PREFIX,
+    RESERVED_COLUMNS,
+    SURROGATE,
+    ImportFileError,
+    Limits,
+    Row,
+    RowError,
+    external_id_of,
+    shown,
+)
+from .vectors import embedding_columns, vector_of_record
 
 
 class RowBuilder:
     """Turn one file's records (a CSV line, a JSON object, an image) into rows of a project.
 
     ``feature_names`` starts as the project's; for a project without features it is filled in
-    from the file's header (or first JSON object).
+    from the file's header (or first JSON object). A record's embedding is in its field
+    ``embedding_field`` or, in a CSV file, in columns <embedding_field>_0, _1, …; neither is a feature.
     """
 
-    def __init__(self, *, kind: str, label_names: frozenset[str], feature_names: list[str], limits: Limits) -> None:
+    def __init__(
+        self, *, kind: str, label_names: frozenset[str], feature_names: list[str], limits: Limits,
+        embedding_field: str = "embedding",
+    ) -> None:
         self.kind, self.label_names, self.limits = kind, label_names, limits
         self.feature_names = list(feature_names)
         self._features_fixed = bool(feature_names)
         self._features_seen = False
+        self.embedding_field = embedding_field
+        self._embedding_columns: list[str] = []  # a CSV header's <embedding_field>_0, _1, …
+        self._not_features = frozenset({embedding_field})
 
-    def check_columns(self, columns: list[str]) -> None:
-        """Check a header (or the first JSON object's keys) and settle the feature columns."""
+    def check_columns(self, columns: list[str], *, split_embedding: bool = False) -> None:
+        """Check a header (or the first JSON object's keys) and settle the feature and embedding columns.
+
+        ``split_embedding``: a CSV header, whose columns <embedding_field>_0, _1, … hold an embedding.
+        """
         seen: set[str] = set()
         for column in columns:
             if not column:
@@ -37,9 +56,12 @@ class RowBuilder:
             seen.add(column)
         if self.kind == "text" and "text" not in seen:
             raise ImportFileError(f"The header has no 'text' column (found: {', '.join(columns)}).")
+        if split_embedding:
+            self._embedding_columns = embedding_columns(columns, self.embedding_field)
+            self._not_features = frozenset({self.embedding_field, *self._embedding_columns})
         if self.kind != "tabular":
             return
-        found = [c for c in columns if _is_feature(c)]
+        found = [c for c in columns if _is_feature(c) and not self.holds_embedding(c)]
         if not found:
             raise ImportFileError(
                 "No feature columns: a tabular file needs numeric columns besides external_id and label."
@@ -60,11 +82,15 @@ class RowBuilder:
             self.feature_names = found
         self._features_seen = True
 
+    def holds_embedding(self, column: str) -> bool:
+        """Say whether a column of this file holds (part of) the embedding, and so is no feature and no metadata."""
+        return column in self._not_features
+
     def json_row(self, number: int, where: str, record: Any) -> Row:
         """Build a row from one parsed JSON value, which must be an object with this file's columns."""
         if not isinstance(record, dict):
             return Row(number, where, error=f"expected a JSON object, found {type(record).__name__}")
-        surrogate = _lone_surrogate(record)
+        surrogate = _lone_surrogate(record, skip=self.embedding_field)
         if surrogate is not None:
             # Not text: no database stores it (and hashing the text would fail).
             reason = f"the row contains a lone surrogate (\\u{ord(surrogate):04x}), which is not text"
@@ -73,7 +99,7 @@ class RowBuilder:
             if not self._features_seen:
                 self.check_columns(list(record))
             # A CSV header holds for every row; each JSON object brings its own columns.
-            found = [c for c in record if _is_feature(c)]
+            found = [c for c in record if _is_feature(c) and c != self.embedding_field]
             if len(found) != len(self.feature_names) or any(c not in record for c in self.feature_names):
                 missing = [c for c in self.feature_names if c not in record]
                 extra = [c for c in found if c not in self.feature_names]
@@ -85,10 +111,12 @@ class RowBuilder:
         """Build a row from one record of named fields; a bad field makes a rejected row."""
         row = Row(number, where)
         try:
-            row.external_id = _external_id(record.get("external_id"))
+            row.external_id = external_id_of(record.get("external_id"))
             row.label = self.label(record.get("label"))
             row.gold_label = self.label(record.get("gold_label"), column="gold_label")
             row.metadata = _metadata(record.get("metadata"), extra_metadata)
+            if self._embedding_columns or self.embedding_field in record:  # most files have none: no call
+                row.embedding = vector_of_record(record, self.embedding_field, self._embedding_columns)
             if self.kind == "text":
                 row.text = self._text(record.get("text"))
                 row.content_hash = text_hash(row.text)
@@ -155,19 +183,6 @@ def _is_feature(column: str) -> bool:
     return column not in RESERVED_COLUMNS and not column.startswith(META_PREFIX)
 
 
-def _external_id(raw: Any) -> str:
-    if raw is None:
-        return ""
-    if isinstance(raw, bool) or not isinstance(raw, str | int):
-        raise RowError("external_id must be a string or an integer")
-    value = str(raw).strip()
-    if len(value) > EXTERNAL_ID_MAX:
-        raise RowError(f"external_id is {len(value):,} characters, above the {EXTERNAL_ID_MAX}-character limit")
-    if "\x00" in value:
-        raise RowError("external_id contains a NUL character")
-    return value
-
-
 def _metadata(raw: Any, extra: dict[str, str]) -> dict[str, Any]:
     if raw is None or raw == "":
         metadata: Any = {}
@@ -198,25 +213,22 @@ def _number(column: str, raw: Any) -> float:
     except (TypeError, ValueError):
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             raise RowError(f"column {column!r} is empty") from None
-        raise RowError(f"column {column!r}: {_shown(raw)} is not a number") from None
+        raise RowError(f"column {column!r}: {shown(raw)} is not a number") from None
     except OverflowError:
         value = math.inf
     if raw is True or raw is False:
-        raise RowError(f"column {column!r}: {_shown(raw)} is not a number")
+        raise RowError(f"column {column!r}: {shown(raw)} is not a number")
     if not math.isfinite(value):
-        raise RowError(f"column {column!r}: {_shown(raw)} is not a finite number")
+        raise RowError(f"column {column!r}: {shown(raw)} is not a finite number")
     return value
 
 
-def _shown(raw: Any) -> str:
-    """A value as an error message quotes it: its repr, cut short."""
-    text = repr(raw)
-    return text if len(text) <= 40 else f"{text[:37]}..."
+def _lone_surrogate(record: dict[str, Any], *, skip: str) -> str | None:
+    """The first lone UTF-16 surrogate in a record's keys or strings (at any depth), or None.
 
-
-def _lone_surrogate(record: dict[str, Any]) -> str | None:
-    """The first lone UTF-16 surrogate in a record's keys or strings (at any depth), or None."""
-    stack: list[Any] = [record]
+    The value of field ``skip`` (the embedding: hundreds of numbers, never stored as text) is not walked.
+    """
+    stack: list[Any] = [*record, *(value for key, value in record.items() if key != skip)]
     while stack:
         value = stack.pop()
         if isinstance(value, dict):
@@ -225,7 +237,7 @@ def _lone_surrogate(record: dict[str, Any]) -> str | None:
         elif isinstance(value, list):
             stack.extend(value)
         elif isinstance(value, str):
-            found = _SURROGATE.search(value)
+            found = SURROGATE.search(value)
             if found is not None:
                 return found.group()
     return None

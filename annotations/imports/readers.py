@@ -8,14 +8,12 @@ from typing import IO, Any
 
 import ijson
 
-from .archives import ZIP_METHODS, InflateBudget, unsafe_path, zip_labels, zip_open
+from .archives import SIDE_FILES, ZIP_METHODS, InflateBudget, unsafe_path, zip_labels, zip_open, zip_vectors
 from .builders import RowBuilder
-from .rows import META_PREFIX, ImportFileError, Limits, Row, RowError, first_line
+from .rows import META_PREFIX, ImportFileError, Limits, Row, RowError, first_line, json_int
+from .vectors import CSV_FIELD_MAX_CHARS
 
 JSON_MAX_DEPTH = 32
-# An integer of more digits is no finite float (values) and no 255-character id: refused by the
-# JSON reader before Python converts it (above 4,300 digits that conversion raises).
-JSON_MAX_INT_DIGITS = 309
 _JSON_SCALARS = frozenset({"null", "boolean", "integer", "double", "number", "string"})
 
 
@@ -51,7 +49,7 @@ class CsvReader(Reader):
 
     def __iter__(self) -> Iterator[Row]:
         # Texts between the limit and twice it are rejected as rows rather than failing the file.
-        csv.field_size_limit(max(csv.field_size_limit(), 2 * self.limits.text_max_chars))
+        csv.field_size_limit(max(csv.field_size_limit(), 2 * self.limits.text_max_chars, CSV_FIELD_MAX_CHARS))
         text = io.TextIOWrapper(self.fileobj, encoding="utf-8-sig", newline="")
         reader = csv.reader(text, strict=True)
         record_row = self.builder.record_row
@@ -60,8 +58,11 @@ class CsvReader(Reader):
             if header is None:
                 raise ImportFileError("The file is empty.")
             columns = [c.strip() for c in header]
-            self.builder.check_columns(columns)
-            meta = [(i, c.removeprefix(META_PREFIX)) for i, c in enumerate(columns) if c.startswith(META_PREFIX)]
+            self.builder.check_columns(columns, split_embedding=True)
+            meta = [
+                (i, c.removeprefix(META_PREFIX)) for i, c in enumerate(columns)
+                if c.startswith(META_PREFIX) and not self.builder.holds_embedding(c)
+            ]
             number, line = 0, reader.line_num
             for fields in reader:
                 start, line = line + 1, reader.line_num
@@ -94,7 +95,7 @@ class JsonlReader(Reader):
                     continue
                 number += 1
                 try:
-                    record = json.loads(line, parse_int=_json_int)
+                    record = json.loads(line, parse_int=json_int)
                 except RowError as exc:
                     yield Row(number, f"line {lineno}", error=str(exc))
                     continue
@@ -143,23 +144,26 @@ class ImageReader(Reader):
 
 
 class ZipReader(Reader):
-    """A ZIP of images, with an optional labels.csv at its root; each entry is a row."""
+    """A ZIP of images, with an optional labels.csv and embeddings.jsonl or .csv at its root; each entry is a row."""
 
     def rows_to_check(self) -> Iterator[Row]:
-        """Check the archive from its central directory and labels.csv; its entries' problems are rows' problems."""
+        """Check the archive from its central directory and its side files; its entries' problems are rows' problems."""
         with zip_open(self.fileobj, self.limits) as archive:
-            zip_labels(archive, InflateBudget(self.limits.zip_max_bytes), self.limits)
+            budget = InflateBudget(self.limits.zip_max_bytes)
+            zip_labels(archive, budget, self.limits)
+            zip_vectors(archive, budget, self.limits, self.builder.embedding_field)
         yield from ()
 
     def __iter__(self) -> Iterator[Row]:
         with zip_open(self.fileobj, self.limits) as archive:
             budget = InflateBudget(self.limits.zip_max_bytes)
             labels = zip_labels(archive, budget, self.limits)
+            vectors = zip_vectors(archive, budget, self.limits, self.builder.embedding_field)
             number = 0
             for info in archive.infolist():
                 name = info.filename
                 unsafe = unsafe_path(name)
-                if info.is_dir() or name == "labels.csv":
+                if info.is_dir() or name in SIDE_FILES:
                     continue
                 if not unsafe and (name.startswith("__MACOSX/") or posixpath.basename(name).startswith(".")):
                     continue  # Finder's resource forks and hidden files are not items.
@@ -183,7 +187,13 @@ class ZipReader(Reader):
                 except Exception as exc:  # zipfile raises many types for broken or encrypted entries
                     yield Row(number, name, error=f"cannot read this entry ({first_line(exc)})")
                     continue
-                yield self.builder.image_row(number, name, data, labels.get(name))
+                row = self.builder.image_row(number, name, data, labels.get(name))
+                side = vectors.get(name)
+                if side is not None and row.error is None:
+                    row.embedding = side.vector
+                    if side.error is not None:
+                        row.error = f"{side.where}: {side.error}"
+                yield row
 
 
 READERS: dict[str, type[Reader]] = {
@@ -200,9 +210,12 @@ def reader_for(
     label_names: frozenset[str],
     feature_names: list[str],
     limits: Limits,
+    embedding_field: str = "embedding",
 ) -> Reader:
     """Return the reader of a file of format ``fmt`` (see rows.file_format) for a project of ``kind``."""
-    builder = RowBuilder(kind=kind, label_names=label_names, feature_names=feature_names, limits=limits)
+    builder = RowBuilder(
+        kind=kind, label_names=label_names, feature_names=feature_names, limits=limits, embedding_field=embedding_field
+    )
     return READERS[fmt](fileobj, filename=filename, builder=builder)
 
 
@@ -249,14 +262,6 @@ def _json_array_items(fileobj: IO[bytes]) -> Iterator[Any]:
             yield value
     for _event in events:  # anything after the array is an error the parser reports
         pass
-
-
-def _json_int(digits: str) -> int:
-    """parse_int of the JSON reader: a row with an integer of more than JSON_MAX_INT_DIGITS digits is rejected."""
-    count = len(digits.lstrip("-"))
-    if count > JSON_MAX_INT_DIGITS:
-        raise RowError(f"a number has {count:,} digits, above the {JSON_MAX_INT_DIGITS}-digit limit")
-    return int(digits)
 
 
 def _json_error(exc: Exception) -> str:

@@ -1,5 +1,6 @@
 """What reading a file yields: rows, their limits and errors, and the formats each project kind takes."""
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -8,10 +9,15 @@ from .. import images
 RESERVED_COLUMNS = frozenset({"external_id", "label", "gold_label", "metadata"})
 META_PREFIX = "meta_"
 EXTERNAL_ID_MAX = 255
+# An integer of more digits is no finite float (values) and no 255-character id: refused by the
+# JSON reader before Python converts it (above 4,300 digits that conversion raises).
+JSON_MAX_INT_DIGITS = 309
 EXTENSIONS = {
     ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".zip": "zip",
     **{extension: "image" for extension in images.EXTENSIONS},
 }
+# Half of a UTF-16 surrogate pair: JSON can escape one (\ud800), but it is no text a database stores.
+SURROGATE = re.compile("[\ud800-\udfff]")
 KIND_FORMATS = {"text": ("csv", "jsonl", "json"), "tabular": ("csv", "jsonl", "json"), "image": ("zip", "image")}
 KIND_FORMATS_TEXT = {
     "text": "CSV, JSONL or JSON files",
@@ -56,11 +62,12 @@ class Row:
     image_data: bytes | None = None
     content_hash: str = ""
     derived_id: bool = False
+    embedding: bytes | None = None  # float32 bytes (vectors.vector_bytes)
     error: str | None = None
 
     @property
     def nbytes(self) -> int:
-        return len(self.image_data or b"") + len(self.text)
+        return len(self.image_data or b"") + len(self.text) + len(self.embedding or b"")
 
 
 def file_format(filename: str) -> str:
@@ -69,6 +76,30 @@ def file_format(filename: str) -> str:
     if ext not in EXTENSIONS:
         raise ImportFileError(f"LabelHub does not import {ext} files." if ext else "The file name has no extension.")
     return EXTENSIONS[ext]
+
+
+def external_id_of(raw: Any) -> str:
+    """Return a field's external_id, stripped ("" if it is absent); raise RowError for a value that cannot be one."""
+    if raw is None:
+        return ""
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        raise RowError("external_id must be a string or an integer")
+    value = str(raw).strip()
+    if len(value) > EXTERNAL_ID_MAX:
+        raise RowError(f"external_id is {len(value):,} characters, above the {EXTERNAL_ID_MAX}-character limit")
+    if "\x00" in value:
+        raise RowError("external_id contains a NUL character")
+    if SURROGATE.search(value):
+        raise RowError("external_id contains a lone surrogate, which is not text")
+    return value
+
+
+def json_int(digits: str) -> int:
+    """parse_int of the JSON Lines readers: a row with an integer of over JSON_MAX_INT_DIGITS digits is rejected."""
+    count = len(digits.lstrip("-"))
+    if count > JSON_MAX_INT_DIGITS:
+        raise RowError(f"a number has {count:,} digits, above the {JSON_MAX_INT_DIGITS}-digit limit")
+    return int(digits)
 
 
 def error_line(error: dict[str, Any]) -> str:
@@ -83,3 +114,9 @@ def first_line(exc: Exception) -> str:
     if isinstance(message, bytes):
         message = message.decode("utf-8", "replace")
     return str(message).strip().splitlines()[0] if str(message).strip() else type(exc).__name__
+
+
+def shown(raw: Any) -> str:
+    """A value as an error message quotes it: its repr, cut short."""
+    text = repr(raw)
+    return text if len(text) <= 40 else f"{text[:37]}..."

@@ -121,6 +121,7 @@ def job_reader(job: ImportJob, project: Project, fileobj: IO[bytes]) -> Reader:
         label_names=frozenset(project.labels.values_list("name", flat=True)),
         feature_names=project.feature_names,
         limits=limits,
+        embedding_field=project.embedding_field,
     )
 
 

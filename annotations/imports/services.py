@@ -150,7 +150,9 @@ def _import_job_run_waiting(job_id: int) -> ImportJob:
 # 3. Publish (writers.py): the file is read again in chunks. Images are decoded and stored outside
 #    any transaction; each chunk's items, pre-labels, counts and the resume point (rows_published)
 #    commit together in one short transaction, after checking that this run still owns the job.
-#    Other writers (another project's queue, labels) wait at most one chunk's inserts.
+#    Other writers (another project's queue, labels) wait at most one chunk's inserts. Rows' vectors
+#    commit with their chunk too: new items' vectors, and new vectors of items already there (which
+#    an undone import leaves replaced); the first vector ever stored fixes the project's dimension.
 # 4. Finish: gold marks on items that were already there, the counts and "done" commit together.
 #
 # Once checked, an import is decided and rolls forward: a lost database connection or worker

@@ -12,9 +12,11 @@ from django.utils import timezone
 from PIL import Image, ImageOps
 
 from ..images import ImageRefused, image_open
-from ..models import Annotation, Item, Project, item_image_path
+from ..models import Annotation, Item, ItemEmbedding, Project, item_image_path
+from .embeddings import embedding_dim_settle, embeddings_replace
 from .rows import Row, RowError, first_line
 from .runs import Run, job_reader
+from .vectors import dimension_error
 
 ROW_CHUNK = 2000
 IMAGE_CHUNK = 64
@@ -54,11 +56,14 @@ def rows_publish(run: Run, project: Project) -> None:
 
 @dataclass
 class _Chunk:
-    """What one chunk of the file adds: its new items and their pre-labels, its counts and rejected rows."""
+    """What one chunk of the file adds: its new items, their pre-labels and vectors, new vectors of items already
+    there, its counts and rejected rows."""
 
     rows_total: int
     items: list[Item] = field(default_factory=list)
     labeled: list[tuple[Item, int]] = field(default_factory=list)
+    embedded: list[tuple[Row, Item]] = field(default_factory=list)
+    revectored: list[tuple[Row, int]] = field(default_factory=list)  # rows of unchanged items, and those items' ids
     unchanged_count: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -78,6 +83,8 @@ class _Publisher:
             self.preloaded = {external_id: rest for external_id, *rest in self.before.values_list(*_EXISTING_COLUMNS)}
         self.seen: dict[str, int] = {}
         self.features_fixed = bool(project.feature_names)
+        # The project's, or until one is stored, the first of this file's vectors: the one the others must match.
+        self.embedding_dim = project.embedding_dim
         self.errors_kept = settings.LABELHUB_IMPORT_ERRORS_KEPT
 
     def existing(self, rows: list[Row]) -> dict[str, Existing]:
@@ -98,13 +105,16 @@ class _Publisher:
         chunk = _Chunk(rows_total=len(rows))
         for row in rows:
             if row.error is None:
-                row.error = _conflict(row, seen, existing, user_id, job.pk)
+                row.error = _conflict(row, seen, existing, user_id, job.pk) or self.dimension_error(row)
             mine = row.error is None and existing.get(row.external_id, ("", 0, None))[2] == job.pk
             if row.error is None and row.external_id in existing and not mine:
                 chunk.unchanged_count += 1
                 if row.gold_label:
                     # Importing the same rows again with a gold_label column marks the items already there.
                     run.gold.setdefault(label_ids[row.gold_label], []).append(existing[row.external_id][1])
+                if row.embedding is not None and not resumed:
+                    # Importing the same rows again with vectors replaces the items' vectors.
+                    chunk.revectored.append((row, existing[row.external_id][1]))
                 continue
             if resumed:
                 continue  # stored, counted and listed by the run that published this chunk
@@ -125,14 +135,25 @@ class _Publisher:
                 gold_label_id=label_ids[row.gold_label] if row.gold_label else None,
             )
             chunk.items.append(item)
+            if row.embedding is not None:
+                chunk.embedded.append((row, item))
             if row.label:
                 chunk.labeled.append((item, label_ids[row.label]))
                 # A pre-labeled item counts towards the overlap like a label from the queue.
                 item.label_count, item.queue_done = 1, project.overlap <= 1
         return chunk
 
+    def dimension_error(self, row: Row) -> str | None:
+        """Why a row's vector does not fit the project's (or this file's first) vector, or None."""
+        if row.embedding is None:
+            return None
+        if self.embedding_dim is None:
+            self.embedding_dim = len(row.embedding) // 4
+            return None
+        return dimension_error(row.embedding, self.embedding_dim)
+
     def write(self, chunk: _Chunk, *, rows_done: int, feature_names: list[str]) -> None:
-        """Commit a chunk's items, pre-labels, counts and resume point together, if this run still owns the job."""
+        """Commit a chunk's items, pre-labels, vectors, counts and resume point together, if this run owns the job."""
         job, project = self.job, self.project
         with transaction.atomic():
             self.run.own()
@@ -140,12 +161,18 @@ class _Publisher:
                 # Only a file that yields items fixes the columns, so a botched first file does not.
                 Project.objects.filter(pk=project.pk).update(feature_names=feature_names)
                 self.features_fixed = True
+            if chunk.embedded or chunk.revectored:
+                self._dimension_settle(chunk)
             Item.objects.bulk_create(chunk.items)
             Annotation.objects.bulk_create(
                 Annotation(item=item, label_id=label_id, annotator_id=job.created_by_id,
                            source=Annotation.Source.IMPORT)
                 for item, label_id in chunk.labeled
             )
+            ItemEmbedding.objects.bulk_create(
+                ItemEmbedding(item=item, project_id=project.pk, vector=row.embedding) for row, item in chunk.embedded
+            )
+            embeddings_replace(project.pk, {pk: row.embedding for row, pk in chunk.revectored})
             job.rows_total += chunk.rows_total
             job.unchanged_count += chunk.unchanged_count
             job.rejected_count += len(chunk.errors)
@@ -160,6 +187,29 @@ class _Publisher:
             ])
         self.run.saved += self.run.pending
         self.run.pending = []
+
+    def _dimension_settle(self, chunk: _Chunk) -> None:
+        """Under the project's row lock: fix its dimension by this file's vectors, or reject the rows whose differs.
+
+        They differ only when the embeddings API or command stored the project's first vectors since this chunk
+        was sorted; an unchanged item's row rejected so still keeps the gold mark it brought.
+        """
+        dim = embedding_dim_settle(self.project.pk, self.embedding_dim)
+        if dim == self.embedding_dim:
+            return
+        self.embedding_dim = dim
+        refused = [row for row, _ in [*chunk.embedded, *chunk.revectored] if dimension_error(row.embedding, dim)]
+        gone = {id(row) for row in refused}
+        items = {id(item) for row, item in chunk.embedded if id(row) in gone}
+        chunk.items = [item for item in chunk.items if id(item) not in items]
+        chunk.labeled = [(item, label_id) for item, label_id in chunk.labeled if id(item) not in items]
+        chunk.embedded = [(row, item) for row, item in chunk.embedded if id(row) not in gone]
+        chunk.unchanged_count -= sum(1 for row, _ in chunk.revectored if id(row) in gone)
+        chunk.revectored = [(row, pk) for row, pk in chunk.revectored if id(row) not in gone]
+        chunk.errors += [
+            {"row": row.number, "where": row.where, "reason": dimension_error(row.embedding, dim)} for row in refused
+        ]
+        chunk.errors.sort(key=lambda error: error["row"])
 
 
 def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
