@@ -9,7 +9,6 @@ from annotations.models import ImportJob, Item, Project
 from learner.ml import registry
 from learner.ml.featurize import Featurizer
 
-EMBEDDING_SPACE = "embeddings-"
 # Import jobs whose own feature tasks are still to come or under way.
 FEATURES_PENDING = [ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
 
@@ -55,15 +54,14 @@ def featurizer_of_space(project: Project, space: str) -> Featurizer:
 def items_lacking_features(project_id: int, space: str | None = None) -> QuerySet[Item]:
     """Items of the project that have no stored features yet, or (given ``space``) none of that space.
 
-    Under an embedding featurizer, only items that have an embedding can get features.
+    Those that cannot get any (an image that no longer reads, no imported vector under the
+    embedding featurizer) are among them: a chunk counts them as handled and stores nothing.
     """
     # An anti-join through the reverse one-to-one; NOT IN (subquery) would run row by row on
     # PostgreSQL once the subquery outgrows work_mem.
     missing = Q(features__isnull=True)
     if space is not None:
         missing |= Q(features__space__lt=space) | Q(features__space__gt=space)  # one outer join, unlike ~Q
-        if space.startswith(EMBEDDING_SPACE):
-            return Item.objects.filter(missing, project_id=project_id, embedding__isnull=False)
     return Item.objects.filter(missing, project_id=project_id)
 
 

@@ -56,8 +56,9 @@ def imported(project, manager, data: bytes, name="reviews.csv") -> ImportJob:
 
 
 def label_all(project, manager, audit_every=3):
+    """Even rows (r0, r2, …) positive, odd rows negative; every third item an audit item."""
     negative, positive = project.labels.order_by("order")[:2]
-    for i, item in enumerate(Item.objects.filter(project=project).order_by("pk")):
+    for i, item in enumerate(Item.objects.filter(project=project, external_id__regex=r"^r[0-9]+$").order_by("pk")):
         AnnotationFactory(item=item, annotator=manager, label=negative if int(item.external_id[1:]) % 2 else positive,
                           is_audit=i % audit_every == 0)
 
@@ -124,36 +125,43 @@ def test_a_plugin_that_does_not_load_fails_the_feature_job(text_project, manager
     assert "featurizer plugin 'gone' (tests.plugins.NoSuchClass) does not load" in job.features_message
 
 
-def test_a_project_trains_and_predicts_on_imported_embeddings(client, tabular_project, manager):
-    project = tabular_project
-    project.featurizer, project.embedding_dim, project.feature_names = "embeddings", 6, ["x"]
-    project.save()
+def test_a_project_trains_and_predicts_on_imported_embeddings(client, text_project, manager):
+    text_project.featurizer = "embeddings"
+    text_project.save()
     rng = np.random.default_rng(1)
-    negative, positive = project.labels.order_by("order")[:2]
-    for i in range(90):
-        item = ItemFactory(project=project, values=[0.0], external_id=f"r{i}")
+    rows = []
+    for i in range(90):  # the texts say nothing; the vectors do
         centre = np.r_[np.full(3, -2.0 if i % 2 else 2.0), np.zeros(3)]
-        ItemEmbedding.objects.create(item=item, project=project, vector=(centre + rng.normal(size=6)).astype(np.float32).tobytes())
-    ItemFactory(project=project, values=[0.0], external_id="no-vector")  # gets no features, and no error
-    features_compute_chunk(project.pk, list(Item.objects.filter(project=project).values_list("pk", flat=True)))
-    assert FeatureVector.objects.filter(project=project, space="embeddings-v1:6").count() == 90
-    for i, item in enumerate(Item.objects.filter(project=project).exclude(external_id="no-vector").order_by("pk")):
-        AnnotationFactory(item=item, annotator=manager, label=negative if i % 2 else positive, is_audit=i % 3 == 0)
+        rows.append({"external_id": f"r{i}", "text": "an item", "embedding": (centre + rng.normal(size=6)).tolist()})
+    rows.insert(40, {"external_id": "short", "text": "an item", "embedding": [1.0, 2.0]})
+    rows.append({"external_id": "none", "text": "an item"})  # no vector: stored, and it gets no features
+    data = "".join(json.dumps(row) + "\n" for row in rows).encode()
 
-    run = train(project)
+    job = imported(text_project, manager, data, name="vectors.jsonl")
+
+    assert job.created_count == 91 and job.rejected_count == 1
+    assert job.errors[0]["row"] == 41 and "the embedding has 2 numbers; this project's have 6" in job.errors[0]["reason"]
+    assert job.features_status == "done"
+    assert FeatureVector.objects.filter(project=text_project, space="embeddings-v1:6").count() == 90
+    text_project.refresh_from_db()
+    assert text_project.embedding_dim == 6
+    label_all(text_project, manager)  # even rows positive, odd rows negative, as the vectors have it
+
+    run = train(text_project)
 
     assert run.status == TrainingRun.Status.PROMOTED, run.error or run.decision
+    assert run.model_version.feature_space == "embeddings-v1:6" and run.model_version.metrics["accuracy"] > 0.9
     client.force_login(manager)
-    url = reverse("api-predict", args=[project.pk])
+    url = reverse("api-predict", args=[text_project.pk])
     answer = client.post(url, json.dumps({"items": [{"embedding": [2, 2, 2, 0, 0, 0]}, {"embedding": [-2] * 3 + [0] * 3}]}),
                          content_type="application/json")
     assert answer.status_code == 200, answer.content
-    assert [p["label"] for p in answer.json()["predictions"]] == [positive.name, negative.name]
+    assert [p["label"] for p in answer.json()["predictions"]] == ["positive", "negative"]
     wrong = client.post(url, json.dumps({"items": [{"embedding": [1, 2]}]}), content_type="application/json")
     assert wrong.status_code == 400
     assert "items[0]: embedding has 2 numbers; the model takes 6." in wrong.content.decode()
-    nan = client.post(url, '{"items": [{"embedding": [1, 2, 3, 4, 5, NaN]}]}', content_type="application/json")
-    assert nan.status_code == 400
+    text = client.post(url, json.dumps({"text": "an item"}), content_type="application/json")
+    assert text.status_code == 400 and "give 'embedding' or 'item_id'" in text.content.decode()
 
 
 def test_a_new_featurizer_recomputes_in_the_background_while_the_live_model_serves(client, text_project, manager):
