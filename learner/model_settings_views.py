@@ -48,10 +48,16 @@ def _saved_sentences(before: tuple[str, str, str], project: Project) -> list[str
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_model_settings(request: HttpRequest, project_id: int) -> HttpResponse:
-    """The featurizer and model with their choices, the embedding field and dimension (managers), and their change."""
+    """The featurizer and model with their choices, the embedding field and dimension (managers), and their change;
+    or (``recompute``) computing the features again after a failure."""
     project = project_or_404(request, project_id, "manager")
     if request.method == "GET":
         return _page(request, project)
+    if "recompute" in request.POST:
+        retried = services.features_recompute(project=project, user=request.user)
+        messages.success(request, "The features are being computed again"
+                         + (f", with {retried} import(s) whose features had failed." if retried else "."))
+        return redirect("project-model-settings", project.pk)
     # A field the form did not send stays as it is.
     form = {name: request.POST[name][:VALUE_MAX_CHARS] for name in services.SETTINGS if name in request.POST}
     before = (services.featurizer_key(project), project.model_kind, project.embedding_field)

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotations import selectors as annotation_selectors
-from annotations.models import Project
+from annotations.models import ImportJob, Project
 from labelhub.api import DomainError
 from labelhub.celery import TaskName, send_task_on_commit
 from learner.ml import registry, training
@@ -79,9 +79,7 @@ def model_settings_update(
     (FEATURES_REFRESH) and a new model asks for a retrain (RETRAIN_REQUESTED). Values equal to the
     current ones change and send nothing. Bad values raise a DomainError naming each field.
     """
-    role = getattr(project, "viewer_role", None) or annotation_selectors.membership_role(user, project)
-    if role is None or annotation_selectors.ROLE_RANK[role] < annotation_selectors.ROLE_RANK["manager"]:
-        raise PermissionDenied(MANAGERS_ONLY)
+    _manager_check(project, user)
     # Checked before the row is locked: building a plugin may take a while.
     changes = _changes(Project.objects.get(pk=project.pk), featurizer, model_kind, embedding_field)
     with transaction.atomic():
@@ -96,7 +94,7 @@ def model_settings_update(
                 changes["features_error"] = ""  # the old featurizer's failure; the new one has not run yet
             Project.objects.filter(pk=project.pk).update(**changes, updated_at=timezone.now())
             if "featurizer" in changes or "embedding_field" in changes:
-                send_task_on_commit(TaskName.FEATURES_REFRESH, [project.pk, None])
+                _features_again(project)
             if "model_kind" in changes:
                 note = f"Model changed to {_model_label(changes['model_kind'])}"
                 send_task_on_commit(TaskName.RETRAIN_REQUESTED, [project.pk, user.pk, note])
@@ -105,6 +103,34 @@ def model_settings_update(
     for name, value in changes.items():
         setattr(project, name, value)
     return project
+
+
+def features_recompute(*, project: Project, user: AbstractBaseUser) -> int:
+    """Compute the features again after a failure (a plugin fixed, say): managers; returns the import jobs retried."""
+    _manager_check(project, user)
+    with transaction.atomic():
+        retried = _features_again(project)
+        Project.objects.filter(pk=project.pk).update(features_error="")
+    project.features_error = ""
+    return retried
+
+
+def _features_again(project: Project) -> int:
+    """After commit: the import jobs whose features failed are computed again (their page then tracks them), and
+    so is every other item lacking features of the project's featurizer. Returns how many jobs were retried."""
+    failed = list(ImportJob.objects.select_for_update().filter(project=project, features_status=ImportJob.Status.FAILED)
+                  .values_list("pk", flat=True))
+    ImportJob.objects.filter(pk__in=failed).update(features_status=ImportJob.Status.QUEUED, features_message="")
+    for job_id in failed:
+        send_task_on_commit(TaskName.FEATURES_COMPUTE, [project.pk, job_id])
+    send_task_on_commit(TaskName.FEATURES_REFRESH, [project.pk, None])
+    return len(failed)
+
+
+def _manager_check(project: Project, user: AbstractBaseUser) -> None:
+    role = getattr(project, "viewer_role", None) or annotation_selectors.membership_role(user, project)
+    if role is None or annotation_selectors.ROLE_RANK[role] < annotation_selectors.ROLE_RANK["manager"]:
+        raise PermissionDenied(MANAGERS_ONLY)
 
 
 def _differs(project: Project, name: str, value: str) -> bool:

@@ -8,7 +8,7 @@ from django.urls import reverse
 from PIL import Image
 
 from annotations.imports.services import import_jobs_submit
-from annotations.models import Annotation, ImportJob, Item, ItemEmbedding, Lease
+from annotations.models import ImportJob, Item, Lease, Project
 from annotations.services import queue_next
 from learner.ml.registry import featurizer_for
 from learner.ml.training import MODELS, TrainingError, fit, proba_over
@@ -254,3 +254,27 @@ def test_the_hog_featurizer_tells_shapes_apart_where_the_grey_thumbnail_sees_the
     assert a.shape == (hog.n_features,)
     assert np.allclose(a[-64:], b[-64:])  # the same colours
     assert np.abs(a[:-64] - b[:-64]).sum() > 1.0  # not the same shape
+
+
+def test_once_the_plugin_is_mended_the_features_are_computed_again_and_the_import_completes(
+    text_project, manager, settings, sent_tasks, django_capture_on_commit_callbacks
+):
+    from learner.services.model_settings import features_recompute
+
+    text_project.featurizer = "broken"
+    text_project.save()
+    job = imported(text_project, manager, sentiment_csv(30))
+    assert job.features_status == "failed"
+    settings.LABELHUB_FEATURIZER_PLUGINS = {**PLUGINS, "broken": "tests.plugins.WordCounts"}  # the team's fix
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert features_recompute(project=Project.objects.get(pk=text_project.pk), user=manager) == 1
+    for name, args in sent_tasks:  # as the worker would run them
+        chunks = features_plan_start(*args) if name == "learner.features_compute" else features_refresh(*args)
+        for chunk in chunks:
+            features_compute_chunk(text_project.pk, chunk)
+
+    job.refresh_from_db()
+    assert (job.features_status, job.features_done, job.features_message) == ("done", 30, "")
+    assert FeatureVector.objects.filter(project=text_project, space="plugin:broken:2").count() == 30
+    assert Project.objects.get(pk=text_project.pk).features_error == ""

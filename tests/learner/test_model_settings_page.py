@@ -106,3 +106,26 @@ def test_the_dashboard_warns_while_features_cannot_be_computed(client, text_proj
     assert "Features could not be computed: featurizer plugin &#x27;tiny&#x27; failed: &lt;script&gt;" in page
     assert HOSTILE not in page
     assert f'href="{reverse("project-model-settings", args=[text_project.pk])}"' in page
+
+
+def test_after_a_failure_the_manager_computes_the_features_again_from_the_page(
+    client, text_project, manager, sent_tasks, django_capture_on_commit_callbacks
+):
+    job = ImportJob.objects.create(project=text_project, created_by=manager, filename="reviews.csv",
+                                   status=ImportJob.Status.DONE, features_status=ImportJob.Status.FAILED,
+                                   features_message="featurizer plugin:tiny:1 failed: RuntimeError: no weights")
+    Project.objects.filter(pk=text_project.pk).update(features_error="featurizer plugin:tiny:1 failed: RuntimeError")
+    client.force_login(manager)
+    assert 'id="features-recompute"' in _page(client, text_project).content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _page(client, text_project, recompute="1")
+
+    assert response.status_code == 302
+    page = client.get(response.url).content.decode()
+    assert "The features are being computed again, with 1 import(s) whose features had failed." in page
+    assert 'id="features-recompute"' not in page and "Features could not be computed" not in page
+    job.refresh_from_db()
+    assert (job.features_status, job.features_message) == ("queued", "")
+    assert sorted(sent_tasks) == [(TaskName.FEATURES_COMPUTE, [text_project.pk, job.pk]),
+                                  (TaskName.FEATURES_REFRESH, [text_project.pk, None])]
