@@ -67,7 +67,7 @@ def test_a_candidate_trained_on_shuffled_labels_is_rejected_and_says_why(labeled
 
 
 def test_a_routine_retrain_that_is_not_worse_goes_live_under_the_default_rule(labeled_blobs):
-    model_version_force_promote(version=_run(labeled_blobs).model_version, reason="test", actor=manager)
+    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
     run = _run(labeled_blobs, trigger="count")  # the same labels: an equal model, not a better one
 
     assert run.status == TrainingRun.Status.PROMOTED, run.decision
@@ -78,7 +78,7 @@ def test_a_routine_retrain_that_is_not_worse_goes_live_under_the_default_rule(la
 def test_under_the_better_rule_an_equal_retrain_is_not_promoted_in_grey_words(labeled_blobs):
     labeled_blobs.promotion_rule = "better"
     labeled_blobs.save()
-    model_version_force_promote(version=_run(labeled_blobs).model_version, reason="test", actor=manager)
+    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
     run = _run(labeled_blobs)
 
     assert run.status == TrainingRun.Status.KEPT_CHAMPION
@@ -89,7 +89,7 @@ def test_under_the_better_rule_an_equal_retrain_is_not_promoted_in_grey_words(la
 
 
 def test_a_change_of_kind_needs_the_better_rule(labeled_blobs):
-    model_version_force_promote(version=_run(labeled_blobs).model_version, reason="test", actor=manager)
+    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
     # The live model came from other hyperparameters than the pipeline trains now: a change of kind.
     ModelVersion.objects.filter(project=labeled_blobs, number=1).update(hyperparameters={"clf": {"C": 0.01}})
 
@@ -137,7 +137,7 @@ def test_too_small_an_audit_set_is_not_promoted_and_says_how_many_are_needed(lab
     labeled_blobs.gate_min_audit_first, labeled_blobs.gate_min_audit = 10, 500
     labeled_blobs.promotion_rule = "better"
     labeled_blobs.save()
-    model_version_force_promote(version=_run(labeled_blobs).model_version, reason="test", actor=manager)
+    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
     run = _run(labeled_blobs)
     assert run.status == TrainingRun.Status.KEPT_CHAMPION
     assert run.decision["reason"] == "Not promoted: not enough evidence yet (80 audit labels, 500 needed)."
@@ -148,7 +148,7 @@ def test_a_stale_live_model_is_replaced_without_the_evidence_bar(labeled_blobs):
     labeled_blobs.promotion_rule = "better"
     labeled_blobs.gate_min_audit = 500
     labeled_blobs.save()
-    model_version_force_promote(version=_run(labeled_blobs).model_version, reason="test", actor=manager)
+    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
     assert _run(labeled_blobs).status == TrainingRun.Status.KEPT_CHAMPION  # healthy: 'better' holds it back
 
     DriftCheck.objects.create(project=labeled_blobs, model_version=1, drifted=True, evidence={})
@@ -326,7 +326,7 @@ def test_two_requests_make_one_run(labeled_blobs):
 
 
 def test_a_failed_run_records_its_error_and_leaves_the_live_model(labeled_blobs):
-    model_version_force_promote(version=_run(labeled_blobs).model_version, reason="test", actor=manager)
+    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
     live_before = LiveModel.objects.get(project=labeled_blobs).version_id
     only = labeled_blobs.labels.order_by("order").first()
     Annotation.objects.filter(item__project=labeled_blobs).update(label=only)  # one class cannot train
