@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import selectors as annotation_selectors
+from annotations.models import EMBEDDING_MAX_DIMENSIONS
 from labelhub.api import ID_MAX, NUMBER_MAX, DomainError, NotFound
 
 from .models import Experiment
@@ -43,9 +44,10 @@ PREDICT_ACCESS = {"min_role": "manager", "also": ("client",)}
 
 
 class PredictApi(APIView):
-    """Predict one item or a batch (API clients, managers): text, numeric values, an image upload, or an item id.
+    """Predict one item or a batch (API clients, managers): text, numeric values, an image upload, an embedding
+    (a model trained on imported embeddings), or an item id.
 
-    JSON: ``{"text": ...}`` / ``{"values": [...]}`` / ``{"item_id": 7}`` for one item, or
+    JSON: ``{"text": ...}`` / ``{"values": [...]}`` / ``{"embedding": [...]}`` / ``{"item_id": 7}`` for one item, or
     ``{"items": [...]}`` for a batch; multipart: one or more ``image`` files. In a split
     experiment the authenticated client's identity decides its arm, and keeps it there.
     """
@@ -60,6 +62,10 @@ class PredictApi(APIView):
         text = serializers.CharField(required=False, max_length=settings.LABELHUB_TEXT_MAX_CHARS)
         values = serializers.ListField(child=serializers.FloatField(), required=False,
                                        max_length=settings.LABELHUB_MAX_FEATURES)
+        embedding = serializers.ListField(
+            child=serializers.FloatField(), required=False, max_length=EMBEDDING_MAX_DIMENSIONS,
+            help_text="The item's vector, when the live model was trained on imported embeddings (its dimension).",
+        )
         item_id = serializers.IntegerField(required=False, min_value=1, max_value=ID_MAX)
 
     @extend_schema(request=InputSerializer, responses={200: PredictionOutputSerializer(many=True)})
