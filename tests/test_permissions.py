@@ -289,7 +289,7 @@ def world(db) -> World:
                                    status=ImportJob.Status.DONE)
     versions = [
         ModelVersion.objects.create(
-            project=project, number=n, algorithm="logistic regression", feature_space="image-v1",
+            project=project, number=n, algorithm="logistic regression", feature_space="image-grid16-hist16-v1",
             classes=[label.pk for label in labels], artifact_name=f"v{n}.skops", artifact_sha256="0" * 64,
             label_snapshot_hash="0" * 64,
         )
