@@ -9,7 +9,7 @@ from annotations.models import ImportJob, Item, Project
 from annotations.imports.services import import_job_features_progress
 from learner import selectors
 from learner.ml.featurize import FeaturizeError, pack
-from learner.ml.registry import PluginError
+from learner.ml.registry import EMBEDDINGS, PluginError
 from learner.models import FeatureVector
 from learner.services.scoring import score_pool_after_features
 from learner.services.sources import SOURCE_FIELD, source_features
@@ -21,10 +21,13 @@ COPY_COLUMNS = [FeatureVector._meta.get_field(name).column for name in STORE_FIE
 
 
 def features_compute_chunk(project_id: int, item_ids: Sequence[int]) -> int:
-    """Compute and store features of those items that have none; return how many items that was.
+    """Compute and store features of those items that have none of the project's featurizer; return how many
+    items that was.
 
-    Items that already have features are skipped, so running a chunk again stores and reports
-    nothing. An image that cannot be read is logged and left without features; it still counts
+    Items that already have them are skipped, so running a chunk again stores and reports
+    nothing; a row of another featurizer (the project changed it) is replaced. A featurizer that
+    fails (a plugin that raises or answers with a wrong shape) stores nothing and records why
+    (``features_failed``). An image that cannot be read is logged and left without features; it still counts
     as handled. Each handled item counts towards its own import job's progress, whichever task
     planned the chunk.
     """
@@ -111,10 +114,11 @@ def features_failed(project_id: int, item_ids: set[int], message: str) -> None:
 def features_refresh(project_id: int, item_ids: Sequence[int] | None = None) -> list[list[int]]:
     """Plan the features again after their source changed: new embeddings of these items, or (None) a new featurizer.
 
-    The items' stored rows are removed first (a row of the old space stays until its new one is
-    stored, so that the live model keeps its features meanwhile). Returns the chunks to compute.
+    New embeddings remove the items' stored rows first, when the project learns from embeddings.
+    Under a new featurizer each old row stays until its new one replaces it, in the chunk's
+    transaction. Returns the chunks to compute.
     """
-    if item_ids is not None:
+    if item_ids is not None and Project.objects.filter(pk=project_id, featurizer=EMBEDDINGS).exists():
         FeatureVector.objects.filter(project_id=project_id, item_id__in=list(item_ids)).delete()
     try:
         return selectors.features_plan(project_id, None)

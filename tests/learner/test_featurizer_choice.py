@@ -278,3 +278,28 @@ def test_once_the_plugin_is_mended_the_features_are_computed_again_and_the_impor
     assert (job.features_status, job.features_done, job.features_message) == ("done", 30, "")
     assert FeatureVector.objects.filter(project=text_project, space="plugin:broken:2").count() == 30
     assert Project.objects.get(pk=text_project.pk).features_error == ""
+
+
+@pytest.mark.parametrize(("featurizer", "recomputed"), [("embeddings", True), ("", False)])
+def test_new_vectors_of_existing_items_replace_their_features_when_the_project_learns_from_them(
+    text_project, manager, featurizer, recomputed
+):
+    from annotations.models import ItemEmbedding
+
+    text_project.featurizer = featurizer
+    text_project.save()
+    rows = [{"external_id": f"r{i}", "text": f"item {i}", "embedding": [float(i), 0.0]} for i in range(3)]
+    imported(text_project, manager, "".join(json.dumps(row) + "\n" for row in rows).encode(), name="v.jsonl")
+    item = Item.objects.get(project=text_project, external_id="r1")
+    before = bytes(FeatureVector.objects.get(item=item).values)
+    ItemEmbedding.objects.filter(item=item).update(vector=np.array([9.0, 9.0], dtype=np.float32).tobytes())
+
+    chunks = features_refresh(text_project.pk, [item.pk])  # as the embeddings import asks after commit
+    for chunk in chunks:
+        features_compute_chunk(text_project.pk, chunk)
+
+    after = np.frombuffer(bytes(FeatureVector.objects.get(item=item).values), dtype=np.float32)
+    if recomputed:
+        assert chunks == [[item.pk]] and after.tolist() == [9.0, 9.0]
+    else:  # hashed words of its text: the vector changes nothing, so nothing is computed again
+        assert chunks == [] and after.tobytes() == before
