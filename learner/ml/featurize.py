@@ -176,17 +176,6 @@ class TabularFeaturizer:
         return matrix
 
 
-def featurizer_for(kind: str, feature_names: Sequence[str] = ()) -> Featurizer:
-    """Return the default featurizer of a project kind ("text", "image" or "tabular"); others: learner.ml.registry."""
-    if kind == "text":
-        return TextFeaturizer()
-    if kind == "image":
-        return ImageFeaturizer()
-    if kind == "tabular":
-        return TabularFeaturizer(feature_names)
-    raise ValueError(f"no featurizer for project kind {kind!r}")
-
-
 def pack(matrix: Matrix) -> list[PackedRow]:
     """Split a matrix into per-row bytes: float32 values, plus int32 column indices for sparse rows."""
     if sparse.issparse(matrix):

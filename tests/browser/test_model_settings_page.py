@@ -18,13 +18,13 @@ def test_a_manager_changes_the_model_from_the_page(page: Page, live_server, arti
     page.wait_for_url(f"**{reverse('project-model-settings', args=[text_project.pk])}")
     expect(page.locator("#features-error")).to_contain_text(
         "Features could not be computed: featurizer plugin 'tiny' failed: no GPU")
-    expect(page.locator("input[name=featurizer][value=text-hashed]")).to_be_checked()
+    expect(page.locator("input[name=featurizer][value=text-tfidf]")).to_be_checked()
     screenshots(page, artifacts, "model-settings-page")
 
     page.check("input[name=model_kind][value=hist_gb]")
     page.click("text=Save model and features")
     expect(page.locator("#model-kind-error")).to_contain_text(
-        "Model: Histogram gradient boosting needs dense features; “Hashed word 1–2-grams (default)” gives sparse ones.")
+        "Model: Histogram gradient boosting needs dense features; “TF-IDF over word 1–2-grams, weights fitted with each model (default)” gives sparse ones.")
     expect(page.locator("input[name=model_kind][value=hist_gb]")).to_be_checked()
     screenshots(page, artifacts, "model-settings-page-refused")
     assert Project.objects.get(pk=text_project.pk).model_kind == "logistic"

@@ -13,8 +13,9 @@ from sklearn.datasets import load_digits
 from annotations.models import ImportJob, Item, Project
 from learner import selectors
 from learner.ml.featurize import (
-    FeaturizeError, ImageFeaturizer, TabularFeaturizer, TextFeaturizer, featurizer_for, pack, unpack,
+    FeaturizeError, ImageFeaturizer, TabularFeaturizer, TextCountFeaturizer, TextFeaturizer, pack, unpack,
 )
+from learner.ml.registry import featurizer_for
 from learner.models import FeatureVector
 from learner.services.features import features_compute_chunk
 from learner.tasks import features_compute as features_compute_task
@@ -106,9 +107,11 @@ def test_tabular_features_follow_the_projects_column_order():
 
 
 def test_spaces_are_named_with_their_version():
-    assert featurizer_for("text").space == "text-word12-hash-v1:2^18"
+    assert featurizer_for("text").space == "text-word12-count-v1:2^18"  # the default: TF-IDF with each model
+    assert featurizer_for("text", "text-hashed").space == "text-word12-hash-v1:2^18"
     assert featurizer_for("image").space == "image-grid16-hist16-v1"
-    assert featurizer_for("tabular", WINE_COLUMNS).space == "tabular-v1:3"
+    assert featurizer_for("image", "image-hog").space == "image-hog32-rgb64-v1"
+    assert featurizer_for("tabular", feature_names=WINE_COLUMNS).space == "tabular-v1:3"
 
 
 @pytest.mark.parametrize("matrix", [
@@ -180,7 +183,7 @@ def test_text_pool_is_one_csr_matrix(text_project):
 
     assert pool_ids.tolist() == [item.pk for item in items]
     assert isinstance(matrix, sparse.csr_matrix) and matrix.shape == (4, TextFeaturizer.n_features)
-    assert (matrix != TextFeaturizer().transform(texts)).nnz == 0
+    assert (matrix != TextCountFeaturizer().transform(texts)).nnz == 0  # the default: counts, weighted per model
 
 
 def test_an_unreadable_image_is_skipped_and_the_rest_of_the_chunk_stored(image_project, caplog):

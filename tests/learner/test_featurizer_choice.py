@@ -165,6 +165,8 @@ def test_a_project_trains_and_predicts_on_imported_embeddings(client, text_proje
 
 
 def test_a_new_featurizer_recomputes_in_the_background_while_the_live_model_serves(client, text_project, manager):
+    text_project.featurizer = "text-hashed"
+    text_project.save()
     imported(text_project, manager, sentiment_csv(90))
     label_all(text_project, manager)
     assert train(text_project).status == TrainingRun.Status.PROMOTED

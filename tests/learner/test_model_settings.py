@@ -44,16 +44,16 @@ def test_a_featurizer_this_kind_has_not_is_refused_by_name(text_project, manager
             details = _refused(text_project, manager, featurizer=key)
             assert list(details) == ["featurizer"]
             assert f"“{key}” is not a featurizer of text projects here" in details["featurizer"][0]
-            assert "text-hashed, text-tfidf, embeddings, broken, sparse-tiny, tiny" in details["featurizer"][0]
+            assert "text-tfidf, text-hashed, embeddings, broken, sparse-tiny, tiny" in details["featurizer"][0]
     assert _stored(text_project) == ("", "logistic", "embedding") and sent_tasks == []
 
 
 def test_histogram_gradient_boosting_is_refused_on_sparse_text_features(text_project, tabular_project, manager,
                                                                        plugins, sent_tasks):
     details = _refused(text_project, manager, model_kind="hist_gb")
-    assert details["model_kind"][0].startswith("Histogram gradient boosting needs dense features; “Hashed word 1–2-grams")
-    details = _refused(text_project, manager, featurizer="text-tfidf", model_kind="hist_gb")
-    assert "“TF-IDF over word 1–2-grams" in details["model_kind"][0]
+    assert details["model_kind"][0].startswith("Histogram gradient boosting needs dense features; “TF-IDF over word 1–2-grams")
+    details = _refused(text_project, manager, featurizer="text-hashed", model_kind="hist_gb")
+    assert "“Hashed word 1–2-grams, L2-normalised" in details["model_kind"][0]
     # A plugin says whether its rows are sparse; the refusal names the setting being changed.
     model_settings_update(project=text_project, user=manager, featurizer="tiny", model_kind="hist_gb")
     details = _refused(text_project, manager, featurizer="sparse-tiny")
@@ -93,7 +93,7 @@ def test_the_same_values_change_and_send_nothing(text_project, manager, plugins,
     stamp = Project.objects.get(pk=text_project.pk).updated_at
     with django_capture_on_commit_callbacks(execute=True):
         # "" and the kind's default key name the same featurizer.
-        model_settings_update(project=text_project, user=manager, featurizer="text-hashed", model_kind="logistic",
+        model_settings_update(project=text_project, user=manager, featurizer="text-tfidf", model_kind="logistic",
                               embedding_field="embedding")
         model_settings_update(project=text_project, user=manager, featurizer="")
         model_settings_update(project=text_project, user=manager)
@@ -113,7 +113,7 @@ def test_a_new_featurizer_recomputes_the_features_and_clears_the_old_failure(tex
 
     sent_tasks.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        model_settings_update(project=project, user=manager, featurizer="text-hashed")  # back to the default
+        model_settings_update(project=project, user=manager, featurizer="text-tfidf")  # back to the default
         model_settings_update(project=project, user=manager, embedding_field="clip_vector")
     assert _stored(text_project) == ("", "logistic", "clip_vector")
     assert sent_tasks == [(TaskName.FEATURES_REFRESH, [text_project.pk, None])] * 2
@@ -159,9 +159,9 @@ def test_members_read_the_settings_with_their_choices_and_the_live_model(client,
     Project.objects.filter(pk=text_project.pk).update(features_error="featurizer plugin 'x' failed")
     client.force_login(annotator)
     body = client.get(reverse("api-model-settings", args=[text_project.pk])).json()
-    assert body["featurizer"] == {"key": "text-hashed", "label": "Hashed word 1–2-grams (default)"}
+    assert body["featurizer"] == {"key": "text-tfidf", "label": "TF-IDF over word 1–2-grams, weights fitted with each model (default)"}
     assert [c["key"] for c in body["featurizer_choices"]] == [
-        "text-hashed", "text-tfidf", "embeddings", "broken", "sparse-tiny", "tiny"]
+        "text-tfidf", "text-hashed", "embeddings", "broken", "sparse-tiny", "tiny"]
     assert (body["model_kind"], body["model_kind_label"]) == ("logistic", "Logistic regression")
     assert [c["key"] for c in body["model_choices"]] == ["logistic", "linear_svm", "hist_gb", "random_forest"]
     assert (body["embedding_field"], body["embedding_dim"], body["notice"]) == ("embedding", None, "")

@@ -26,7 +26,7 @@ def test_a_manager_sees_the_choices_and_what_a_change_does(client, text_project,
     assert response.status_code == 200
     page = response.content.decode()
     assert "<small>Model and features</small>" in page and FEATURIZER_SENTENCE in page
-    assert '<input type="radio" name="featurizer" value="text-hashed" checked>' in page
+    assert '<input type="radio" name="featurizer" value="text-tfidf" checked>' in page
     assert "Plugin: tiny (tests.settings_plugins.SettingsTinyText)" in page
     assert '<input type="radio" name="model_kind" value="logistic" checked>' in page
     assert "Changing the model asks for a retrain" in page
@@ -47,12 +47,12 @@ def test_others_do_not_find_the_page(client, text_project, annotator):
 
 def test_bad_input_is_shown_on_the_page_and_nothing_is_saved(client, text_project, manager, sent_tasks):
     client.force_login(manager)
-    response = _page(client, text_project, featurizer="text-hashed", model_kind="hist_gb", embedding_field=HOSTILE)
+    response = _page(client, text_project, featurizer="text-tfidf", model_kind="hist_gb", embedding_field=HOSTILE)
     assert response.status_code == 400
     page = response.content.decode()
     assert "Nothing was saved: correct the settings below." in page
     assert "Embedding field: Name the embedding field with 1 to 64 letters, digits or underscores" in page
-    assert "Model: Histogram gradient boosting needs dense features; “Hashed word 1–2-grams (default)” gives sparse " \
+    assert "Model: Histogram gradient boosting needs dense features; “TF-IDF over word 1–2-grams, weights fitted with each model (default)” gives sparse " \
            "ones." in page
     # The page shows what was chosen and typed, escaped.
     assert '<input type="radio" name="model_kind" value="hist_gb" checked>' in page
