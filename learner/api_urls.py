@@ -1,7 +1,7 @@
 """REST URLs of the model lifecycle (under /api/)."""
 from django.urls import path
 
-from . import apis, experiment_apis
+from . import apis, experiment_apis, model_settings_apis
 
 urlpatterns = [
     path("projects/<int:project_id>/retrain", apis.RetrainApi.as_view(), name="api-retrain"),
@@ -15,6 +15,8 @@ urlpatterns = [
         "projects/<int:project_id>/model-versions/<int:number>/promote",
         apis.ModelVersionSwapApi.as_view(action="promote"), name="api-model-version-promote",
     ),
+    path("projects/<int:project_id>/model-settings", model_settings_apis.ModelSettingsApi.as_view(),
+         name="api-model-settings"),
     path("projects/<int:project_id>/predict", experiment_apis.PredictApi.as_view(), name="api-predict"),
     path(
         "projects/<int:project_id>/predictions/<int:prediction_id>/feedback",

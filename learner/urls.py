@@ -1,7 +1,7 @@
 """Page URLs of the learner app."""
 from django.urls import path
 
-from . import views
+from . import model_settings_views, views
 
 urlpatterns = [
     path("projects/<int:project_id>/models/", views.project_models, name="project-models"),
@@ -12,6 +12,8 @@ urlpatterns = [
          {"action": "rollback"}, name="model-version-rollback"),
     path("projects/<int:project_id>/models/<int:number>/promote", views.model_version_swap,
          {"action": "promote"}, name="model-version-promote"),
+    path("projects/<int:project_id>/model-settings", model_settings_views.project_model_settings,
+         name="project-model-settings"),
     path("projects/<int:project_id>/dashboard/", views.project_dashboard, name="project-dashboard"),
     path("projects/<int:project_id>/models/status", views.project_model_status, name="project-model-status"),
     path("projects/<int:project_id>/dashboard/jobs", views.project_dashboard_jobs, name="project-dashboard-jobs"),

@@ -193,6 +193,10 @@ CASES: dict[str, list[Case]] = {
     "project-model-status": [],
     "model-version-rollback": [post({"reason": NUL})],
     "model-version-promote": [post({"reason": NUL})],
+    "project-model-settings": [
+        post({"featurizer": LONG}), post({"featurizer": "text-hashed"}), post({"model_kind": LONG}),
+        post({"embedding_field": LONG}), post({"embedding_field": "a b"}), post({"featurizer": "", "model_kind": "x"}),
+    ],
     "project-experiments": [],
     "experiment-start": [
         post({"challenger": str(ID_OVER), "mode": "shadow"}), post({"challenger": "9" * 5000, "mode": "shadow"}),
@@ -208,6 +212,11 @@ CASES: dict[str, list[Case]] = {
                            get({"history_before": str(ID_OVER)}), get({"before": NUL}), get({"limit": LONG})],
     "api-model-version-rollback": [post({"reason": LONG})],
     "api-model-version-promote": [post({"reason": LONG})],
+    "api-model-settings": [
+        patch({"featurizer": LONG}), patch({"featurizer": "text-hashed"}), patch({"featurizer": ["image-hog"]}),
+        patch({"model_kind": LONG}), patch({"model_kind": None}), patch({"embedding_field": LONG}),
+        patch({"embedding_field": "a b"}), patch({"embedding_field": ""}), patch(["a list"]),
+    ],
     "api-predict": [
         post({"values": [BIG_INT, 1]}), post({"item_id": ID_OVER}), post({"items": [{"item_id": 1}] * 1001}),
         post({"text": "x", "caller": LONG}), post({"items": "x"}), post([1, 2]),

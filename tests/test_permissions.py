@@ -215,6 +215,7 @@ RULES: dict[str, Rule] = {
     "project-model-status": Rule({"GET": ANNOTATOR}, project),
     "model-version-rollback": Rule({"POST": MANAGER}, project_and(number=version)),
     "model-version-promote": Rule({"POST": MANAGER}, project_and(number=version)),
+    "project-model-settings": Rule({"GET": MANAGER, "POST": MANAGER}, project),
     "project-experiments": Rule({"GET": MANAGER}, project),
     "experiment-start": Rule({"POST": MANAGER}, project),
     "experiment-stop": Rule({"POST": MANAGER}, project_and(experiment_id=lambda w, r: w.experiment.pk)),
@@ -223,6 +224,7 @@ RULES: dict[str, Rule] = {
     "api-model-versions": Rule({"GET": REVIEWER}, project),
     "api-model-version-rollback": Rule({"POST": MANAGER}, project_and(number=version)),
     "api-model-version-promote": Rule({"POST": MANAGER}, project_and(number=version)),
+    "api-model-settings": Rule({"GET": ANNOTATOR, "PATCH": MANAGER}, project),
     "api-predict": Rule({"POST": ClientOr(MANAGER)}, project),
     "api-prediction-feedback": Rule(
         {"POST": ClientOr(MANAGER)}, project_and(prediction_id=lambda w, r: w.prediction.pk)),

@@ -8,6 +8,8 @@ from annotations.models import Label
 from labelhub import rows
 from learner.models import DriftCheck, Experiment, LiveModel, ModelVersion, SwapHistory, TrainingRun
 
+from .features import project_featurizer
+
 
 def model_version_by_number(project_id: int, number: int) -> ModelVersion:
     """The project's model version with this number."""
@@ -103,12 +105,17 @@ def predict_target(project_id: int) -> Target:
 
 
 def experiment_challengers(project_id: int, live: ModelVersion | None) -> list[ModelVersion]:
-    """The versions an experiment may test against the live one, newest first: same features, not live, file kept."""
+    """The versions an experiment may test against the live one, newest first: not live, file kept, and trained
+    on the live one's features or on those the project computes now (a new featurizer's candidate)."""
     if live is None:
         return []
+    spaces = {live.feature_space}
+    try:
+        spaces.add(project_featurizer(project_id).space)
+    except ValueError:  # FeaturizeError, PluginError: the project's featurizer cannot be built now
+        pass
     return list(
-        ModelVersion.objects.filter(project_id=project_id, feature_space=live.feature_space,
-                                    artifact_removed_at__isnull=True)
+        ModelVersion.objects.filter(project_id=project_id, feature_space__in=spaces, artifact_removed_at__isnull=True)
         .exclude(pk=live.pk).order_by("-number").only("id", "number", "status", "algorithm", "metrics", "created_at")
     )
 

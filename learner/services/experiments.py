@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
@@ -14,10 +15,13 @@ from labelhub.api import Conflict, DomainError, NotFound
 from labelhub.celery import TaskName, send_task_on_commit
 from learner import selectors
 from learner.ml import abtest
+from learner.ml.featurize import FeaturizeError
+from learner.ml.registry import PluginError
 from learner.ml.training import proba_over
 from learner.models import Experiment, ModelVersion, PredictionCorrection, PredictionLog
-from learner.selectors import model_version_live
+from learner.selectors import featurizer_of_space, model_version_live
 from learner.services.models import model_version_loaded, model_version_promote
+from learner.services.sources import items_features
 from stats.intervals import wilson_interval
 
 
@@ -38,7 +42,11 @@ def experiment_start(
     if challenger.artifact_removed_at is not None:
         raise DomainError(f"Version {challenger.number}'s model file was removed by retention: retrain to test it.")
     if challenger.feature_space != live.feature_space:
-        raise DomainError("The challenger was trained on other features than the champion.")
+        try:  # each arm featurizes the requests its own way: both featurizers must still be at hand
+            featurizer_of_space(project, challenger.feature_space)
+            featurizer_of_space(project, live.feature_space)
+        except (FeaturizeError, PluginError) as exc:
+            raise DomainError(f"The two versions were trained on different features, and {exc}.") from None
     if mode == Experiment.Mode.SPLIT and not 0 < traffic_share < 1:
         raise DomainError("A split experiment sends a share between 0 and 1 (exclusive) to the challenger.")
     alpha = settings.LABELHUB_EXPERIMENT_ALPHA if alpha is None else alpha
@@ -178,13 +186,24 @@ def _audit_pairs(experiment: Experiment) -> dict:
     if not labeled:
         return {"n": 0, "b": 0, "c": 0, "champion_correct": 0, "challenger_correct": 0}
     truth = dict(labeled)
-    ids, X = selectors.pool_matrix(experiment.project_id, list(truth))
+    base = selectors.pool_matrix(experiment.project_id, list(truth))
+    ids = base[0]
+    space = selectors.project_featurizer(experiment.project_id).space
+    own = {}
+    for version in (experiment.champion, experiment.challenger):
+        if version.feature_space != space:  # trained on another featurizer: its features from the items
+            project = experiment.project
+            own[version.pk] = items_features(project, list(truth), featurizer_of_space(project, version.feature_space))
+    for other_ids, _ in own.values():
+        ids = np.intersect1d(ids, other_ids)  # the items every arm has features for
     y = [truth[i] for i in ids.tolist()]
     right = []
     for version in (experiment.champion, experiment.challenger):
         loaded = model_version_loaded(version)
         classes = list(loaded.classes)
-        predicted = [classes[j] for j in proba_over(loaded.pipeline, X, classes).argmax(axis=1)] if len(y) else []
+        version_ids, version_X = own.get(version.pk, base)
+        rows = version_X[np.searchsorted(version_ids, ids)] if len(ids) else version_X[:0]
+        predicted = [classes[j] for j in proba_over(loaded.pipeline, rows, classes).argmax(axis=1)] if len(y) else []
         right.append([p == t for p, t in zip(predicted, y)])
     champ, chall = right
     return {

@@ -3,30 +3,19 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 
-import numpy as np
 from django.db import IntegrityError, connection, transaction
-from PIL import Image
 
-from annotations.models import ImportJob, Item, ItemEmbedding, Project
+from annotations.models import ImportJob, Item, Project
 from annotations.imports.services import import_job_features_progress
 from learner import selectors
-from learner.ml.featurize import (
-    EmbeddingFeaturizer,
-    Featurizer,
-    FeaturizeError,
-    ImageFeaturizer,
-    TabularFeaturizer,
-    pack,
-)
-from learner.ml.registry import PluginError, checked_transform
+from learner.ml.featurize import FeaturizeError, pack
+from learner.ml.registry import PluginError
 from learner.models import FeatureVector
 from learner.services.scoring import score_pool_after_features
-from learner.services.triggers import drift_check_after_features
+from learner.services.sources import SOURCE_FIELD, source_features
+from learner.services.triggers import drift_check_after_features, requested_trigger
 
 logger = logging.getLogger(__name__)
-
-# The Item field each project kind's featurizers read (embeddings: the item's ItemEmbedding).
-SOURCE_FIELD = {"text": "text", "image": "image", "tabular": "values"}
 STORE_FIELDS = ("item_id", "project_id", "space", "values", "indices")
 COPY_COLUMNS = [FeatureVector._meta.get_field(name).column for name in STORE_FIELDS]
 
@@ -79,6 +68,7 @@ def features_compute_chunk(project_id: int, item_ids: Sequence[int]) -> int:
         completed = selectors.import_jobs_features_counted(sorted(progress))
         for job_id in completed:
             import_job_features_progress(job_id, status="done")
+    _retrain_when_recomputed(project_id, featurizer.space)
     if completed:
         # After commit, so that the scoring it asks for sees every feature row of these imports.
         score_pool_after_features(project_id, completed)
@@ -87,28 +77,18 @@ def features_compute_chunk(project_id: int, item_ids: Sequence[int]) -> int:
     return len(pending)
 
 
-def source_features(
-    featurizer: Featurizer, kind: str, pending: Sequence[tuple[int, object]], feature_names: Sequence[str] = ()
-) -> tuple[list[int], object]:
-    """Features of (item id, stored source) pairs: the ids that got a row, and the matrix of those rows.
+def _retrain_when_recomputed(project_id: int, space: str) -> None:
+    """Once a new featurizer's features are all stored, ask for the retrain that trains a model on them.
 
-    Built-in image featurizers skip an image that no longer reads (logged); a plugin gets decoded
-    images and must answer for each. Embedding featurizers read the items' vectors (items without
-    one get no row). Raises FeaturizeError when the featurizer fails or answers with a wrong shape.
+    That model is a change of kind: it goes live only under the rule 'better', by an A/B
+    experiment or by a manager, and the live model serves meanwhile.
     """
-    if isinstance(featurizer, EmbeddingFeaturizer):
-        vectors = dict(ItemEmbedding.objects.filter(item_id__in=[pk for pk, _ in pending]).values_list("item_id", "vector"))
-        ids = [pk for pk, _ in pending if pk in vectors]
-        return ids, checked_transform(featurizer, [bytes(vectors[pk]) for pk in ids])
-    if kind == "image" and isinstance(featurizer, ImageFeaturizer):
-        return _image_rows(featurizer, pending)
-    if kind == "image":
-        return _plugin_image_rows(featurizer, pending)
-    if kind == "tabular" and not isinstance(featurizer, TabularFeaturizer):
-        # A plugin gets each row's numbers in the project's column order.
-        raws = [[raw[name] for name in feature_names] if isinstance(raw, dict) else raw for _, raw in pending]
-        return [pk for pk, _ in pending], checked_transform(featurizer, raws)
-    return [pk for pk, _ in pending], checked_transform(featurizer, [raw for _, raw in pending])
+    live = selectors.model_version_live(project_id)
+    if live is None or live.feature_space == space:
+        return
+    if FeatureVector.objects.filter(project_id=project_id).exclude(space=space).exists():
+        return  # rows of the old featurizer are still being replaced
+    requested_trigger(project_id, None, f"The features were recomputed for the new featurizer ({space}).")
 
 
 def features_failed(project_id: int, item_ids: set[int], message: str) -> None:
@@ -136,7 +116,12 @@ def features_refresh(project_id: int, item_ids: Sequence[int] | None = None) -> 
     """
     if item_ids is not None:
         FeatureVector.objects.filter(project_id=project_id, item_id__in=list(item_ids)).delete()
-    return selectors.features_plan(project_id, None)
+    try:
+        return selectors.features_plan(project_id, None)
+    except (FeaturizeError, PluginError) as exc:
+        # Embeddings chosen before any was imported, a plugin that does not load: said on the dashboard.
+        Project.objects.filter(pk=project_id).update(features_error=str(exc)[:2000])
+        return []
 
 
 def features_plan_start(project_id: int, job_id: int | None) -> list[list[int]]:
@@ -172,35 +157,3 @@ def _store(rows: list[tuple[int, int, str, bytes, bytes | None]]) -> None:
     FeatureVector.objects.bulk_create(
         [FeatureVector(**dict(zip(STORE_FIELDS, row))) for row in rows], batch_size=2000, ignore_conflicts=True
     )
-
-
-def _plugin_image_rows(featurizer: Featurizer, pending: Sequence[tuple[int, str]]) -> tuple[list[int], object]:
-    """A plugin's features of stored images, given as decoded RGB images; unreadable files are skipped (logged)."""
-    storage = Item._meta.get_field("image").storage
-    stored_ids, images = [], []
-    for pk, name in pending:
-        try:
-            with storage.open(name, "rb") as file, Image.open(file) as image:
-                images.append(image.convert("RGB"))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            logger.warning("Item %s gets no features: image %r cannot be read (%s)", pk, name, exc)
-            continue
-        stored_ids.append(pk)
-    return stored_ids, checked_transform(featurizer, images)
-
-
-def _image_rows(featurizer: ImageFeaturizer, pending: Sequence[tuple[int, str]]) -> tuple[list[int], np.ndarray]:
-    storage = Item._meta.get_field("image").storage
-    stored_ids, rows = [], []
-    for pk, name in pending:
-        try:
-            with storage.open(name, "rb") as file:
-                rows.append(featurizer.row(file))
-        except (OSError, FeaturizeError) as exc:
-            # Import validated every image, so this one was lost or damaged since; one bad file
-            # must not cost the other items of the chunk their features.
-            logger.warning("Item %s gets no features: image %r cannot be read (%s)", pk, name, exc)
-            continue
-        stored_ids.append(pk)
-    return stored_ids, np.array(rows, dtype=np.float32).reshape(len(rows), featurizer.n_features)
-

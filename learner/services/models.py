@@ -133,11 +133,27 @@ def _load(version: ModelVersion) -> Pipeline:
         raise ArtifactError(f"model file {version.artifact_name} does not match its recorded sha256")
     import skops.io as sio
 
-    untrusted = sio.get_untrusted_types(data=payload)
+    found = sio.get_untrusted_types(data=payload)
+    untrusted = [name for name in found if name not in SKLEARN_PARTS]
     if untrusted:
-        # skops trusts scikit-learn's and numpy's own types; anything else was not written by us.
+        # skops trusts scikit-learn's and numpy's public types, and we the parts listed; anything
+        # else was not written by us.
         raise ArtifactError(f"model file {version.artifact_name} holds untrusted types: {', '.join(untrusted)}")
-    return sio.loads(payload)
+    return sio.loads(payload, trusted=[name for name in found if name in SKLEARN_PARTS])
+
+
+# The private scikit-learn types inside the models that learner.ml.training builds (the calibrated
+# SVM's per-class calibrators, the trees of gradient boosting and random forests), which skops
+# does not trust by default. skops warns that a crafted tree's node indices can crash predict; a
+# file is loaded only if its sha256 is the one recorded when this process's code wrote it, so an
+# altered file never reaches them.
+SKLEARN_PARTS = frozenset({
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.tree._tree.Tree",
+})
 
 
 # Keyed by id and hash: SQLite may reuse a deleted version's id, a hash cannot lie.

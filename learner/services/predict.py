@@ -16,15 +16,20 @@ from labelhub import rows
 from labelhub.api import Conflict, DomainError
 from labelhub.text import bad_character
 from learner import selectors
-from learner.ml.featurize import FeaturizeError, ImageFeaturizer, TextFeaturizer, featurizer_for
+from learner.ml.featurize import EmbeddingFeaturizer, Featurizer, FeaturizeError, ImageFeaturizer, TabularFeaturizer
+from learner.ml.registry import PluginError, checked_transform
 from learner.ml.training import proba_fast
-from learner.models import Experiment, PredictionLog
+from learner.models import Experiment, ModelVersion, PredictionLog
 from learner.services.models import model_version_loaded
+from learner.services.sources import items_features
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-# The field of an input item that carries raw content, per project kind.
+# The field of an input item that carries raw content, per project kind; a model trained on
+# imported embeddings takes the vector in "embedding".
 RAW_FIELD = {"text": "text", "tabular": "values", "image": "image"}
-_text_featurizer: TextFeaturizer | None = None
+EMBEDDING_FIELD = "embedding"
+# Built-in featurizers by feature space, built once per process (a hashing vectorizer, say).
+_featurizers: dict[tuple[int, str], Featurizer] = {}
 
 
 def client_arm(experiment: Experiment, client_id: int) -> str:
@@ -44,10 +49,72 @@ def _bad(message: str, index: int | None = None) -> DomainError:
     return DomainError(message if index is None else f"items[{index}]: {message}")
 
 
-def _featurize(project: Project, items: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray | sparse.csr_matrix, list[int | None]]:
-    """Turn the input items into one feature matrix in their order; item ids (or None) per row."""
-    global _text_featurizer
-    field = RAW_FIELD[project.kind]
+def _model_featurizer(project: Project, version: ModelVersion) -> Featurizer:
+    """The featurizer of the model's own feature space (the project's may have changed since it was trained)."""
+    key = (project.pk, version.feature_space)  # a tabular space's columns are the project's own
+    featurizer = _featurizers.get(key)
+    if featurizer is None:
+        try:
+            featurizer = selectors.featurizer_of_space(project, version.feature_space)
+        except (FeaturizeError, PluginError) as exc:
+            raise Conflict(f"v{version.number} cannot predict: its features cannot be computed ({exc}).") from None
+        if not featurizer.space.startswith("plugin:"):  # plugins are kept by the registry
+            _featurizers[key] = featurizer
+    return featurizer
+
+
+def _embedding(raw: Any, featurizer: Featurizer, index: int) -> bytes:
+    """An input vector as float32 bytes, checked: a list of finite numbers of the model's dimension."""
+    if not isinstance(raw, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in raw):
+        raise _bad("embedding must be a list of numbers.", index)
+    if len(raw) != featurizer.n_features:
+        raise _bad(f"embedding has {len(raw)} numbers; the model takes {featurizer.n_features}.", index)
+    with np.errstate(over="ignore"):
+        try:
+            vector = np.asarray(raw, dtype=np.float32)
+        except OverflowError:
+            raise _bad(NOT_FINITE, index) from None
+    if not np.isfinite(vector).all():
+        raise _bad(NOT_FINITE, index)
+    return vector.tobytes()
+
+
+def _raw_checked(project: Project, raw: Any, index: int, embedding_featurizer: Featurizer | None) -> Any:
+    """One input item's raw content, checked for the project's kind (an embedding: made float32 bytes)."""
+    if embedding_featurizer is not None:
+        return _embedding(raw, embedding_featurizer, index)
+    if project.kind == "text":
+        if not isinstance(raw, str):
+            raise _bad("text must be a string.", index)
+        if len(raw) > settings.LABELHUB_TEXT_MAX_CHARS:
+            raise _bad(f"text is longer than {settings.LABELHUB_TEXT_MAX_CHARS} characters.", index)
+        bad = bad_character(raw)
+        if bad is not None:
+            raise _bad(f"text contains {bad}.", index)
+    elif project.kind == "image":
+        if not isinstance(raw, (bytes, bytearray)) and not callable(getattr(raw, "read", None)):
+            # Never a string: PIL would open it as a path on this server.
+            raise _bad("upload images as multipart files named 'image'.", index)
+    elif project.kind == "tabular":
+        if isinstance(raw, list):
+            if len(raw) != len(project.feature_names):
+                raise _bad(f"values has {len(raw)} numbers; this project has {len(project.feature_names)} features.",
+                           index)
+        elif not isinstance(raw, Mapping):
+            raise _bad("values must be a list of numbers or an object of named numbers.", index)
+        else:
+            missing = [name for name in project.feature_names if name not in raw]
+            if missing:
+                raise _bad(f"values lack {', '.join(missing[:5])}.", index)
+    return raw
+
+
+def _featurize(
+    project: Project, items: Sequence[Mapping[str, Any]], featurizer: Featurizer
+) -> tuple[np.ndarray | sparse.csr_matrix, list[int | None]]:
+    """Turn the input items into one feature matrix of ``featurizer`` in their order; item ids (or None) per row."""
+    embeddings = isinstance(featurizer, EmbeddingFeaturizer)
+    field = EMBEDDING_FIELD if embeddings else RAW_FIELD[project.kind]
     raws, raw_at, wanted, item_at = [], [], [], []
     item_ids: list[int | None] = []
     for index, entry in enumerate(items):
@@ -64,42 +131,21 @@ def _featurize(project: Project, items: Sequence[Mapping[str, Any]]) -> tuple[np
             continue
         if field not in entry:
             raise _bad(f"give '{field}' or 'item_id' (this is a {project.kind} project).", index)
-        raw = entry[field]
-        if project.kind == "text":
-            if not isinstance(raw, str):
-                raise _bad("text must be a string.", index)
-            if len(raw) > settings.LABELHUB_TEXT_MAX_CHARS:
-                raise _bad(f"text is longer than {settings.LABELHUB_TEXT_MAX_CHARS} characters.", index)
-            bad = bad_character(raw)
-            if bad is not None:
-                raise _bad(f"text contains {bad}.", index)
-        elif project.kind == "image":
-            if not isinstance(raw, (bytes, bytearray)) and not callable(getattr(raw, "read", None)):
-                # Never a string: PIL would open it as a path on this server.
-                raise _bad("upload images as multipart files named 'image'.", index)
-        elif project.kind == "tabular":
-            if isinstance(raw, list):
-                if len(raw) != len(project.feature_names):
-                    raise _bad(f"values has {len(raw)} numbers; this project has {len(project.feature_names)} features.",
-                               index)
-            elif not isinstance(raw, Mapping):
-                raise _bad("values must be a list of numbers or an object of named numbers.", index)
-            else:
-                missing = [name for name in project.feature_names if name not in raw]
-                if missing:
-                    raise _bad(f"values lack {', '.join(missing[:5])}.", index)
-        raws.append(raw)
+        raws.append(_raw_checked(project, entry[field], index, featurizer if embeddings else None))
         raw_at.append(index)
         item_ids.append(None)
     parts, order = [], []
     if raws:
-        if project.kind == "text":
-            _text_featurizer = _text_featurizer or TextFeaturizer()
-            matrix = _text_featurizer.transform(raws)
+        if embeddings or project.kind == "text":
+            matrix = checked_transform(featurizer, raws)
         elif project.kind == "image":
-            matrix = _image_features(raws, raw_at)
+            matrix = _image_features(raws, raw_at, featurizer)
+        elif not isinstance(featurizer, TabularFeaturizer):
+            matrix = checked_transform(
+                featurizer, [[raw[name] for name in project.feature_names] if isinstance(raw, Mapping) else raw
+                             for raw in raws]
+            )
         else:
-            featurizer = featurizer_for("tabular", project.feature_names)
             try:
                 with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values are refused just below
                     matrix = featurizer.transform(raws)
@@ -112,7 +158,10 @@ def _featurize(project: Project, items: Sequence[Mapping[str, Any]]) -> tuple[np
         parts.append(matrix)
         order.extend(raw_at)
     if wanted:
-        found, matrix = selectors.pool_matrix(project.pk, wanted)
+        if featurizer.space == selectors.project_featurizer(project.pk).space:
+            found, matrix = selectors.pool_matrix(project.pk, wanted)
+        else:  # the pool's rows are another featurizer's: compute this model's from the items
+            found, matrix = items_features(project, wanted, featurizer)
         missing = sorted(set(wanted) - set(found.tolist()))
         if missing:
             raise DomainError(f"Unknown item id(s) in this project, or items without features yet: {missing[:10]}.")
@@ -146,7 +195,7 @@ def _image_bytes(raw: bytes | bytearray | Any) -> bytes:
     return raw.read(settings.LABELHUB_IMAGE_MAX_BYTES + 1)
 
 
-def _image_features(raws: Sequence[Any], raw_at: Sequence[int]) -> np.ndarray:
+def _image_features(raws: Sequence[Any], raw_at: Sequence[int], featurizer: Featurizer) -> np.ndarray:
     """Check every image as import does, from its header, before decoding any; then decode and featurize each.
 
     The request's images together may hold at most LABELHUB_PREDICT_MAX_PIXELS pixels, so that one
@@ -162,18 +211,23 @@ def _image_features(raws: Sequence[Any], raw_at: Sequence[int]) -> np.ndarray:
             raise DomainError(
                 f"The images of this request hold more than {budget:,} pixels together; send fewer or smaller images."
             )
-    featurizer = ImageFeaturizer()
-    # A JPEG then decodes at a reduced scale straight to luminance: the features need 16×16 pixels.
-    draft = ("L", (featurizer.grid * 4, featurizer.grid * 4))
-    rows = []
+    built_in = isinstance(featurizer, ImageFeaturizer)
+    # A JPEG then decodes at a reduced scale (straight to luminance for the grey thumbnail): the
+    # built-in features need 16 or 32 pixels a side. A plugin gets the image as it is, in RGB.
+    mode = "L" if type(featurizer) is ImageFeaturizer else "RGB"
+    draft = (mode, (featurizer.grid * 4, featurizer.grid * 4)) if built_in else None
+    rows, images = [], []
     for raw, index in zip(raws, raw_at):
         try:
             image = annotation_services.image_decode(_image_bytes(raw), draft=draft)
         except DomainError as exc:
             raise DomainError(f"image {index + 1}: {exc.message}") from None
         with image:
-            rows.append(featurizer.row(image))
-    return np.stack(rows)
+            if built_in:
+                rows.append(featurizer.row(image))
+            else:
+                images.append(image.convert("RGB"))
+    return np.stack(rows) if built_in else checked_transform(featurizer, images)
 
 
 def predict(
@@ -187,10 +241,6 @@ def predict(
     target = selectors.predict_target(project.pk)
     if target.live is None:
         raise Conflict("No model is live in this project yet.")
-    try:
-        X, item_ids = _featurize(project, items)
-    except FeaturizeError as exc:
-        raise DomainError(str(exc)) from None
     experiment, served, shadow, arm = target.experiment, target.live, None, ""
     if experiment is not None:
         if experiment.mode == Experiment.Mode.SHADOW:
@@ -199,8 +249,13 @@ def predict(
             arm = client_arm(experiment, client_id)
             if arm == CHALLENGER:
                 served = target.challenger
-    if served.feature_space != featurizer_space(project):
-        raise Conflict("The live model was trained on other features than this project computes now; retrain it.")
+    try:
+        X, item_ids = _featurize(project, items, _model_featurizer(project, served))
+        X_shadow = X
+        if shadow is not None and shadow.feature_space != served.feature_space:
+            X_shadow = _featurize(project, items, _model_featurizer(project, shadow))[0]
+    except FeaturizeError as exc:
+        raise DomainError(str(exc)) from None
     loaded = model_version_loaded(served)
     classes = list(loaded.classes)
     proba = proba_fast(loaded.pipeline, X, classes)
@@ -211,7 +266,7 @@ def predict(
     if shadow is not None:
         shadow_loaded = model_version_loaded(shadow)
         shadow_ids = np.asarray(shadow_loaded.classes, dtype=np.int64)[
-            proba_fast(shadow_loaded.pipeline, X, list(shadow_loaded.classes)).argmax(axis=1)
+            proba_fast(shadow_loaded.pipeline, X_shadow, list(shadow_loaded.classes)).argmax(axis=1)
         ]
     prediction_ids = predictions_log(
         project_id=project.pk, experiment_id=experiment.pk if experiment else None, version_id=served.pk, arm=arm,
@@ -230,13 +285,6 @@ def predict(
         }
         for pid, b, row in zip(prediction_ids, best.tolist(), np.round(proba, 6).tolist())
     ]
-
-
-def featurizer_space(project: Project) -> str:
-    """The feature space the project's featurizer computes now."""
-    if project.kind == "tabular":
-        return f"tabular-v1:{len(project.feature_names)}"
-    return TextFeaturizer.space if project.kind == "text" else ImageFeaturizer.space
 
 
 _LOG_COLUMNS = ("project_id", "experiment_id", "version_id", "arm", "label_id", "confidence", "shadow_version_id",

@@ -17,8 +17,16 @@ from labelhub.celery import TaskName, send_task_on_commit
 from learner.ml import evaluation, training
 from learner.ml import gate as gate_ml
 from learner.ml import reliability
-from learner.models import LiveModel, ModelVersion, SwapHistory, TrainingRun
-from learner.selectors import live_model_stale_reason, model_version_live, pool_matrix, project_featurizer
+from learner.ml.featurize import FeaturizeError
+from learner.ml.registry import PluginError, uses_tfidf
+from learner.models import FeatureVector, LiveModel, ModelVersion, SwapHistory, TrainingRun
+from learner.selectors import (
+    featurizer_of_space,
+    live_model_stale_reason,
+    model_version_live,
+    pool_matrix,
+    project_featurizer,
+)
 from learner.services.models import (
     code_version,
     model_version_create,
@@ -26,6 +34,7 @@ from learner.services.models import (
     model_version_promote,
 )
 from learner.services.retention import model_files_prune
+from learner.services.sources import items_features
 
 
 def training_run_request(
@@ -147,11 +156,13 @@ def _pipeline(run: TrainingRun) -> None:
         train_ids = [i for i in snapshot.item_ids if i not in snapshot.audit_item_ids]
         audit_ids = sorted(snapshot.audit_item_ids)
     with _Stage(run, "train"):
+        featurizer = project_featurizer(project.pk)
+        _features_current_check(project.pk, featurizer.space, snapshot.item_ids)
         ids, X = pool_matrix(project.pk, item_ids=train_ids)
         y = np.array([label_of[i] for i in ids])
-        pipeline = training.fit(project.kind, X, y)
+        pipeline = training.fit(project.kind, X, y, model=project.model_kind, tfidf=uses_tfidf(featurizer))
         candidate = model_version_create(
-            project=project, pipeline=pipeline, classes=classes, feature_space=project_featurizer(project.pk).space,
+            project=project, pipeline=pipeline, classes=classes, feature_space=featurizer.space,
             algorithm=" → ".join(type(step).__name__ for _, step in pipeline.steps),
             hyperparameters=training.hyperparameters(pipeline), label_snapshot_hash=snapshot.sha256,
             labels_used=len(ids), training_run_id=run.pk, code_version=code_version(),
@@ -166,7 +177,8 @@ def _pipeline(run: TrainingRun) -> None:
         champion = model_version_live(project.pk)
         champion_metrics, champion_pred = None, None
         if champion is not None and len(y_audit):
-            champion_proba = training.proba_over(model_version_loaded(champion).pipeline, X_audit, classes)
+            X_champion = _audit_features_of(champion, project, audit_ids_present, X_audit)
+            champion_proba = training.proba_over(model_version_loaded(champion).pipeline, X_champion, classes)
             champion_metrics = evaluation.evaluate(y_audit, champion_proba, classes)
             champion_pred = np.asarray(classes)[champion_proba.argmax(axis=1)]
         elif champion is not None:
@@ -192,6 +204,34 @@ def _pipeline(run: TrainingRun) -> None:
         _finish(run, TrainingRun.Status.KEPT_CHAMPION)
     # Labels that arrived while this run trained may already call for the next one.
     send_task_on_commit(TaskName.LABELS_ADDED, [project.pk])
+
+
+def _features_current_check(project_id: int, space: str, item_ids: list[int]) -> None:
+    """Refuse to train while labeled items still have features of another space (a new featurizer's
+    features are being computed); the run that follows their completion trains on all of them."""
+    stale = FeatureVector.objects.filter(project_id=project_id, item_id__in=item_ids).exclude(space=space).count()
+    if stale:
+        raise training.TrainingError(
+            f"The features are being recomputed for the project's new featurizer: {stale} labeled item(s) still "
+            "have the old ones. A retrain follows when they are done."
+        )
+
+
+def _audit_features_of(champion: ModelVersion, project: Project, audit_ids: np.ndarray, X_audit):
+    """The audit items' features in the champion's own space: the stored ones, or computed from the items'
+    sources when the champion was trained on another featurizer's features."""
+    if champion.feature_space == project_featurizer(project.pk).space:
+        return X_audit
+    try:
+        featurizer = featurizer_of_space(project, champion.feature_space)
+        ids, X = items_features(project, audit_ids.tolist(), featurizer)
+    except (FeaturizeError, PluginError) as exc:
+        raise training.TrainingError(
+            f"v{champion.number} cannot be compared on the audit labels: its features cannot be computed ({exc})."
+        ) from None
+    if len(ids) != len(audit_ids):
+        raise training.TrainingError(f"v{champion.number} cannot be compared: some audit items lack its features.")
+    return X
 
 
 def _unreliable_labels(project_id: int) -> tuple[frozenset[int], list[dict]]:

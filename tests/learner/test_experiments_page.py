@@ -69,7 +69,7 @@ def test_a_split_from_the_page_takes_its_share_in_percent(client, versions, mana
 @pytest.mark.parametrize(("form", "status", "message"), [
     ({"challenger": "1", "mode": "shadow"}, 400, "The challenger is the live version."),
     ({"challenger": "4", "mode": "shadow"}, 400, "Version 4’s model file was removed by retention"),
-    ({"challenger": "5", "mode": "shadow"}, 400, "The challenger was trained on other features than the champion."),
+    ({"challenger": "5", "mode": "shadow"}, 400, "The two versions were trained on different features, and no featurizer"),
     ({"challenger": "99", "mode": "shadow"}, 404, "Version 99 not found."),
     ({"challenger": "2", "mode": "split", "traffic_share": "100"}, 400, "between 0 and 1 (exclusive)"),
     ({"challenger": "2", "mode": "split", "traffic_share": "ten"}, 400, "Traffic share: give a percentage"),

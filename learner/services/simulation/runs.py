@@ -62,12 +62,7 @@ def simulation_run(
     budget = min(budget, pool_size * effective["overlap"])
     if budget < asked:
         log(f"The pool holds {pool_size} items with answers (after the test split): budget lowered to {budget} labels.")
-    full = [
-        curves.fit_accuracy(
-            data.kind, data.X[pool], data.y[pool], data.X[test], data.y[test], model=data.model, tfidf=data.tfidf
-        )
-        for pool, test in splits
-    ]
+    full = _full_pool_accuracies(data, splits)
     strategies = [strategy] if strategy == BASELINE or not baseline else [strategy, BASELINE]
     token = uuid.uuid4().hex[:8]
     runs: list[RunRecord] = []
@@ -95,6 +90,7 @@ def simulation_run(
         "oracle": oracle.source,
         "items": {"used": len(data.y), "pool": pool_size, "test": len(splits[0][1]), **data.left_out},
         "kind": project.kind,
+        "featurizer": project.featurizer or "default", "model_kind": project.model_kind,
         "settings": effective,
         "overrides": overrides,
         "triggers": ["count"],
@@ -108,6 +104,16 @@ def simulation_run(
         "started_at": started_at.isoformat(),
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _full_pool_accuracies(data: SimulationData, splits: list) -> list[float]:
+    """Per seed, the test accuracy of the project's pipeline fitted on the whole pool: the curves' ceiling."""
+    return [
+        curves.fit_accuracy(
+            data.kind, data.X[pool], data.y[pool], data.X[test], data.y[test], model=data.model, tfidf=data.tfidf
+        )
+        for pool, test in splits
+    ]
 
 
 def _arguments_check(
