@@ -273,15 +273,15 @@ def _import(dataset: Dataset, labels: list[str], path: Path) -> int:
 
 
 def features_compute(project_id: int, featurizer: str = "", model: str = "logistic") -> None:
-    """Set the project's featurizer (a key, "" for its kind's default) and model, and compute the features
-    every item lacks in that featurizer's space here, synchronously, as the feature tasks would."""
-    from annotations.models import ImportJob, Project
-    from annotations.services import project_update
+    """Choose the project's featurizer (a key, "" for its kind's default) and model as its manager would,
+    then compute the features its items lack in that featurizer's space here, as the feature tasks would."""
+    from annotations.models import ImportJob, Membership, Project
     from learner.services.features import features_compute_chunk, features_plan_start
+    from learner.services.model_settings import model_settings_update
 
     project = Project.objects.get(pk=project_id)
-    if (project.featurizer, project.model_kind) != (featurizer, model):
-        project_update(project=project, featurizer=featurizer, model_kind=model)
+    manager = Membership.objects.filter(project=project, role=Membership.Role.MANAGER).order_by("pk").first().user
+    model_settings_update(project=project, user=manager, featurizer=featurizer, model_kind=model)
     for job_id in ImportJob.objects.filter(project_id=project_id).order_by("pk").values_list("pk", flat=True):
         for chunk in features_plan_start(project_id, job_id):
             features_compute_chunk(project_id, chunk)

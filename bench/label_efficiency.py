@@ -16,8 +16,9 @@ figures (stderr) and met or not in goals_met; nothing is tuned to them. Only the
 (digits, default featurizer, logistic) writes bench/results/label_efficiency.json.
 
 ``--grid`` runs margin sampling alone (no random baseline, no noisy expert) for every built-in
-featurizer of the data set's kind with every model that takes its features, and prints one JSON
-object with a row per combination, also written to bench/results/label_efficiency/grid-NAME.json.
+featurizer of the data set's kind with every model that takes its features (or those of
+``--featurizer`` / ``--model``), and prints one JSON object with a row per combination, also
+written to bench/results/label_efficiency/grid-NAME.json (grid-NAME-FEATURIZER-MODEL.json for a part).
 """
 from __future__ import annotations
 
@@ -25,10 +26,10 @@ import argparse
 import json
 import os
 import platform
-import time
-from datetime import datetime, timezone
 import sys
 import tempfile
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,6 +42,7 @@ STRATEGY = "margin"
 ANNOTATORS = 4
 NOISY_ANNOTATORS = 1
 NOISY_FROM = 150
+DEFAULT_MODEL = "logistic"
 
 
 def goals(figures: dict) -> dict[str, tuple[str, bool]]:
@@ -68,42 +70,50 @@ def rounded(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
 
-DEFAULT_MODEL = "logistic"
-
-
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and check the command line: the featurizer must serve the data set's kind, the model take its features."""
+    from learner.ml.registry import DEFAULT as DEFAULT_FEATURIZER
     from learner.ml.training import MODELS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(DATASETS), default=DIGITS, help="The labeled set (default digits).")
     parser.add_argument("--featurizer", default="", metavar="KEY",
-                        help="A built-in featurizer key of the set's kind (default: the kind's default).")
-    parser.add_argument("--model", choices=MODELS, default=DEFAULT_MODEL, help="The model each retrain fits.")
+                        help="A built-in featurizer key of the set's kind (default: the kind's default; with --grid: "
+                             "every one).")
+    parser.add_argument("--model", choices=MODELS,
+                        help=f"The model each retrain fits (default {DEFAULT_MODEL}; with --grid: every one).")
     parser.add_argument("--grid", action="store_true",
-                        help="Every built-in featurizer of the set's kind × every model that takes its features, "
-                             "margin sampling alone.")
+                        help="Every built-in featurizer of the set's kind × every model that takes its features "
+                             "(or those of --featurizer, --model), margin sampling alone.")
     parser.add_argument("--quick", action="store_true",
                         help="1 seed and a budget of 150 labels; the noisy expert from label 75")
+    parser.add_argument("--cheap-cycle-seconds", type=int, metavar="S",
+                        help="The deployment's CHEAP_CYCLE_SECONDS (default: its own, 10): a retrain after every "
+                             "label while a turn of the loop takes at most S seconds; 0: every "
+                             "retrain_every_n_labels labels, whatever the model's speed.")
     parser.add_argument("--seeds", type=int, help="Runs per strategy (default 3, 1 with --quick).")
     parser.add_argument("--budget", type=int, help="Labels per run (default 400, 150 with --quick).")
     args = parser.parse_args(argv)
     kind = DATASETS[args.dataset].kind
     allowed = combinations(kind)
-    if args.grid and (args.featurizer or args.model != DEFAULT_MODEL):
-        parser.error("--grid runs every featurizer and model; leave out --featurizer and --model.")
-    if args.featurizer and args.featurizer not in {key for key, _ in allowed}:
-        parser.error(f"--featurizer {args.featurizer!r} is no built-in of {kind} sets; choose one of "
-                     f"{', '.join(sorted({key for key, _ in allowed}))}.")
-    featurizer = args.featurizer or allowed[0][0]
-    if not args.grid and (featurizer, args.model) not in allowed:
-        parser.error(f"--model {args.model} does not take the sparse features of {featurizer}.")
+    keys = sorted({key for key, _ in allowed})
+    if args.featurizer and args.featurizer not in keys:
+        parser.error(f"--featurizer {args.featurizer!r} is no built-in of {kind} sets; choose one of {', '.join(keys)}.")
+    model, featurizer = args.model or DEFAULT_MODEL, args.featurizer or DEFAULT_FEATURIZER[kind]
+    if args.grid:
+        args.combinations = [(key, name) for key, name in allowed
+                             if args.featurizer in ("", key) and args.model in (None, name)]
+    else:
+        args.combinations = [(args.featurizer, model)] if (featurizer, model) in allowed else []
+    if not args.combinations:
+        parser.error(f"--model {model} does not take the sparse features of {featurizer}.")
     for name in ("seeds", "budget"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1.")
+    if args.cheap_cycle_seconds is not None and not 0 <= args.cheap_cycle_seconds <= 3600:
+        parser.error("--cheap-cycle-seconds must lie between 0 and 3600.")
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.budget = args.budget or (150 if args.quick else 400)
-    args.combinations = allowed if args.grid else [(args.featurizer, args.model)]
     return args
 
 
@@ -121,6 +131,8 @@ def simulate(oracle: Path, out: Path, args: argparse.Namespace, *extra: str) -> 
 
 def single(args: argparse.Namespace, project_id: int, oracle: Path) -> None:
     """One featurizer and model: margin against random, then the run with a noisy expert; the figures emitted."""
+    from django.conf import settings
+
     from annotations.models import Project
 
     featurizer, model = args.combinations[0]
@@ -146,6 +158,7 @@ def single(args: argparse.Namespace, project_id: int, oracle: Path) -> None:
         "seeds": args.seeds,
         "budget": result["budget"],
         "retrain_every_n_labels": project.retrain_every_n_labels,
+        "cheap_cycle_seconds": settings.LABELHUB_CHEAP_CYCLE_SECONDS,
         "gate_min_audit": project.gate_min_audit,
         "gate_min_audit_first": project.gate_min_audit_first,
         "audit_share": project.audit_share,
@@ -182,6 +195,8 @@ def single(args: argparse.Namespace, project_id: int, oracle: Path) -> None:
 
 def grid(args: argparse.Namespace, project_id: int, oracle: Path, tmp: Path) -> None:
     """Margin sampling alone for every combination; one JSON object with a row per combination."""
+    from django.conf import settings
+
     rows = []
     for featurizer, model in args.combinations:
         started = time.perf_counter()
@@ -204,12 +219,13 @@ def grid(args: argparse.Namespace, project_id: int, oracle: Path, tmp: Path) -> 
     figures = {
         "dataset": args.dataset, "kind": DATASETS[args.dataset].kind, "items": result["items"],
         "strategy": STRATEGY, "annotators": ANNOTATORS, "seeds": args.seeds, "budget": result["budget"],
-        "settings": result["settings"], "rows": rows,
+        "settings": result["settings"], "cheap_cycle_seconds": settings.LABELHUB_CHEAP_CYCLE_SECONDS, "rows": rows,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "command": " ".join(["python", "bench/label_efficiency.py", *sys.argv[1:]]),
     }
-    path = RESULTS / "label_efficiency" / f"grid-{args.dataset}.json"
+    part = "".join(f"-{value}" for value in (args.featurizer, args.model) if value)
+    path = RESULTS / "label_efficiency" / f"grid-{args.dataset}{part}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(figures, indent=1) + "\n")
     print(json.dumps(figures))
@@ -217,6 +233,8 @@ def grid(args: argparse.Namespace, project_id: int, oracle: Path, tmp: Path) -> 
 
 def main() -> None:
     args = arguments()
+    if args.cheap_cycle_seconds is not None:
+        os.environ["CHEAP_CYCLE_SECONDS"] = str(args.cheap_cycle_seconds)  # read by the settings at setup
     with bench_environment("label_efficiency"), tempfile.TemporaryDirectory() as tmp:
         import django
 
