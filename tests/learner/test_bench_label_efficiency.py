@@ -19,7 +19,7 @@ def test_arguments_default_to_the_digits_run_and_the_grid_to_every_combination_t
     image = arguments(["--dataset", "shapes", "--grid", "--seeds", "1"]).combinations
     assert image == [(f, m) for f in ("image-grid", "image-hog") for m in ("logistic", "linear_svm", "hist_gb", "random_forest")]
     text = arguments(["--dataset", "docstrings", "--grid"]).combinations
-    assert text == [(f, m) for f in ("text-hashed", "text-tfidf") for m in ("logistic", "linear_svm", "random_forest")]
+    assert text == [(f, m) for f in ("text-tfidf", "text-hashed") for m in ("logistic", "linear_svm", "random_forest")]
     part = arguments(["--dataset", "docstrings", "--grid", "--featurizer", "text-tfidf"]).combinations
     assert part == [("text-tfidf", m) for m in ("logistic", "linear_svm", "random_forest")]
     assert arguments(["--dataset", "shapes", "--featurizer", "image-hog", "--model", "hist_gb"]).combinations == [
@@ -27,7 +27,7 @@ def test_arguments_default_to_the_digits_run_and_the_grid_to_every_combination_t
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--dataset", "docstrings", "--model", "hist_gb"], "does not take the sparse features of text-hashed"),
+    (["--dataset", "docstrings", "--model", "hist_gb"], "does not take the sparse features of text-tfidf"),
     (["--dataset", "docstrings", "--grid", "--model", "hist_gb"], "does not take the sparse features"),
     (["--featurizer", "text-tfidf"], "no built-in of image sets; choose one of image-grid, image-hog"),
     (["--featurizer", "embeddings"], "no built-in of image sets"),
@@ -70,7 +70,7 @@ def test_docstrings_are_distinct_texts_of_eight_subpackages_without_module_paths
 @pytest.mark.django_db
 @pytest.mark.parametrize("name, size, featurizers", [
     ("shapes", 16, ("image-grid", "image-hog")),
-    ("docstrings", 24, ("text-hashed", "text-tfidf")),
+    ("docstrings", 24, ("text-tfidf", "text-hashed")),
 ])
 def test_a_data_set_is_imported_without_its_classes_and_its_features_follow_the_chosen_featurizer(
     name, size, featurizers, tmp_path
