@@ -47,13 +47,13 @@ def make_pipeline(
         raise TrainingError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     sparse_rows = kind == "text" if sparse_rows is None else sparse_rows
     if model in DENSE_ONLY and sparse_rows:
-        raise TrainingError("Histogram gradient boosting needs dense features; text's hashed n-grams are sparse.")
+        raise TrainingError("Histogram gradient boosting needs dense features; these (text's n-grams) are sparse.")
     steps: list = []
     if tfidf:
-        steps.append(("tfidf", TfidfTransformer(sublinear_tf=True)))
+        steps.append(("tfidf", TfidfTransformer(sublinear_tf=True)))  # its rows come out L2-normalised
     elif not sparse_rows and model in ("logistic", "linear_svm"):
         steps.append(("scale", StandardScaler()))
-    # Hashed n-grams are already L2-normalised and sparse: no scaling, a linear model.
+    # Sparse n-grams (L2-normalised, or by TF-IDF) are not scaled; trees need no scaling.
     if model == "logistic":
         steps.append(("clf", LogisticRegression(C=10.0 if sparse_rows else 1.0, max_iter=2000)))
     elif model == "linear_svm":

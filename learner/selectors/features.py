@@ -38,8 +38,11 @@ def featurizer_of_space(project: Project, space: str) -> Featurizer:
 
     Raises FeaturizeError if no featurizer this project could use computes that space any more.
     """
-    candidates = [project.featurizer, *(key for key, _ in registry.choices(project.kind, settings.LABELHUB_FEATURIZER_PLUGINS))]
-    for key in dict.fromkeys(candidates):
+    if space.startswith("plugin:"):  # plugin:<name>:<version>: only that plugin can compute it
+        candidates = [space.split(":")[1]]
+    else:  # a built-in (only they are tried: building a plugin may load a model)
+        candidates = [key for key, (_, kinds) in registry.BUILT_INS.items() if project.kind in kinds]
+    for key in candidates:
         try:
             featurizer = featurizer_of(
                 project.kind, key, feature_names=project.feature_names, embedding_dim=project.embedding_dim

@@ -65,10 +65,12 @@ def _model_featurizer(project: Project, version: ModelVersion) -> Featurizer:
 
 def _embedding(raw: Any, featurizer: Featurizer, index: int) -> bytes:
     """An input vector as float32 bytes, checked: a list of finite numbers of the model's dimension."""
-    if not isinstance(raw, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in raw):
+    if not isinstance(raw, list):
         raise _bad("embedding must be a list of numbers.", index)
     if len(raw) != featurizer.n_features:
         raise _bad(f"embedding has {len(raw)} numbers; the model takes {featurizer.n_features}.", index)
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in raw):
+        raise _bad("embedding must be a list of numbers.", index)
     with np.errstate(over="ignore"):
         try:
             vector = np.asarray(raw, dtype=np.float32)
