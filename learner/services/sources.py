@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
+from scipy import sparse
 
 from annotations.models import Item, ItemEmbedding, Project
 from learner.ml.featurize import (
@@ -18,6 +19,8 @@ from learner.ml.registry import checked_transform
 
 logger = logging.getLogger(__name__)
 
+# Images handed to a plugin at a time: each is decoded at full size.
+PLUGIN_IMAGE_BATCH = 32
 # The Item field each project kind's featurizers read (embeddings: the item's ItemEmbedding).
 SOURCE_FIELD = {"text": "text", "image": "image", "tabular": "values"}
 
@@ -63,19 +66,25 @@ def source_features(
     return [pk for pk, _ in pending], checked_transform(featurizer, [raw for _, raw in pending])
 
 
-def _plugin_image_rows(featurizer: Featurizer, pending: Sequence[tuple[int, str]]) -> tuple[list[int], object]:
-    """A plugin's features of stored images, given as decoded RGB images; unreadable files are skipped (logged)."""
+def _plugin_image_rows(featurizer: Featurizer, pending: Sequence[tuple[int, str]]) -> tuple[list[int], Matrix]:
+    """A plugin's features of stored images, given as decoded RGB images, PLUGIN_IMAGE_BATCH at a time (a chunk
+    of full-size photos decoded at once would not fit in memory); unreadable files are skipped (logged)."""
     storage = Item._meta.get_field("image").storage
-    stored_ids, images = [], []
-    for pk, name in pending:
-        try:
-            with storage.open(name, "rb") as file, Image.open(file) as image:
-                images.append(image.convert("RGB"))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            logger.warning("Item %s gets no features: image %r cannot be read (%s)", pk, name, exc)
-            continue
-        stored_ids.append(pk)
-    return stored_ids, checked_transform(featurizer, images)
+    stored_ids, parts = [], []
+    for start in range(0, len(pending), PLUGIN_IMAGE_BATCH):
+        images = []
+        for pk, name in pending[start:start + PLUGIN_IMAGE_BATCH]:
+            try:
+                with storage.open(name, "rb") as file, Image.open(file) as image:
+                    images.append(image.convert("RGB"))
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                logger.warning("Item %s gets no features: image %r cannot be read (%s)", pk, name, exc)
+                continue
+            stored_ids.append(pk)
+        parts.append(checked_transform(featurizer, images))
+    if not parts:
+        return stored_ids, checked_transform(featurizer, [])
+    return stored_ids, sparse.vstack(parts, format="csr") if featurizer.sparse else np.vstack(parts)
 
 
 def _image_rows(featurizer: ImageFeaturizer, pending: Sequence[tuple[int, str]]) -> tuple[list[int], np.ndarray]:

@@ -1,6 +1,7 @@
 """A project's own featurizer and model: plugins, imported embeddings, TF-IDF, HOG, every model choice."""
 import io
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -305,3 +306,27 @@ def test_new_vectors_of_existing_items_replace_their_features_when_the_project_l
         assert chunks == [[item.pk]] and after.tolist() == [9.0, 9.0]
     else:  # hashed words of its text: the vector changes nothing, so nothing is computed again
         assert chunks == [] and after.tobytes() == before
+
+
+def test_an_image_plugin_gets_decoded_images_a_batch_at_a_time(image_project, manager, settings):
+    from learner.services import sources
+    from tests.plugins import MeanColour
+
+    settings.LABELHUB_FEATURIZER_PLUGINS = {"colour": "tests.plugins.MeanColour"}
+    image_project.featurizer = "colour"
+    image_project.save()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(sources.PLUGIN_IMAGE_BATCH + 3):
+            png = io.BytesIO()
+            Image.new("RGB", (20, 10), (255, 0, 0) if i % 2 else (0, 0, 255)).save(png, format="PNG")
+            zf.writestr(f"img-{i:03d}.png", png.getvalue())
+    MeanColour.calls.clear()
+
+    job = imported(image_project, manager, archive.getvalue(), name="colours.zip")
+
+    assert job.features_status == "done"
+    assert MeanColour.calls == [sources.PLUGIN_IMAGE_BATCH, 3]
+    rows = FeatureVector.objects.filter(project=image_project).order_by("item_id")
+    first = np.frombuffer(bytes(rows[0].values), dtype=np.float32)
+    assert rows.count() == sources.PLUGIN_IMAGE_BATCH + 3 and first.tolist() == pytest.approx([0, 0, 1, 2])
