@@ -1,7 +1,6 @@
 """One reader per file format (CSV, JSONL, JSON, an image, a ZIP of images), each yielding rows; no database."""
 import csv
 import io
-import json
 import posixpath
 from collections.abc import Iterator
 from typing import IO, Any
@@ -10,7 +9,7 @@ import ijson
 
 from .archives import SIDE_FILES, ZIP_METHODS, InflateBudget, unsafe_path, zip_labels, zip_open, zip_vectors
 from .builders import RowBuilder
-from .rows import META_PREFIX, ImportFileError, Limits, Row, RowError, first_line, json_int
+from .rows import META_PREFIX, ImportFileError, Limits, Row, RowError, first_line, json_lines
 from .vectors import CSV_FIELD_MAX_CHARS
 
 JSON_MAX_DEPTH = 32
@@ -86,24 +85,14 @@ class JsonlReader(Reader):
     """JSON Lines: one JSON object per line."""
 
     def __iter__(self) -> Iterator[Row]:
-        number = 0
         text = io.TextIOWrapper(self.fileobj, encoding="utf-8-sig")
         json_row = self.builder.json_row
         try:
-            for lineno, line in enumerate(text, 1):
-                if not line.strip():
-                    continue
-                number += 1
-                try:
-                    record = json.loads(line, parse_int=json_int)
-                except RowError as exc:
-                    yield Row(number, f"line {lineno}", error=str(exc))
-                    continue
-                except json.JSONDecodeError as exc:
-                    raise ImportFileError(f"Line {lineno}: invalid JSON ({exc.msg} at column {exc.colno}).") from exc
-                except RecursionError as exc:
-                    raise ImportFileError(f"Line {lineno}: JSON nested too deeply.") from exc
-                yield json_row(number, f"line {lineno}", record)
+            for number, lineno, record in json_lines(text, "Line"):
+                if isinstance(record, RowError):
+                    yield Row(number, f"line {lineno}", error=str(record))
+                else:
+                    yield json_row(number, f"line {lineno}", record)
         except UnicodeDecodeError as exc:
             raise ImportFileError(_not_utf8(self.fileobj)) from exc
         finally:

@@ -1,6 +1,8 @@
 """What reading a file yields: rows, their limits and errors, and the formats each project kind takes."""
+import json
 import posixpath
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,3 +122,24 @@ def shown(raw: Any) -> str:
     """A value as an error message quotes it: its repr, cut short."""
     text = repr(raw)
     return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def json_lines(lines: Iterable[str], where: str) -> Iterator[tuple[int, int, Any]]:
+    """The records of JSON Lines: (row number, line number, the parsed value, or the RowError of a bad number).
+
+    Blank lines are skipped. A line that is not JSON fails the whole file: ImportFileError
+    "<where> <line>: invalid JSON (…)", ``where`` naming the file ("Line", "vectors.jsonl line").
+    """
+    number = 0
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        number += 1
+        try:
+            yield number, lineno, json.loads(line, parse_int=json_int)
+        except RowError as exc:
+            yield number, lineno, exc
+        except json.JSONDecodeError as exc:
+            raise ImportFileError(f"{where} {lineno}: invalid JSON ({exc.msg} at column {exc.colno}).") from exc
+        except RecursionError as exc:
+            raise ImportFileError(f"{where} {lineno}: JSON nested too deeply.") from exc

@@ -11,7 +11,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..models.projects import EMBEDDING_MAX_DIMENSIONS
-from .rows import ImportFileError, RowError, external_id_of, json_int, shown
+from .rows import ImportFileError, RowError, external_id_of, json_int, json_lines, shown
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # A CSV field may hold a whole vector as JSON text: room for the longest vector written out in full.
@@ -146,21 +146,11 @@ def vector_rows(fileobj: IO[bytes], fmt: str, *, field: str, name: str) -> Itera
 
 
 def _jsonl_rows(text: IO[str], field: str, name: str) -> Iterator[VectorRow]:
-    number = 0
-    for lineno, line in enumerate(text, 1):
-        if not line.strip():
-            continue
-        number += 1
-        try:
-            record = json.loads(line, parse_int=json_int)
-        except RowError as exc:
-            yield VectorRow(number, f"line {lineno}", error=str(exc))
-            continue
-        except json.JSONDecodeError as exc:
-            raise ImportFileError(f"{name} line {lineno}: invalid JSON ({exc.msg} at column {exc.colno}).") from exc
-        except RecursionError as exc:
-            raise ImportFileError(f"{name} line {lineno}: JSON nested too deeply.") from exc
-        yield vector_record_row(number, f"line {lineno}", record, field)
+    for number, lineno, record in json_lines(text, f"{name} line"):
+        if isinstance(record, RowError):
+            yield VectorRow(number, f"line {lineno}", error=str(record))
+        else:
+            yield vector_record_row(number, f"line {lineno}", record, field)
 
 
 def _csv_rows(text: IO[str], field: str, name: str) -> Iterator[VectorRow]:

@@ -72,7 +72,8 @@ def _calibrated_svm(y: np.ndarray | None):
     rarest = int(np.unique(y, return_counts=True)[1].min()) if y is not None and len(y) else SVM_CALIBRATION_FOLDS
     if rarest < 2:
         raise TrainingError("A calibrated linear SVM needs at least two labels of every class.")
-    return CalibratedClassifierCV(LinearSVC(C=1.0), method="sigmoid", cv=min(SVM_CALIBRATION_FOLDS, rarest))
+    svm = LinearSVC(C=1.0, random_state=0)  # its dual solver shuffles: seeded, so a retrain is reproducible
+    return CalibratedClassifierCV(svm, method="sigmoid", cv=min(SVM_CALIBRATION_FOLDS, rarest))
 
 
 def hyperparameters(pipeline: Pipeline) -> dict:
