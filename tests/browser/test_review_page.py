@@ -33,6 +33,8 @@ def review_project() -> tuple[Project, dict[str, Item]]:
         AnnotationFactory(item=item, annotator=experts[0], label=labels[first])
         AnnotationFactory(item=item, annotator=experts[1], label=labels[second])
         items[f"review-{i}"] = item
+    # As the queue keeps them once both experts answered (the factories write the labels alone).
+    Item.objects.filter(project=project).update(label_count=2, queue_done=True)
     # The model was sure the first one is positive.
     Annotation.objects.filter(item=items["review-0"], annotator=experts[0]).update(
         predicted_label=positive, predicted_confidence=0.93, model_version=4
