@@ -94,7 +94,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_select_related = ["project", "requested_by"]
     readonly_fields = ["project", "trigger", "requested_by", "status", "stage", "evidence", "decision", "timings",
                        "error", "label_snapshot_hash", "started_at", "finished_at"]
-    exclude = ["label_ids"]  # thousands of ids: the hash stands for them
+    exclude = ["label_lineage"]  # ranges of thousands of ids: the hash stands for them
 
     def has_add_permission(self, request) -> bool:
         return False  # a retrain is asked for with the project action or the models page

@@ -79,12 +79,12 @@ class ModelVersion(models.Model):
 
 
 class TrainingRunManager(models.Manager):
-    """Runs without their label ids, read only when asked for: a snapshot holds every label's id, one
-    run follows another after each label while training is cheap, and pages list dozens of runs (the
-    snapshot's sha256 stands for the ids there)."""
+    """Runs without their label ids, read only when asked for (``training_run_label_ids``): a keyframe
+    holds ranges of every label's id, and pages list dozens of runs (the snapshot's sha256 stands for
+    the ids there)."""
 
     def get_queryset(self) -> models.QuerySet:
-        return super().get_queryset().defer("label_ids")
+        return super().get_queryset().defer("label_lineage")
 
 
 class TrainingRun(models.Model):
@@ -111,7 +111,10 @@ class TrainingRun(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     stage = models.CharField(max_length=20, blank=True)
     label_snapshot_hash = models.CharField(max_length=64, blank=True)
-    label_ids = models.JSONField(default=list, blank=True)
+    label_lineage = models.JSONField(
+        null=True, blank=True,
+        help_text="The annotation ids it trained on, as ranges changed from a base run's (learner.ml.lineage).",
+    )
     decision = models.JSONField(default=dict, blank=True, help_text="The gate's figures and reason.")
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
     error = models.TextField(blank=True)

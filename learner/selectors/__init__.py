@@ -18,6 +18,8 @@ from .models import (
     model_versions_list,
     predict_target,
     projects_with_live_model,
+    training_run_label_ids,
+    training_run_lineage_next,
 )
 from .pages import (
     CURVE_MAX_POINTS,
@@ -47,6 +49,8 @@ __all__ = [
     "model_versions_list",
     "predict_target",
     "projects_with_live_model",
+    "training_run_label_ids",
+    "training_run_lineage_next",
     "CURVE_MAX_POINTS",
     "STAGES",
     "drift_check_latest",

@@ -6,6 +6,7 @@ from django.db import connection
 
 from annotations.models import Label
 from labelhub import rows
+from learner.ml import lineage
 from learner.models import DriftCheck, Experiment, LiveModel, ModelVersion, SwapHistory, TrainingRun
 
 from .features import project_featurizer
@@ -48,7 +49,7 @@ def model_versions_list(
     return VersionListing(
         live=live,
         versions=list(
-            page.select_related("training_run").defer("training_run__label_ids").order_by("-number")[:limit]
+            page.select_related("training_run").defer("training_run__label_lineage").order_by("-number")[:limit]
         ),
         versions_total=versions.count(),
         # Swaps are numbered in the order they were made (one at a time per project, under the pointer's lock);
@@ -155,3 +156,42 @@ def live_model_stale_reason(project_id: int, live_number: int, run: TrainingRun 
         if kind in kinds:
             return because
     return ""
+
+
+def _lineage_chain(project_id: int, run_id: int) -> list[dict] | None:
+    """The stored label ids of run ``run_id`` and of its bases down to a keyframe, that first; None if one is missing.
+
+    One read: a run's base is the run with stored ids just before it, so its chain is among the
+    latest ``MAX_CHAIN`` + 1 such runs.
+    """
+    rows = dict(
+        TrainingRun.objects.filter(project_id=project_id, pk__lte=run_id, label_lineage__isnull=False)
+        .order_by("-pk").values_list("pk", "label_lineage")[: lineage.MAX_CHAIN + 1]
+    )
+    chain, current = [], run_id
+    while current is not None:
+        link = rows.get(current)
+        if link is None:
+            return None
+        chain.append(link)
+        current = link["base"]
+    return chain[::-1]
+
+
+def training_run_label_ids(run: TrainingRun) -> list[int] | None:
+    """The annotation ids the run trained on, sorted; None before its snapshot (or if a base run is missing)."""
+    chain = _lineage_chain(run.project_id, run.pk)
+    return lineage.replayed(chain) if chain else None
+
+
+def training_run_lineage_next(project_id: int, run_id: int, annotation_ids: list[int]) -> dict:
+    """The stored form of a new run's ``annotation_ids``: the change from the project's latest run with
+    stored ids before it, or the ids whole (``lineage.stored`` says when)."""
+    base = (
+        TrainingRun.objects.filter(project_id=project_id, pk__lt=run_id, label_lineage__isnull=False)
+        .order_by("-pk").values_list("pk", flat=True).first()
+    )
+    chain = _lineage_chain(project_id, base) if base is not None else None
+    if not chain:
+        return lineage.stored(annotation_ids)
+    return lineage.stored(annotation_ids, base_id=base, base_ids=lineage.replayed(chain), chain=len(chain) - 1)

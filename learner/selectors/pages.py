@@ -64,7 +64,7 @@ def model_versions_overview(project_id: int, page_number: str | int | None = 1) 
     """
     versions = (
         ModelVersion.objects.filter(project_id=project_id)
-        .select_related("training_run", "training_run__requested_by").defer("training_run__label_ids")
+        .select_related("training_run", "training_run__requested_by").defer("training_run__label_lineage")
         .order_by("-number")
     )
     page = Paginator(versions, VERSIONS_PER_PAGE).get_page(_at_least_one(page_number))
@@ -111,7 +111,7 @@ def _live_pointer(project_id: int) -> LiveModel | None:
     )
     return (
         LiveModel.objects.filter(project_id=project_id, version__isnull=False)
-        .select_related("version__training_run__requested_by").defer("version__training_run__label_ids")
+        .select_related("version__training_run__requested_by").defer("version__training_run__label_lineage")
         .annotate(newer=Coalesce(Subquery(newer), 0))
         .first()
     )
@@ -158,7 +158,7 @@ def model_version_row(project_id: int, number: int) -> VersionRow | None:
     """One version with its run and the swaps that made it live; None if the project has no such version."""
     version = (
         ModelVersion.objects.filter(project_id=project_id, number=number)
-        .select_related("training_run", "training_run__requested_by").defer("training_run__label_ids")
+        .select_related("training_run", "training_run__requested_by").defer("training_run__label_lineage")
         .first()
     )
     if version is None:
@@ -190,7 +190,7 @@ def model_status(project_id: int) -> ModelStatus:
 def drift_check_latest(project_id: int) -> DriftCheck | None:
     """The project's latest drift measurement, with the retrain it asked for."""
     return (DriftCheck.objects.filter(project_id=project_id).select_related("training_run")
-            .defer("training_run__label_ids").order_by("-created_at").first())
+            .defer("training_run__label_lineage").order_by("-created_at").first())
 
 
 def training_runs_recent(project_id: int, limit: int = 10) -> list[TrainingRun]:

@@ -26,6 +26,7 @@ from learner.selectors import (
     model_version_live,
     pool_matrix,
     project_featurizer,
+    training_run_lineage_next,
 )
 from learner.services.models import (
     code_version,
@@ -142,7 +143,7 @@ def _finish_lost(run: TrainingRun) -> None:
 def _finish(run: TrainingRun, status: str, *, error: str = "") -> None:
     run.status, run.error, run.finished_at = status, error, timezone.now()
     run.save(update_fields=["status", "error", "finished_at", "timings", "decision", "stage",
-                            "label_snapshot_hash", "label_ids"])
+                            "label_snapshot_hash", "label_lineage"])
 
 
 def _pipeline(run: TrainingRun) -> None:
@@ -151,7 +152,8 @@ def _pipeline(run: TrainingRun) -> None:
     with _Stage(run, "snapshot"):
         left_out, unreliable = _unreliable_labels(project.pk)
         snapshot = label_snapshot(project.pk, leave_out=left_out)
-        run.label_snapshot_hash, run.label_ids = snapshot.sha256, snapshot.annotation_ids
+        run.label_snapshot_hash = snapshot.sha256
+        run.label_lineage = training_run_lineage_next(project.pk, run.pk, snapshot.annotation_ids)
         label_of = dict(zip(snapshot.item_ids, snapshot.label_ids))
         train_ids = [i for i in snapshot.item_ids if i not in snapshot.audit_item_ids]
         audit_ids = sorted(snapshot.audit_item_ids)

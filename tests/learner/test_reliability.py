@@ -5,6 +5,7 @@ import pytest
 from annotations.models import Annotation
 from learner.ml.reliability import unreliable_windows
 from learner.models import TrainingRun
+from learner.selectors import training_run_label_ids
 from learner.services.training import training_run_execute, training_run_request
 from tests.factories import AnnotationFactory, UserFactory
 from tests.learner.conftest import blob_items
@@ -68,7 +69,7 @@ def test_training_leaves_out_a_careless_experts_labels_and_says_so(labeled_blobs
     assert left_out[0]["unreliable"] is True
     assert "Left out as unreliable: " in run.decision["reason"] and "labels of careless" in run.decision["reason"]
     careless_ids = set(Annotation.objects.filter(annotator=careless).values_list("pk", flat=True))
-    assert len(careless_ids & set(run.label_ids)) == len(careless_ids) - left_out[0]["labels"]
+    assert len(careless_ids & set(training_run_label_ids(run))) == len(careless_ids) - left_out[0]["labels"]
     assert train.filter(project=labeled_blobs).count() == 2
 
 
@@ -94,4 +95,4 @@ def test_training_holds_back_an_expert_in_doubt_without_calling_them_unreliable(
     assert "Held back while in doubt: 25 labels of doubtful" in run.decision["reason"]
     assert "unreliable" not in run.decision["reason"]
     doubtful_ids = set(Annotation.objects.filter(annotator=doubtful).values_list("pk", flat=True))
-    assert not doubtful_ids & set(run.label_ids)
+    assert not doubtful_ids & set(training_run_label_ids(run))
