@@ -5,6 +5,7 @@ from django.db import migrations, models
 
 
 def _ranges(ids):
+    # learner.ml.lineage.ranges as of this migration: a migration keeps its own copy of what it runs.
     out = []
     for i in sorted(set(ids)):
         if out and i == out[-1][1] + 1:
