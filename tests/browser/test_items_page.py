@@ -9,7 +9,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from annotations.models import Annotation, AnnotationCorrection
-from tests.browser.test_labeling_page import PASSWORD
+from tests.browser.test_labeling_page import PASSWORD, log_in
 from tests.browser.test_review_page import review_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -22,8 +22,6 @@ def no_horizontal_overflow(page: Page) -> bool:
 
 
 def test_a_reviewer_filters_to_disagreements_opens_an_item_and_corrects_it(page: Page, artifacts, js_errors):
-    from tests.browser.test_labeling_page import log_in
-
     project, items = review_project()
     first, agreed = items["review-0"], items["review-1"]
     log_in(page, "dr-reviewer", reverse("project-items", args=[project.pk]))
@@ -73,8 +71,6 @@ def test_a_reviewer_filters_to_disagreements_opens_an_item_and_corrects_it(page:
 
 def test_an_expert_changes_an_older_label_from_my_labels(page: Page, artifacts, js_errors):
     """Not only the last label: from the labeling page to My labels, the oldest label changed, recorded as theirs."""
-    from tests.browser.test_labeling_page import log_in
-
     project, items = review_project()
     ada = get_user_model().objects.get(username="ada")
     ada.set_password(PASSWORD)
