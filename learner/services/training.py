@@ -291,9 +291,10 @@ def _majority(y: np.ndarray) -> int:
 
 
 def _same_kind(candidate: ModelVersion, champion: ModelVersion) -> bool:
-    """Whether the candidate comes from the champion's pipeline: algorithm, hyperparameters and feature space."""
-    return (candidate.algorithm, candidate.hyperparameters, candidate.feature_space) == (
-        champion.algorithm, champion.hyperparameters, champion.feature_space
+    """Whether the candidate comes from the champion's pipeline: algorithm, hyperparameters (how it is
+    fitted aside) and feature space."""
+    return (candidate.algorithm, candidate.feature_space) == (champion.algorithm, champion.feature_space) and (
+        training.same_pipeline(candidate.hyperparameters, champion.hyperparameters)
     )
 
 
@@ -304,11 +305,11 @@ def _routine(run: TrainingRun, candidate: ModelVersion, champion: ModelVersion) 
     own snapshot (every label it saw that still exists, and those added since).
     """
     if not _same_kind(candidate, champion):
-        changed = [name for name, a, b in (
-            ("algorithm", candidate.algorithm, champion.algorithm),
-            ("hyperparameters", candidate.hyperparameters, champion.hyperparameters),
-            ("featurizer", candidate.feature_space, champion.feature_space),
-        ) if a != b]
+        changed = [name for name, differs in (
+            ("algorithm", candidate.algorithm != champion.algorithm),
+            ("hyperparameters", not training.same_pipeline(candidate.hyperparameters, champion.hyperparameters)),
+            ("featurizer", candidate.feature_space != champion.feature_space),
+        ) if differs]
         return f"another {' and '.join(changed)} than v{champion.number}"
     champion_run = champion.training_run
     if champion_run is None or champion_run.created_at > run.created_at:

@@ -12,7 +12,7 @@ from annotations.imports.services import import_jobs_submit
 from annotations.models import ImportJob, Item, Lease, Project
 from annotations.services import queue_next
 from learner.ml.registry import featurizer_for
-from learner.ml.training import MODELS, TrainingError, fit, proba_over
+from learner.ml.training import MODELS, TrainingError, fit, hyperparameters, make_pipeline, proba_over, same_pipeline
 from learner.models import FeatureVector, LiveModel, ModelVersion, TrainingRun
 from learner.services import models as model_services
 from learner.services.features import features_compute_chunk, features_plan_start, features_refresh
@@ -242,6 +242,25 @@ def test_models_that_cannot_fit_say_why():
 
     with pytest.raises(TrainingError, match="needs dense features"):
         fit("text", sparse.csr_matrix(X), np.array([0, 1, 0, 1]), model="hist_gb")
+
+
+def test_text_models_are_fitted_by_newton_cg_to_the_optimum_lbfgs_finds():
+    """Four topics over a shared vocabulary, in TF-IDF n-grams: Newton-CG (the text default, many times faster
+    on 2^18 columns) and L-BFGS give the same answers, and a version differing only so is the same pipeline."""
+    rng = np.random.default_rng(5)
+    topics = [[f"t{k}w{j}" for j in range(12)] for k in range(4)]
+    shared = [f"common{j}" for j in range(40)]
+    y = np.arange(400) % 4
+    docs = [" ".join(list(rng.choice(topics[k], 3)) + list(rng.choice(shared, 8))) for k in y]
+    X = featurizer_for("text", "text-tfidf").transform(docs)
+    newton = fit("text", X[:300], y[:300], tfidf=True)
+    assert newton.steps[-1][1].solver == "newton-cg"
+    lbfgs = make_pipeline("text", tfidf=True).set_params(clf__solver="lbfgs").fit(X[:300], y[:300])
+    assert np.mean(newton.predict(X[300:]) == lbfgs.predict(X[300:])) >= 0.99
+    assert np.allclose(newton.predict_proba(X[300:]), lbfgs.predict_proba(X[300:]), atol=0.02)
+    assert fit("tabular", X[:300].toarray()[:, :50], y[:300]).steps[-1][1].solver == "lbfgs"
+    assert same_pipeline(hyperparameters(newton), hyperparameters(lbfgs))
+    assert not same_pipeline(hyperparameters(newton), hyperparameters(newton.set_params(clf__C=1.0)))
 
 
 def test_the_hog_featurizer_tells_shapes_apart_where_the_grey_thumbnail_sees_the_same_mass():

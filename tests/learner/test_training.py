@@ -75,6 +75,22 @@ def test_a_routine_retrain_that_is_not_worse_goes_live_under_the_default_rule(la
     assert LiveModel.objects.get(project=labeled_blobs).version.number == 2
 
 
+def test_a_retrain_that_differs_from_the_live_model_only_in_how_it_is_fitted_is_routine(labeled_blobs):
+    """A live model fitted by another solver (text models were fitted by L-BFGS before Newton-CG) is the same
+    pipeline: its retrain goes live as a routine one, not as a change of kind that must prove itself better."""
+    assert _run(labeled_blobs).status == TrainingRun.Status.PROMOTED
+    live = ModelVersion.objects.get(project=labeled_blobs, number=1)
+    assert live.hyperparameters["clf"]["solver"] == "lbfgs"  # tabular rows are dense
+    live.hyperparameters["clf"].update(solver="newton-cg", n_jobs=2)
+    live.save(update_fields=["hyperparameters"])
+
+    run = _run(labeled_blobs, trigger="count")
+
+    assert run.status == TrainingRun.Status.PROMOTED, run.decision
+    assert run.decision["comparison"] == "not_worse" and not run.decision.get("change_of_kind")
+    assert run.decision["reason"].startswith("Promoted: not worse than v1 ")
+
+
 def test_under_the_better_rule_an_equal_retrain_is_not_promoted_in_grey_words(labeled_blobs):
     labeled_blobs.promotion_rule = "better"
     labeled_blobs.save()
